@@ -1,0 +1,19 @@
+// Reads the defined symbols of .symtab and .dynsym.
+#pragma once
+
+#include <vector>
+
+#include "common/result.h"
+#include "elf/symbol.h"
+
+struct Elf;
+
+namespace dprobe::elf {
+
+/// Every defined, named symbol with an address of both symbol tables, unsorted and with
+/// repeats (the SymbolTable merges them). Left out: undefined and absolute symbols, section
+/// and file symbols, and TLS symbols (their value is an offset in the TLS block, not an
+/// address). The error text is libelf's.
+[[nodiscard]] Result<std::vector<Symbol>> read_symbols(Elf* elf);
+
+}  // namespace dprobe::elf

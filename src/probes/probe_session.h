@@ -1,0 +1,44 @@
+// The whole run against one process: spec -> sites -> plan -> patch -> hits, until the target
+// exits, the user stops dprobe, or the script calls exit().
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "lang/compiler.h"
+#include "runtime/probe_runtime.h"
+
+namespace dprobe::probes {
+
+struct SessionOptions {
+  std::vector<std::string> command;  ///< -c: launch this command (argv)
+  pid_t pid = 0;                     ///< -p: attach to this running process
+  bool verbose = false;              ///< -v: print each site, its mechanism and why
+  std::FILE* diagnostics = stderr;   ///< where -v lines and notes go
+  std::string working_directory;     ///< relative probe paths resolve against this
+};
+
+/// Why the session ended.
+enum class SessionEnd { TargetExited, StopRequested, ScriptExit };
+
+/// Runs `script` against the process named by `options`. `stop` is polled between events
+/// (set by SIGINT/SIGTERM). On return the target is detached with every original byte back
+/// (or has exited). Errors before arming leave the target untouched.
+[[nodiscard]] Result<SessionEnd> run_session(const lang::CompiledScript& script,
+                                             runtime::ProbeRuntime& runtime,
+                                             const SessionOptions& options,
+                                             const std::atomic<bool>& stop);
+
+/// Runs the programs of BEGIN or END blocks (in dprobe's own context, as bpftrace does).
+void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntime& runtime,
+                        lang::ProbeKind kind);
+
+/// Number of attach points, as bpftrace's "Attaching N probes..." counts them.
+[[nodiscard]] size_t count_attach_points(const lang::CompiledScript& script);
+
+}  // namespace dprobe::probes

@@ -1,0 +1,206 @@
+#include "probes/site_resolver.h"
+
+#include <climits>
+#include <cstdlib>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace dprobe::probes {
+namespace {
+
+// Lists instruction starts near `offset`, so a refusal shows where a probe could go.
+std::string nearby_boundaries(std::span<const x86_64::Instruction> insns, uint64_t function_start,
+                              uint64_t offset) {
+  std::vector<std::string> parts;
+  for (const auto& insn : insns) {
+    uint64_t at = insn.address - function_start;
+    if (at + 16 >= offset && parts.size() < 4) parts.push_back(fmt::format("+{}", at));
+    if (at > offset) break;
+  }
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+
+bool same_file(const process::Mapping& m, const elf::ElfFile& file) {
+  return m.inode == file.inode() && m.device == file.device() && !m.deleted;
+}
+
+}  // namespace
+
+SiteResolver::SiteResolver(std::string working_directory)
+    : working_directory_(std::move(working_directory)) {}
+
+std::string SiteResolver::absolute(const std::string& path) const {
+  char resolved[PATH_MAX];
+  if (::realpath(path.c_str(), resolved) != nullptr) return resolved;
+  if (!path.empty() && path[0] == '/') return path;
+  return working_directory_ + "/" + path;
+}
+
+Result<const elf::ElfFile*> SiteResolver::open_file(const std::string& path) {
+  std::string abs = absolute(path);
+  auto it = files_.find(abs);
+  if (it != files_.end()) return it->second.get();
+  auto file = elf::ElfFile::open(abs);
+  if (!file) return std::unexpected(file.error());
+  const elf::ElfFile* raw = file->get();
+  files_.emplace(abs, std::move(*file));
+  return raw;
+}
+
+Result<FileLocation> SiteResolver::locate(const lang::AttachPoint& ap) {
+  auto file = open_file(ap.path);
+  if (!file) return std::unexpected(file.error());
+  const elf::ElfFile& elf = **file;
+
+  FileLocation loc;
+  loc.file_path = elf.path();
+  const elf::Symbol* function = nullptr;
+  elf::Symbol resolved_symbol;
+  if (ap.address) {
+    loc.file_vaddr = *ap.address;
+    function = elf.function_containing(loc.file_vaddr);
+  } else {
+    auto sym = elf.resolve_function(ap.symbol);
+    if (!sym) return std::unexpected(sym.error());
+    resolved_symbol = *sym;
+    function = &resolved_symbol;
+    if (sym->size != 0 && ap.offset >= sym->size) {
+      return fail("{}: offset {} is beyond the end of {} ({} bytes)", ap.raw, ap.offset,
+                  sym->name, sym->size);
+    }
+    loc.file_vaddr = sym->address + ap.offset;
+  }
+
+  if (function != nullptr && function->size != 0) {
+    loc.function = function->name;
+    loc.function_offset = loc.file_vaddr - function->address;
+    // Decode the whole function from its start: a probe must sit on an instruction boundary,
+    // or the int3 would corrupt the middle of an instruction.
+    auto bytes = elf.read_at_vaddr(function->address, function->size);
+    if (!bytes) return with_context(bytes.error(), ap.raw);
+    auto insns = x86_64::decode_all(*bytes, function->address);
+    std::span<const x86_64::Instruction> decoded;
+    if (insns) decoded = *insns;
+    auto hit = std::find_if(decoded.begin(), decoded.end(), [&](const auto& i) {
+      return i.address == loc.file_vaddr;
+    });
+    if (hit == decoded.end()) {
+      if (!insns && (decoded.empty() || decoded.back().address < loc.file_vaddr)) {
+        return fail("{}: cannot decode {} up to offset {}: {}", ap.raw, function->name,
+                    loc.function_offset, insns.error().message);
+      }
+      return fail("{}: offset {} is not on an instruction boundary of {} (instructions start at {})",
+                  ap.raw, loc.function_offset, function->name,
+                  nearby_boundaries(decoded, function->address, loc.function_offset));
+    }
+    loc.instruction = *hit;
+  } else {
+    if (function != nullptr) {
+      loc.function = function->name;
+      loc.function_offset = loc.file_vaddr - function->address;
+    }
+    auto bytes = elf.read_at_vaddr(loc.file_vaddr, 15);
+    if (!bytes) return with_context(bytes.error(), ap.raw);
+    auto insn = x86_64::decode(*bytes, loc.file_vaddr);
+    if (!insn) return with_context(insn.error(), ap.raw);
+    loc.instruction = *insn;
+  }
+  return loc;
+}
+
+Result<uint64_t> runtime_address(const elf::ElfFile& file, uint64_t file_vaddr, pid_t pid,
+                                 std::span<const process::Mapping> maps) {
+  auto offset = file.vaddr_to_file_offset(file_vaddr);
+  if (!offset) return std::unexpected(offset.error());
+  bool mapped_at_all = false;
+  for (const auto& m : maps) {
+    if (!same_file(m, file)) continue;
+    mapped_at_all = true;
+    if (*offset >= m.offset && *offset < m.offset + (m.end - m.start)) {
+      if (!m.executable) {
+        return fail("{}: address {:#x} is mapped without execute permission in process {}",
+                    file.path(), file_vaddr, pid);
+      }
+      return m.start + (*offset - m.offset);
+    }
+  }
+  if (mapped_at_all) {
+    return fail("{}: file offset {:#x} is not mapped in process {}", file.path(), *offset, pid);
+  }
+  for (const auto& m : maps) {
+    if (m.path == file.path()) {
+      return fail("{}: file changed since process {} mapped it (the process runs {} copy)",
+                  file.path(), pid, m.deleted ? "a deleted" : "another");
+    }
+  }
+  return fail("{}: not mapped in process {}", file.path(), pid);
+}
+
+Result<bool> SiteResolver::is_mapped(const lang::AttachPoint& ap,
+                                     std::span<const process::Mapping> maps) {
+  auto file = open_file(ap.path);
+  if (!file) return std::unexpected(file.error());
+  return std::any_of(maps.begin(), maps.end(),
+                     [&](const process::Mapping& m) { return same_file(m, **file); });
+}
+
+Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript& script, pid_t pid,
+                                                     std::span<const process::Mapping> maps,
+                                                     const TargetReader& read_target) {
+  std::vector<ProbeSite> sites;
+  for (const auto& block : script.probes) {
+    for (const auto& ap : block.attach_points) {
+      if (ap.kind != lang::ProbeKind::Uprobe) continue;
+      auto loc = locate(ap);
+      if (!loc) return std::unexpected(loc.error());
+      auto file = open_file(ap.path);
+      if (!file) return std::unexpected(file.error());
+      auto address = runtime_address(**file, loc->file_vaddr, pid, maps);
+      if (!address) return with_context(address.error(), ap.raw);
+
+      auto existing = std::find_if(sites.begin(), sites.end(),
+                                   [&](const ProbeSite& s) { return s.address == *address; });
+      if (existing != sites.end()) {
+        existing->probe_names.push_back(ap.raw);
+        existing->programs.push_back(block.program_index);
+        continue;
+      }
+
+      // The process must run exactly the bytes we planned from the file; otherwise the file
+      // changed after the process mapped it, or someone else patched the code.
+      const auto& insn = loc->instruction;
+      std::vector<uint8_t> live(insn.length);
+      if (auto st = read_target(*address, live); !st) return with_context(st.error(), ap.raw);
+      if (!std::equal(live.begin(), live.end(), insn.bytes.begin())) {
+        if (live[0] == 0xCC && insn.bytes[0] != 0xCC) {
+          return fail("{}: process {} already has a breakpoint at {:#x} (another debugger, or "
+                      "a dprobe that was killed?)",
+                      ap.raw, pid, *address);
+        }
+        return fail("{}: {} changed since process {} mapped it (code at {:#x} differs from the "
+                    "file)",
+                    ap.raw, loc->file_path, pid, *address);
+      }
+
+      ProbeSite site;
+      site.probe_names.push_back(ap.raw);
+      site.programs.push_back(block.program_index);
+      site.file_path = loc->file_path;
+      site.function = loc->function;
+      site.function_offset = loc->function_offset;
+      site.file_vaddr = loc->file_vaddr;
+      site.address = *address;
+      // Decode again at the run-time address so branch targets and RIP-relative operands
+      // are absolute addresses in the process.
+      auto at_runtime = x86_64::decode(std::span<const uint8_t>(live), *address);
+      if (!at_runtime) return with_context(at_runtime.error(), ap.raw);
+      site.instruction = *at_runtime;
+      sites.push_back(std::move(site));
+    }
+  }
+  return sites;
+}
+
+}  // namespace dprobe::probes

@@ -1,0 +1,65 @@
+// spec -> sites: resolves a script's uprobe attach points to instructions in one process.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "elf/elf_file.h"
+#include "lang/compiler.h"
+#include "probes/probe_site.h"
+#include "process/maps.h"
+
+namespace dprobe::probes {
+
+/// Reads target memory; the resolver compares the code a process runs with the file.
+using TargetReader = std::function<Status(uint64_t address, std::span<uint8_t> out)>;
+
+/// A file-level resolution of an attach point: independent of any process.
+struct FileLocation {
+  std::string file_path;  ///< absolute
+  std::string function;
+  uint64_t function_offset = 0;
+  uint64_t file_vaddr = 0;
+  x86_64::Instruction instruction;  ///< decoded from the file, at file_vaddr
+};
+
+class SiteResolver {
+ public:
+  explicit SiteResolver(std::string working_directory);
+
+  /// Resolves symbol/offset/address in the file, and checks that the offset is on an
+  /// instruction boundary of its function. Errors name the attach point.
+  [[nodiscard]] Result<FileLocation> locate(const lang::AttachPoint& ap);
+
+  /// Whether `path` (as written in a probe) is mapped in the process.
+  [[nodiscard]] Result<bool> is_mapped(const lang::AttachPoint& ap,
+                                       std::span<const process::Mapping> maps);
+
+  /// Resolves every uprobe of the script in process `pid`. Probes landing on one
+  /// address share one site. The bytes the process runs must equal the file's.
+  [[nodiscard]] Result<std::vector<ProbeSite>> resolve(const lang::CompiledScript& script,
+                                                       pid_t pid,
+                                                       std::span<const process::Mapping> maps,
+                                                       const TargetReader& read_target);
+
+ private:
+  [[nodiscard]] Result<const elf::ElfFile*> open_file(const std::string& path);
+  [[nodiscard]] std::string absolute(const std::string& path) const;
+
+  std::string working_directory_;
+  std::map<std::string, std::unique_ptr<elf::ElfFile>> files_;
+};
+
+/// Where file offset `file_offset` of the file (device, inode) is mapped in a process.
+[[nodiscard]] Result<uint64_t> runtime_address(const elf::ElfFile& file, uint64_t file_vaddr,
+                                               pid_t pid, std::span<const process::Mapping> maps);
+
+}  // namespace dprobe::probes

@@ -1,0 +1,147 @@
+// dprobe: options, wiring, nothing else.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "command_line.h"
+#include "lang/compiler.h"
+#include "probes/probe_session.h"
+#include "runtime/probe_runtime.h"
+
+namespace {
+
+// Written by the SIGINT/SIGTERM handler, read by the event loop: the one piece of state a
+// signal handler can reach is necessarily process-wide.
+std::atomic<bool> g_stop_requested{false};
+
+void on_stop_signal(int) { g_stop_requested.store(true, std::memory_order_relaxed); }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocking wait returns EINTR and the loop sees the flag
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int error_exit(std::string_view message) {
+  fmt::print(stderr, "dprobe: error: {}\n", message);
+  return 1;
+}
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream in(path);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return true;
+}
+
+std::string current_directory() {
+  char buf[PATH_MAX];
+  return ::getcwd(buf, sizeof buf) != nullptr ? buf : ".";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dprobe: dynamic probes for running programs, bpftrace's language, no kernel support",
+               "dprobe"};
+  std::string program_text, script_file, command, output_file;
+  pid_t pid = 0;
+  bool verbose = false;
+  app.add_option("-e", program_text, "program text, e.g. 'uprobe:/bin/app:parse { @c = count(); }'");
+  app.add_option("file", script_file, "script file (instead of -e)");
+  app.add_option("-p", pid, "attach to the running process PID")->check(CLI::PositiveNumber);
+  app.add_option("-c", command, "run CMD and probe it from its first instruction");
+  app.add_option("-o", output_file, "write output to FILE instead of stdout");
+  app.add_flag("-v", verbose, "print each probe's address, instruction and mechanism");
+  app.set_version_flag("-V,--version", fmt::format("dprobe v{}", DPROBE_VERSION));
+  app.footer(
+      "examples:\n"
+      "  dprobe -e 'uprobe:./app:work { @calls = count(); }' -c './app 1000'\n"
+      "  dprobe -e 'uprobe:/usr/bin/app:parse /arg0 > 10/ { printf(\"%d\\n\", arg0); }' -p 4242\n"
+      "  dprobe script.bt -p 4242");
+  CLI11_PARSE(app, argc, argv);
+
+  if (program_text.empty() == script_file.empty()) {
+    return error_exit("give exactly one program: -e PROGRAM or a script FILE (see --help)");
+  }
+  if (pid != 0 && !command.empty()) return error_exit("-p and -c cannot be used together");
+
+  std::string source = program_text, filename = "stdin";
+  if (!script_file.empty()) {
+    if (!read_file(script_file, source)) {
+      return error_exit(fmt::format("{}: {}", script_file, std::strerror(errno)));
+    }
+    filename = script_file;
+  }
+
+  // Everything the user wrote is checked before any process is touched.
+  auto script = dprobe::lang::compile(source, filename);
+  if (!script) {
+    fmt::print(stderr, "{}\n", script.error().message);
+    return 1;
+  }
+
+  dprobe::probes::SessionOptions options;
+  options.pid = pid;
+  options.verbose = verbose;
+  options.working_directory = current_directory();
+  if (!command.empty()) {
+    auto words = dprobe::cli::split_command(command);
+    if (!words) return error_exit(words.error().text());
+    options.command = std::move(*words);
+  }
+  bool has_uprobes = false;
+  for (const auto& block : script->probes) {
+    for (const auto& ap : block.attach_points) {
+      has_uprobes |= ap.kind == dprobe::lang::ProbeKind::Uprobe;
+    }
+  }
+  if (has_uprobes && pid == 0 && options.command.empty()) {
+    return error_exit("uprobes need a process: -p PID or -c CMD (machine-wide probes are not "
+                      "supported yet)");
+  }
+
+  std::FILE* out = stdout;
+  if (!output_file.empty()) {
+    out = std::fopen(output_file.c_str(), "w");
+    if (out == nullptr) return error_exit(fmt::format("{}: {}", output_file, std::strerror(errno)));
+  }
+  install_stop_handlers();
+
+  dprobe::runtime::ProbeRuntime runtime(*script, out);
+  size_t attach_points = dprobe::probes::count_attach_points(*script);
+  fmt::print(out, "Attaching {} probe{}...\n", attach_points, attach_points == 1 ? "" : "s");
+  std::fflush(out);
+
+  if (has_uprobes) {
+    auto end = dprobe::probes::run_session(*script, runtime, options, g_stop_requested);
+    if (!end) return error_exit(end.error().text());
+  } else {
+    dprobe::probes::run_special_probes(*script, runtime, dprobe::lang::ProbeKind::Begin);
+    // Like bpftrace, a script without uprobes runs until exit() or a signal.
+    while (!runtime.exit_requested() && !g_stop_requested.load()) {
+      if (!options.command.empty() || pid != 0) break;
+      ::pause();
+    }
+  }
+  dprobe::probes::run_special_probes(*script, runtime, dprobe::lang::ProbeKind::End);
+  runtime.print_maps();
+  std::fflush(out);
+  if (out != stdout) std::fclose(out);
+  return 0;
+}
