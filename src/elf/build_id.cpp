@@ -8,12 +8,12 @@ namespace dprobe::elf {
 
 namespace {
 
-constexpr char kGnuNoteName[] = "GNU";  // with its NUL: n_namesz is 4
+constexpr char kGnuNoteName[] = "GNU"; // with its NUL: n_namesz is 4
 
 // The build-id in one block of notes, or "" if that block has none.
-std::string build_id_in_notes(Elf_Data* data) {
+std::string build_id_in_notes(Elf_Data *data) {
   if (data == nullptr || data->d_buf == nullptr) return "";
-  const auto* bytes = static_cast<const uint8_t*>(data->d_buf);
+  const auto *bytes = static_cast<const uint8_t *>(data->d_buf);
   size_t offset = 0;
   GElf_Nhdr note;
   size_t name_offset = 0;
@@ -31,7 +31,7 @@ std::string build_id_in_notes(Elf_Data* data) {
   return "";
 }
 
-std::string build_id_from_segments(Elf* elf) {
+std::string build_id_from_segments(Elf *elf) {
   size_t count = 0;
   if (elf_getphdrnum(elf, &count) != 0) return "";
   for (size_t i = 0; i < count; ++i) {
@@ -41,15 +41,15 @@ std::string build_id_from_segments(Elf* elf) {
     }
     // Notes aligned to 8 (e.g. .note.gnu.property) pad differently from the classic 4.
     Elf_Type type = phdr.p_align == 8 ? ELF_T_NHDR8 : ELF_T_NHDR;
-    std::string id = build_id_in_notes(elf_getdata_rawchunk(
-        elf, static_cast<int64_t>(phdr.p_offset), phdr.p_filesz, type));
+    std::string id = build_id_in_notes(
+        elf_getdata_rawchunk(elf, static_cast<int64_t>(phdr.p_offset), phdr.p_filesz, type));
     if (!id.empty()) return id;
   }
   return "";
 }
 
-std::string build_id_from_sections(Elf* elf) {
-  for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
+std::string build_id_from_sections(Elf *elf) {
+  for (Elf_Scn *scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
     GElf_Shdr shdr;
     if (gelf_getshdr(scn, &shdr) == nullptr || shdr.sh_type != SHT_NOTE) continue;
     std::string id = build_id_in_notes(elf_getdata(scn, nullptr));
@@ -58,7 +58,7 @@ std::string build_id_from_sections(Elf* elf) {
   return "";
 }
 
-}  // namespace
+} // namespace
 
 std::string to_hex(std::span<const uint8_t> bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -71,10 +71,10 @@ std::string to_hex(std::span<const uint8_t> bytes) {
   return text;
 }
 
-std::string read_build_id(Elf* elf) {
+std::string read_build_id(Elf *elf) {
   std::string id = build_id_from_segments(elf);
   if (id.empty()) id = build_id_from_sections(elf);
   return id;
 }
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

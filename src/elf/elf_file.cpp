@@ -13,7 +13,7 @@
 
 namespace dprobe::elf {
 
-Result<std::unique_ptr<ElfFile>> ElfFile::open(const std::string& path) {
+Result<std::unique_ptr<ElfFile>> ElfFile::open(const std::string &path) {
   // Idempotent; libelf only needs it once per process, but calling it here keeps us free of
   // global "initialized" state.
   if (elf_version(EV_CURRENT) == EV_NONE) return fail("{}: libelf: {}", path, elf_errmsg(-1));
@@ -26,7 +26,9 @@ Result<std::unique_ptr<ElfFile>> ElfFile::open(const std::string& path) {
   if (S_ISDIR(st.st_mode)) return fail_code(EISDIR, "{}", path);
   if (!S_ISREG(st.st_mode)) return fail("{}: not a regular file", path);
 
-  ElfHandle elf(elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr));
+  // ELF_C_READ, not ELF_C_READ_MMAP: a mapping would turn a file truncated under us into
+  // SIGBUS in dprobe, and would show up as one more mapping of the file in our own maps.
+  ElfHandle elf(elf_begin(fd.get(), ELF_C_READ, nullptr));
   if (elf == nullptr) return fail("{}: libelf: {}", path, elf_errmsg(-1));
   if (elf_kind(elf.get()) != ELF_K_ELF) return fail("{}: not an ELF file", path);
   GElf_Ehdr ehdr;
@@ -64,7 +66,7 @@ ElfFile::~ElfFile() {
 }
 
 Result<Symbol> ElfFile::resolve_function(std::string_view name) const {
-  if (const Symbol* s = find_function(name)) return *s;
+  if (const Symbol *s = find_function(name)) return *s;
   if (find_symbol(name) != nullptr) return fail("{}: '{}' is not a function", path_, name);
   std::vector<std::string_view> names = symbols_.function_names();
   std::vector<std::string> near = suggest_near_names(name, names);
@@ -72,16 +74,16 @@ Result<Symbol> ElfFile::resolve_function(std::string_view name) const {
 }
 
 Result<uint64_t> ElfFile::vaddr_to_file_offset(uint64_t vaddr) const {
-  const LoadSegment* s = segment_for_vaddr(segments_, vaddr);
+  const LoadSegment *s = segment_for_vaddr(segments_, vaddr);
   if (s == nullptr) {
-    return fail("{}: address 0x{:x} is not in the file-backed part of any loadable segment",
-                path_, vaddr);
+    return fail("{}: address 0x{:x} is not in the file-backed part of any loadable segment", path_,
+                vaddr);
   }
   return s->file_offset + (vaddr - s->vaddr);
 }
 
 Result<uint64_t> ElfFile::file_offset_to_vaddr(uint64_t offset) const {
-  const LoadSegment* s = segment_for_file_offset(segments_, offset);
+  const LoadSegment *s = segment_for_file_offset(segments_, offset);
   if (s == nullptr) {
     return fail("{}: file offset 0x{:x} is not in any loadable segment", path_, offset);
   }
@@ -89,7 +91,7 @@ Result<uint64_t> ElfFile::file_offset_to_vaddr(uint64_t offset) const {
 }
 
 Result<std::vector<uint8_t>> ElfFile::read_at_vaddr(uint64_t vaddr, size_t length) const {
-  const LoadSegment* s = segment_for_vaddr(segments_, vaddr);
+  const LoadSegment *s = segment_for_vaddr(segments_, vaddr);
   if (s == nullptr || length > s->filesz - (vaddr - s->vaddr)) {
     return fail("{}: bytes 0x{:x}..0x{:x} are not all in the file-backed part of one loadable "
                 "segment",
@@ -102,8 +104,8 @@ Result<std::vector<uint8_t>> ElfFile::read_at_vaddr(uint64_t vaddr, size_t lengt
   std::vector<uint8_t> bytes(length);
   size_t done = 0;
   while (done < length) {
-    ssize_t n = ::pread(fd_.get(), bytes.data() + done, length - done,
-                        static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(fd_.get(), bytes.data() + done, length - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return fail_errno("{}: read at offset 0x{:x}", path_, offset + done);
@@ -124,4 +126,4 @@ Result<uint64_t> ElfFile::load_bias(uint64_t mapping_start, uint64_t mapping_off
   return *bias;
 }
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

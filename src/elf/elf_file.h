@@ -26,21 +26,23 @@ namespace dprobe::elf {
 /// immutable afterwards and safe to share between threads for const use. Owns its fd and
 /// libelf descriptor; not copyable.
 class ElfFile {
- public:
+public:
   /// Opens and indexes `path`. Errors read "PATH: No such file or directory" (errno kept),
   /// "PATH: not an ELF file", "PATH: not an x86-64 ELF file",
   /// "PATH: not an executable or shared library", "PATH: not a regular file".
-  [[nodiscard]] static Result<std::unique_ptr<ElfFile>> open(const std::string& path);
+  [[nodiscard]] static Result<std::unique_ptr<ElfFile>> open(const std::string &path);
 
-  ElfFile(const ElfFile&) = delete;
-  ElfFile& operator=(const ElfFile&) = delete;
+  ElfFile(const ElfFile &) = delete;
+  ElfFile &operator=(const ElfFile &) = delete;
   ~ElfFile();
 
-  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] const std::string &path() const { return path_; }
   /// ET_DYN (PIE or shared library): runtime address = load bias + vaddr. ET_EXEC: bias 0.
   [[nodiscard]] bool is_dynamic() const { return is_dynamic_; }
   [[nodiscard]] uint64_t entry() const { return entry_; }
-  /// Identity from fstat() at open: what /proc/PID/maps shows for mappings of this file.
+  /// Identity from fstat() at open, to find this file's lines in /proc/PID/maps. Caution: on
+  /// overlayfs, maps shows the underlying device while fstat() shows the overlay's; the inode
+  /// agrees on both.
   [[nodiscard]] dev_t device() const { return device_; }
   [[nodiscard]] ino_t inode() const { return inode_; }
 
@@ -53,13 +55,14 @@ class ElfFile {
   /// name+address once, sorted by address then name.
   [[nodiscard]] std::span<const Symbol> all_symbols() const { return symbols_.all_symbols(); }
 
-  /// Exact name; with several definitions (local functions of different translation units)
-  /// a global one, else the lowest address.
-  [[nodiscard]] const Symbol* find_function(std::string_view name) const {
+  /// Exact name; with several definitions (local functions of different translation units,
+  /// versions of a libc function) a global one, then the default version, then the lowest
+  /// address.
+  [[nodiscard]] const Symbol *find_function(std::string_view name) const {
     return symbols_.find_function(name);
   }
   /// Exact name, any symbol kind; same preference as find_function().
-  [[nodiscard]] const Symbol* find_symbol(std::string_view name) const {
+  [[nodiscard]] const Symbol *find_symbol(std::string_view name) const {
     return symbols_.find_symbol(name);
   }
   /// find_function() as a Result whose error is one line naming file and symbol, e.g.
@@ -68,13 +71,18 @@ class ElfFile {
   [[nodiscard]] Result<Symbol> resolve_function(std::string_view name) const;
   /// bpftrace wildcard ('*' any run, '?' one character): one function per distinct name,
   /// sorted by name.
-  [[nodiscard]] std::vector<const Symbol*> match_functions(std::string_view pattern) const {
+  [[nodiscard]] std::vector<const Symbol *> match_functions(std::string_view pattern) const {
     return symbols_.match_functions(pattern);
   }
   /// The function with vaddr in [address, address + size); a size-0 function only at its
   /// exact address. nullptr when none.
-  [[nodiscard]] const Symbol* function_containing(uint64_t vaddr) const {
+  [[nodiscard]] const Symbol *function_containing(uint64_t vaddr) const {
     return symbols_.function_containing(vaddr);
+  }
+  /// The symbol of any kind with a nonzero size holding vaddr, as bpftrace's symbolizer (bcc)
+  /// picks it; see SymbolTable::sized_symbol_containing().
+  [[nodiscard]] const Symbol *sized_symbol_containing(uint64_t vaddr) const {
+    return symbols_.sized_symbol_containing(vaddr);
   }
 
   /// Through the PT_LOAD holding vaddr in its file-backed part (not .bss).
@@ -92,14 +100,14 @@ class ElfFile {
 
   /// The libelf descriptor, for readers built on elfutils (e.g. libdw's dwarf_begin_elf).
   /// Owned by this object; do not elf_end() it.
-  [[nodiscard]] Elf* elf_handle() const { return elf_; }
+  [[nodiscard]] Elf *elf_handle() const { return elf_; }
 
- private:
+private:
   ElfFile() = default;
 
   std::string path_;
   UniqueFd fd_;
-  Elf* elf_ = nullptr;  // owned: elf_end() in the destructor body, before fd_ closes
+  Elf *elf_ = nullptr; // owned: elf_end() in the destructor body, before fd_ closes
   bool is_dynamic_ = false;
   uint64_t entry_ = 0;
   dev_t device_ = 0;
@@ -109,4 +117,4 @@ class ElfFile {
   std::string build_id_;
 };
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

@@ -8,10 +8,10 @@
 namespace dprobe::elf {
 
 struct ElfEnd {
-  void operator()(Elf* elf) const { elf_end(elf); }
+  void operator()(Elf *elf) const { elf_end(elf); }
 };
 
 /// Owns an Elf*; elf_end() runs on destruction. The fd it reads must outlive it.
 using ElfHandle = std::unique_ptr<Elf, ElfEnd>;
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

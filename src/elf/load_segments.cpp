@@ -4,7 +4,7 @@
 
 namespace dprobe::elf {
 
-Result<std::vector<LoadSegment>> read_load_segments(Elf* elf) {
+Result<std::vector<LoadSegment>> read_load_segments(Elf *elf) {
   size_t count = 0;
   if (elf_getphdrnum(elf, &count) != 0) return fail("program headers: {}", elf_errmsg(-1));
   std::vector<LoadSegment> segments;
@@ -31,16 +31,15 @@ Result<std::vector<LoadSegment>> read_load_segments(Elf* elf) {
   return segments;
 }
 
-const LoadSegment* segment_for_vaddr(std::span<const LoadSegment> segments, uint64_t vaddr) {
-  for (const LoadSegment& s : segments) {
+const LoadSegment *segment_for_vaddr(std::span<const LoadSegment> segments, uint64_t vaddr) {
+  for (const LoadSegment &s : segments) {
     if (vaddr >= s.vaddr && vaddr - s.vaddr < s.filesz) return &s;
   }
   return nullptr;
 }
 
-const LoadSegment* segment_for_file_offset(std::span<const LoadSegment> segments,
-                                           uint64_t offset) {
-  for (const LoadSegment& s : segments) {
+const LoadSegment *segment_for_file_offset(std::span<const LoadSegment> segments, uint64_t offset) {
+  for (const LoadSegment &s : segments) {
     if (offset >= s.file_offset && offset - s.file_offset < s.filesz) return &s;
   }
   return nullptr;
@@ -53,18 +52,18 @@ std::optional<uint64_t> load_bias_for_mapping(std::span<const LoadSegment> segme
   // congruent modulo the page size, so one shift holds for the whole mapping. Without
   // -z separate-code one file page can belong to two segments (end of text, start of data);
   // a mapping that starts exactly where a segment's mapping starts is that segment's.
-  const LoadSegment* containing = nullptr;
-  const LoadSegment* starting = nullptr;
-  for (const LoadSegment& s : segments) {
+  const LoadSegment *containing = nullptr;
+  const LoadSegment *starting = nullptr;
+  for (const LoadSegment &s : segments) {
     uint64_t mapped_from = s.file_offset & ~(page_size - 1);
     if (mapping_offset < mapped_from || mapping_offset >= s.file_offset + s.filesz) continue;
     if (containing == nullptr) containing = &s;
     if (starting == nullptr && mapping_offset == mapped_from) starting = &s;
   }
-  const LoadSegment* s = starting != nullptr ? starting : containing;
+  const LoadSegment *s = starting != nullptr ? starting : containing;
   if (s == nullptr) return std::nullopt;
   uint64_t vaddr_at_offset = s->vaddr - s->file_offset + mapping_offset;
   return mapping_start - vaddr_at_offset;
 }
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

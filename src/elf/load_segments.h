@@ -8,7 +8,7 @@
 
 #include "common/result.h"
 
-struct Elf;  // libelf's descriptor (libelf.h: typedef struct Elf Elf)
+struct Elf; // libelf's descriptor (libelf.h: typedef struct Elf Elf)
 
 namespace dprobe::elf {
 
@@ -23,17 +23,17 @@ struct LoadSegment {
   bool writable = false;
   bool executable = false;
 
-  friend bool operator==(const LoadSegment&, const LoadSegment&) = default;
+  friend bool operator==(const LoadSegment &, const LoadSegment &) = default;
 };
 
 /// The PT_LOAD headers of `elf` in file order. The error text is libelf's.
-[[nodiscard]] Result<std::vector<LoadSegment>> read_load_segments(Elf* elf);
+[[nodiscard]] Result<std::vector<LoadSegment>> read_load_segments(Elf *elf);
 
 /// The segment whose file-backed part holds `vaddr`, if any.
-[[nodiscard]] const LoadSegment* segment_for_vaddr(std::span<const LoadSegment> segments,
+[[nodiscard]] const LoadSegment *segment_for_vaddr(std::span<const LoadSegment> segments,
                                                    uint64_t vaddr);
 /// The segment whose file-backed part holds `offset`, if any.
-[[nodiscard]] const LoadSegment* segment_for_file_offset(std::span<const LoadSegment> segments,
+[[nodiscard]] const LoadSegment *segment_for_file_offset(std::span<const LoadSegment> segments,
                                                          uint64_t offset);
 
 /// Load bias of a mapping seen in /proc/PID/maps: runtime address = bias + vaddr. The mapping
@@ -46,4 +46,4 @@ struct LoadSegment {
                                                             uint64_t mapping_offset,
                                                             uint64_t page_size = 4096);
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

@@ -12,7 +12,8 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<size_t> before(b.size() + 1);
   std::vector<size_t> previous(b.size() + 1);
   std::vector<size_t> current(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) previous[j] = j;
+  for (size_t j = 0; j <= b.size(); ++j)
+    previous[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     current[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
@@ -48,7 +49,7 @@ std::vector<std::string> suggest_near_names(std::string_view wanted,
   // Only the nearest tier: names sharing a long prefix all fall under the limit, and listing
   // them would bury the likely fix.
   std::vector<std::string> result;
-  for (const auto& [distance, name] : near) {
+  for (const auto &[distance, name] : near) {
     if (result.size() == max_count || distance != near.front().first) break;
     result.emplace_back(name);
   }
@@ -66,4 +67,4 @@ std::string format_suggestions(std::span<const std::string> suggestions) {
   return text;
 }
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

@@ -2,28 +2,57 @@
 
 #include <gelf.h>
 
+#include <string_view>
+
 namespace dprobe::elf {
 
 namespace {
 
-bool is_kept(const GElf_Sym& sym) {
+// Bit of a .gnu.version entry that marks a non-default version (foo@VER, not foo@@VER).
+constexpr GElf_Versym kVersymHidden = 0x8000;
+
+bool is_kept(const GElf_Sym &sym) {
   if (sym.st_value == 0 || sym.st_name == 0) return false;
   if (sym.st_shndx == SHN_UNDEF || sym.st_shndx == SHN_ABS) return false;
   switch (GELF_ST_TYPE(sym.st_info)) {
-    case STT_SECTION:
-    case STT_FILE:
-    case STT_TLS:
-      return false;
-    default:
-      return true;
+  case STT_SECTION:
+  case STT_FILE:
+  case STT_TLS:
+    return false;
+  default:
+    return true;
   }
 }
 
-Status read_table(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, std::vector<Symbol>& out) {
-  Elf_Data* data = elf_getdata(scn, nullptr);
+// The .gnu.version data that belongs to the symbol table `symtab`, or nullptr.
+Elf_Data *versym_data_for(Elf *elf, Elf_Scn *symtab) {
+  size_t symtab_index = elf_ndxscn(symtab);
+  for (Elf_Scn *scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
+    GElf_Shdr shdr;
+    if (gelf_getshdr(scn, &shdr) != nullptr && shdr.sh_type == SHT_GNU_versym &&
+        shdr.sh_link == symtab_index) {
+      return elf_getdata(scn, nullptr);
+    }
+  }
+  return nullptr;
+}
+
+// .symtab spells versions into names ("foo@@VER" default, "foo@VER" otherwise) where .dynsym
+// keeps them in .gnu.version. Drop the suffix so both tables agree on the name; C and C++
+// names never contain '@'.
+void split_version(std::string_view &name, bool &is_default_version) {
+  size_t at = name.find('@');
+  if (at == std::string_view::npos) return;
+  is_default_version = name.substr(at, 2) == "@@";
+  name = name.substr(0, at);
+}
+
+Status read_table(Elf *elf, Elf_Scn *scn, const GElf_Shdr &shdr, std::vector<Symbol> &out) {
+  Elf_Data *data = elf_getdata(scn, nullptr);
   if (data == nullptr) return fail("symbol table: {}", elf_errmsg(-1));
   // A stripped-to-debuginfo file keeps the header but marks the data NOBITS.
   if (data->d_buf == nullptr || shdr.sh_entsize == 0) return {};
+  Elf_Data *versyms = shdr.sh_type == SHT_DYNSYM ? versym_data_for(elf, scn) : nullptr;
   size_t count = data->d_size / shdr.sh_entsize;
   // Entry 0 is the reserved null symbol.
   for (size_t i = 1; i < count; ++i) {
@@ -32,25 +61,35 @@ Status read_table(Elf* elf, Elf_Scn* scn, const GElf_Shdr& shdr, std::vector<Sym
       return fail("symbol {}: {}", i, elf_errmsg(-1));
     }
     if (!is_kept(sym)) continue;
-    const char* name = elf_strptr(elf, shdr.sh_link, sym.st_name);
-    if (name == nullptr || *name == '\0') continue;
+    const char *raw_name = elf_strptr(elf, shdr.sh_link, sym.st_name);
+    if (raw_name == nullptr) continue;
+    std::string_view name = raw_name;
+    bool is_default_version = true;
+    GElf_Versym versym = 0;
+    if (versyms != nullptr && gelf_getversym(versyms, static_cast<int>(i), &versym) != nullptr) {
+      is_default_version = (versym & kVersymHidden) == 0;
+    } else if (shdr.sh_type == SHT_SYMTAB) {
+      split_version(name, is_default_version);
+    }
+    if (name.empty()) continue;
     unsigned type = GELF_ST_TYPE(sym.st_info);
     out.push_back(Symbol{
-        .name = name,
+        .name = std::string(name),
         .address = sym.st_value,
         .size = sym.st_size,
         .is_function = type == STT_FUNC || type == STT_GNU_IFUNC,
         .is_global = GELF_ST_BIND(sym.st_info) != STB_LOCAL,
+        .is_default_version = is_default_version,
     });
   }
   return {};
 }
 
-}  // namespace
+} // namespace
 
-Result<std::vector<Symbol>> read_symbols(Elf* elf) {
+Result<std::vector<Symbol>> read_symbols(Elf *elf) {
   std::vector<Symbol> symbols;
-  for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
+  for (Elf_Scn *scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
     GElf_Shdr shdr;
     if (gelf_getshdr(scn, &shdr) == nullptr) return fail("section header: {}", elf_errmsg(-1));
     if (shdr.sh_type != SHT_SYMTAB && shdr.sh_type != SHT_DYNSYM) continue;
@@ -59,4 +98,4 @@ Result<std::vector<Symbol>> read_symbols(Elf* elf) {
   return symbols;
 }
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

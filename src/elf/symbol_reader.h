@@ -13,7 +13,8 @@ namespace dprobe::elf {
 /// Every defined, named symbol with an address of both symbol tables, unsorted and with
 /// repeats (the SymbolTable merges them). Left out: undefined and absolute symbols, section
 /// and file symbols, and TLS symbols (their value is an offset in the TLS block, not an
-/// address). The error text is libelf's.
-[[nodiscard]] Result<std::vector<Symbol>> read_symbols(Elf* elf);
+/// address). Names come without "@VERSION": .dynsym versions come from .gnu.version, .symtab
+/// ones from the name's suffix, both into Symbol::is_default_version. The error text is libelf's.
+[[nodiscard]] Result<std::vector<Symbol>> read_symbols(Elf *elf);
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

@@ -13,4 +13,4 @@ namespace dprobe::elf {
 /// True when `pattern` contains '*' or '?', i.e. may match more than one name.
 [[nodiscard]] bool has_wildcard(std::string_view pattern);
 
-}  // namespace dprobe::elf
+} // namespace dprobe::elf

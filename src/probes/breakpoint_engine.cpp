@@ -6,6 +6,12 @@
 
 #include <array>
 
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include <fmt/format.h>
+
 namespace dprobe::probes {
 namespace {
 
@@ -23,6 +29,16 @@ bool is_fault_signal(const siginfo_t& info) {
     default:
       return false;
   }
+}
+
+// The thread's private pending-signal mask (SigPnd of /proc/PID/task/TID/status).
+std::optional<uint64_t> thread_pending_signals(pid_t pid, pid_t tid) {
+  std::ifstream in(fmt::format("/proc/{}/task/{}/status", pid, tid));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("SigPnd:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -126,9 +142,14 @@ Result<BreakpointEngine::Disposition> BreakpointEngine::on_signal(const process:
   if (is_fault_signal(event.siginfo)) {
     auto regs = tracee_.get_registers(event.tid);
     if (!regs) return std::unexpected(regs.error());
-    if (regs->rip == site->slot_address) {
+    const bool at_copy = regs->rip == site->slot_address;
+    // An emulated `call [mem]` faults on its jump, after pushing the return address.
+    const bool at_call_jump = site->slot.call_fault_point != 0 &&
+                              regs->rip == site->slot.call_fault_point;
+    if (at_copy || at_call_jump) {
       // The copy faulted before completing: the program sees the fault at the original
       // instruction, and re-executing it after a handler returns hits the probe again.
+      if (at_call_jump) regs->rsp += 8;
       regs->rip = site->address;
       if (auto st = tracee_.set_registers(event.tid, *regs); !st) return std::unexpected(st.error());
       state.stepping = nullptr;
@@ -146,9 +167,17 @@ Result<BreakpointEngine::Disposition> BreakpointEngine::on_signal(const process:
 
 Status BreakpointEngine::finish_step(pid_t tid, ThreadState& state, bool resume) {
   ProbeSite* site = state.stepping;
-  state.stepping = nullptr;
   auto regs = tracee_.get_registers(tid);
   if (!regs) return std::unexpected(regs.error());
+  const bool inside_slot = regs->rip > site->slot_address &&
+                           regs->rip < site->slot_address + site->slot.code.size() &&
+                           regs->rip != site->slot.resume_jump;
+  if (inside_slot && resume) {
+    // A copy of more than one instruction (an emulated call: push, then jmp): keep stepping
+    // until it leaves the slot, so a fault in its second half is still reported at the call.
+    return tracee_.single_step(tid);
+  }
+  state.stepping = nullptr;
   if (regs->rip == site->slot_address) {
     // Not executed yet (stopped before the step): run the original, now restored, instead.
     regs->rip = site->address;
@@ -216,6 +245,9 @@ Status BreakpointEngine::disarm() {
     if (auto st = tracee_.write_memory(site.address, original); !st && result) result = st;
     site.armed = false;
   }
+  for (pid_t tid : tracee_.threads()) {
+    if (auto st = consume_pending_trap(tid); !st && result) result = st;
+  }
   for (auto& [tid, state] : threads_) {
     if (state.stepping == nullptr) continue;
     if (auto st = finish_step(tid, state, false); !st && result) result = st;
@@ -223,6 +255,46 @@ Status BreakpointEngine::disarm() {
   }
   threads_.clear();
   return result;
+}
+
+// A thread interrupted right after an int3 or a step may hold its SIGTRAP pending behind the
+// interrupt stop (the kernel reports job-control traps before dequeuing signals). Detached, it
+// would die of that SIGTRAP: let it take the signal under our control first.
+Status BreakpointEngine::consume_pending_trap(pid_t tid) {
+  auto pending = thread_pending_signals(tracee_.pid(), tid);
+  if (!pending || (*pending & (uint64_t{1} << (SIGTRAP - 1))) == 0) return {};
+  if (auto st = tracee_.resume(tid); !st) return st;
+  for (;;) {
+    auto event = tracee_.next_event(2000);
+    if (!event) return std::unexpected(event.error());
+    if (!event->has_value()) return fail("thread {}: pending SIGTRAP was not delivered", tid);
+    const process::Event& ev = **event;
+    if (ev.tid != tid) continue;  // the world is stopped: only this thread can report
+    if (ev.kind == process::EventKind::ThreadExited || ev.kind == process::EventKind::Exited ||
+        ev.kind == process::EventKind::Killed) {
+      threads_.erase(tid);
+      return {};
+    }
+    if (ev.kind != process::EventKind::Trap) {
+      // Another signal came first; it is re-queued and the SIGTRAP stays for the next pass.
+      ::syscall(SYS_tgkill, tracee_.pid(), tid, ev.signal);
+      return {};
+    }
+    auto st_it = threads_.find(tid);
+    if (st_it != threads_.end() && st_it->second.stepping != nullptr) {
+      // The step trap: the copy ran, and finish_step below moves RIP out of the slot.
+      return {};
+    }
+    auto regs = tracee_.get_registers(tid);
+    if (!regs) return std::unexpected(regs.error());
+    if (ProbeSite* site = site_at(regs->rip - 1); site != nullptr && ev.siginfo.si_code == SI_KERNEL) {
+      regs->rip = site->address;  // the original byte is back: it runs the real instruction
+      on_hit_(*site, tid, *regs);
+      return tracee_.set_registers(tid, *regs);
+    }
+    ::syscall(SYS_tgkill, tracee_.pid(), tid, SIGTRAP);  // the program's own SIGTRAP
+    return {};
+  }
 }
 
 Status BreakpointEngine::clean_fork_child(pid_t child) {

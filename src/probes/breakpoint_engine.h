@@ -56,6 +56,7 @@ class BreakpointEngine {
   /// Completes a step: moves RIP from the slot's jump back to the original next instruction.
   [[nodiscard]] Status finish_step(pid_t tid, ThreadState& state, bool resume);
   void requeue_signals(pid_t tid, std::vector<int>& signals);
+  [[nodiscard]] Status consume_pending_trap(pid_t tid);
 
   process::Tracee& tracee_;
   HitHandler on_hit_;

@@ -98,6 +98,7 @@ class Session {
       }
       return armed;
     }
+    if (options_.on_armed) options_.on_armed();
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
     if (auto st = tracee_->resume_all(); !st) return st;
     if (launching) {

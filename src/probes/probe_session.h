@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,9 @@ struct SessionOptions {
   bool verbose = false;              ///< -v: print each site, its mechanism and why
   std::FILE* diagnostics = stderr;   ///< where -v lines and notes go
   std::string working_directory;     ///< relative probe paths resolve against this
+  /// Called once every probe is armed, before BEGIN runs and the target resumes (bpftrace
+  /// prints "Attaching N probes..." only once attaching succeeded).
+  std::function<void()> on_armed;
 };
 
 /// Why the session ended.

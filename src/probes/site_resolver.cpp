@@ -22,8 +22,11 @@ std::string nearby_boundaries(std::span<const x86_64::Instruction> insns, uint64
   return fmt::format("{}", fmt::join(parts, ", "));
 }
 
+// On overlayfs /proc/PID/maps shows the underlying device while fstat shows the overlay's;
+// the inode and path still agree there.
 bool same_file(const process::Mapping& m, const elf::ElfFile& file) {
-  return m.inode == file.inode() && m.device == file.device() && !m.deleted;
+  return m.inode == file.inode() && !m.deleted &&
+         (m.device == file.device() || m.path == file.path());
 }
 
 }  // namespace

@@ -29,7 +29,10 @@ static const char *name_for(int i) {
 
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 15;
+  /* Touch the names first: a kernel-side reader (bpftrace's str()) cannot fault in a page the
+   * program has not used yet and would read "" on the first call. */
   long long sum = 0;
+  for (int i = 0; i < 15; ++i) sum += *(const volatile char *)name_for(i) - 'a';
   for (int i = 0; i < n; ++i) {
     sum += six(i, 10 + i, 100 + i, 1000 + i, 10000 + i, 100000 + i);
     sum += greet(name_for(i), i);

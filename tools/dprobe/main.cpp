@@ -74,7 +74,12 @@ int main(int argc, char** argv) {
       "  dprobe -e 'uprobe:./app:work { @calls = count(); }' -c './app 1000'\n"
       "  dprobe -e 'uprobe:/usr/bin/app:parse /arg0 > 10/ { printf(\"%d\\n\", arg0); }' -p 4242\n"
       "  dprobe script.bt -p 4242");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    return error_exit(e.what());
+  }
 
   if (program_text.empty() == script_file.empty()) {
     return error_exit("give exactly one program: -e PROGRAM or a script FILE (see --help)");
@@ -124,14 +129,17 @@ int main(int argc, char** argv) {
   install_stop_handlers();
 
   dprobe::runtime::ProbeRuntime runtime(*script, out);
-  size_t attach_points = dprobe::probes::count_attach_points(*script);
-  fmt::print(out, "Attaching {} probe{}...\n", attach_points, attach_points == 1 ? "" : "s");
-  std::fflush(out);
+  options.on_armed = [&] {
+    size_t attach_points = dprobe::probes::count_attach_points(*script);
+    fmt::print(out, "Attaching {} probe{}...\n", attach_points, attach_points == 1 ? "" : "s");
+    std::fflush(out);
+  };
 
   if (has_uprobes) {
     auto end = dprobe::probes::run_session(*script, runtime, options, g_stop_requested);
     if (!end) return error_exit(end.error().text());
   } else {
+    options.on_armed();
     dprobe::probes::run_special_probes(*script, runtime, dprobe::lang::ProbeKind::Begin);
     // Like bpftrace, a script without uprobes runs until exit() or a signal.
     while (!runtime.exit_requested() && !g_stop_requested.load()) {

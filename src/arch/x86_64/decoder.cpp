@@ -8,28 +8,30 @@
 
 namespace dprobe::x86_64 {
 
-std::string format_address(uint64_t address) { return fmt::format("{:#x}", address); }
+std::string format_address(uint64_t address) {
+  return fmt::format("{:#x}", address);
+}
 
 namespace {
 
 bool ends_flow(const ZydisDecodedInstruction& insn) {
   switch (insn.mnemonic) {
-    case ZYDIS_MNEMONIC_RET:
-    case ZYDIS_MNEMONIC_IRET:
-    case ZYDIS_MNEMONIC_IRETD:
-    case ZYDIS_MNEMONIC_IRETQ:
-    case ZYDIS_MNEMONIC_JMP:
-    case ZYDIS_MNEMONIC_UD0:
-    case ZYDIS_MNEMONIC_UD1:
-    case ZYDIS_MNEMONIC_UD2:
-    case ZYDIS_MNEMONIC_HLT:
-      return true;
-    default:
-      return false;
+  case ZYDIS_MNEMONIC_RET:
+  case ZYDIS_MNEMONIC_IRET:
+  case ZYDIS_MNEMONIC_IRETD:
+  case ZYDIS_MNEMONIC_IRETQ:
+  case ZYDIS_MNEMONIC_JMP:
+  case ZYDIS_MNEMONIC_UD0:
+  case ZYDIS_MNEMONIC_UD1:
+  case ZYDIS_MNEMONIC_UD2:
+  case ZYDIS_MNEMONIC_HLT:
+    return true;
+  default:
+    return false;
   }
 }
 
-}  // namespace
+} // namespace
 
 Result<Instruction> decode(std::span<const uint8_t> code, uint64_t address) {
   auto view = detail::decode_zydis(code, address);
@@ -68,4 +70,4 @@ Result<std::vector<Instruction>> decode_all(std::span<const uint8_t> code, uint6
   return out;
 }
 
-}  // namespace dprobe::x86_64
+} // namespace dprobe::x86_64

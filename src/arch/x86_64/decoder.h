@@ -17,17 +17,17 @@ inline constexpr std::size_t kMaxInstructionLength = 15;
 
 /// One decoded instruction and the facts the probe planner and relocator need about it.
 struct Instruction {
-  uint64_t address = 0;  ///< where it lives in the target
+  uint64_t address = 0; ///< where it lives in the target
   uint8_t length = 0;
-  std::array<uint8_t, kMaxInstructionLength> bytes{};  ///< only the first `length` are meaningful
-  std::string text;  ///< Intel syntax, e.g. "mov eax, dword ptr [rip+0x2ee6]"
-  bool is_rip_relative = false;     ///< has a RIP-relative memory operand (incl. lea)
-  bool is_relative_branch = false;  ///< jmp/jcc/call/loop*/jrcxz/xbegin with a relative immediate
-  std::optional<uint64_t> branch_target;  ///< absolute target of a relative branch
+  std::array<uint8_t, kMaxInstructionLength> bytes{}; ///< only the first `length` are meaningful
+  std::string text;                ///< Intel syntax, e.g. "mov eax, dword ptr [rip+0x2ee6]"
+  bool is_rip_relative = false;    ///< has a RIP-relative memory operand (incl. lea)
+  bool is_relative_branch = false; ///< jmp/jcc/call/loop*/jrcxz/xbegin with a relative immediate
+  std::optional<uint64_t> branch_target; ///< absolute target of a relative branch
   bool is_call = false;
   bool is_ret = false;
   bool is_unconditional_jump = false;
-  bool ends_flow = false;  ///< ret, iret, jmp (any), ud0/1/2, hlt: no fall-through
+  bool ends_flow = false; ///< ret, iret, jmp (any), ud0/1/2, hlt: no fall-through
 
   [[nodiscard]] uint64_t end() const { return address + length; }
   [[nodiscard]] std::span<const uint8_t> code() const { return {bytes.data(), length}; }
@@ -45,4 +45,4 @@ struct Instruction {
 /// "0x401136" — how addresses appear in every message of this component.
 [[nodiscard]] std::string format_address(uint64_t address);
 
-}  // namespace dprobe::x86_64
+} // namespace dprobe::x86_64

@@ -11,8 +11,8 @@
 namespace dprobe::x86_64 {
 
 inline constexpr uint8_t kInt3 = 0xcc;
-inline constexpr std::size_t kJmpRel32Length = 5;  ///< e9 rel32
-inline constexpr std::size_t kJmpAbsLength = 14;   ///< ff 25 00000000 + 8-byte target
+inline constexpr std::size_t kJmpRel32Length = 5; ///< e9 rel32
+inline constexpr std::size_t kJmpAbsLength = 14;  ///< ff 25 00000000 + 8-byte target
 
 /// True if a rel32 field whose instruction ends at `next` can reach `target`.
 [[nodiscard]] bool fits_rel32(uint64_t next, uint64_t target);
@@ -69,4 +69,4 @@ class CodeWriter {
   std::vector<uint8_t> code_;
 };
 
-}  // namespace dprobe::x86_64
+} // namespace dprobe::x86_64

@@ -21,9 +21,11 @@ std::string hex_bytes(std::span<const uint8_t> code, std::size_t max) {
   return out;
 }
 
-bool is_rip(ZydisRegister reg) { return reg == ZYDIS_REGISTER_RIP || reg == ZYDIS_REGISTER_EIP; }
+bool is_rip(ZydisRegister reg) {
+  return reg == ZYDIS_REGISTER_RIP || reg == ZYDIS_REGISTER_EIP;
+}
 
-}  // namespace
+} // namespace
 
 const ZydisDecodedOperand* ZydisView::rip_memory_operand() const {
   for (ZyanU8 i = 0; i < insn.operand_count; ++i) {
@@ -55,8 +57,8 @@ Result<ZydisView> decode_zydis(std::span<const uint8_t> code, uint64_t address) 
     return fail("cannot initialise the x86-64 decoder");
   }
   ZydisView view{};
-  ZyanStatus status = ZydisDecoderDecodeFull(&decoder, code.data(), code.size(), &view.insn,
-                                             view.operands);
+  ZyanStatus status =
+      ZydisDecoderDecodeFull(&decoder, code.data(), code.size(), &view.insn, view.operands);
   if (status == ZYDIS_STATUS_NO_MORE_DATA) {
     return fail("{}: cannot decode instruction: truncated after {} byte(s) ({})",
                 format_address(address), code.size(), hex_bytes(code, kMaxInstructionLength));
@@ -87,4 +89,4 @@ std::string format_intel(const ZydisView& view, uint64_t address) {
   return buffer;
 }
 
-}  // namespace dprobe::x86_64::detail
+} // namespace dprobe::x86_64::detail

@@ -30,4 +30,4 @@ struct ZydisView {
 /// shown as [rip+disp], branch targets absolute.
 [[nodiscard]] std::string format_intel(const ZydisView& view, uint64_t address);
 
-}  // namespace dprobe::x86_64::detail
+} // namespace dprobe::x86_64::detail

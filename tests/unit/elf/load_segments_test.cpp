@@ -9,10 +9,18 @@ namespace {
 
 // A classic non-separate-code layout: text ends and data begins in the same file page.
 constexpr std::array<LoadSegment, 2> kShared{{
-    {.vaddr = 0x400000, .memsz = 0x1234, .file_offset = 0, .filesz = 0x1234,
-     .readable = true, .executable = true},
-    {.vaddr = 0x601e10, .memsz = 0x300, .file_offset = 0x1e10, .filesz = 0x200,
-     .readable = true, .writable = true},
+    {.vaddr = 0x400000,
+     .memsz = 0x1234,
+     .file_offset = 0,
+     .filesz = 0x1234,
+     .readable = true,
+     .executable = true},
+    {.vaddr = 0x601e10,
+     .memsz = 0x300,
+     .file_offset = 0x1e10,
+     .filesz = 0x200,
+     .readable = true,
+     .writable = true},
 }};
 
 TEST(LoadSegments, LookupCoversOnlyTheFileBackedPart) {
@@ -20,7 +28,7 @@ TEST(LoadSegments, LookupCoversOnlyTheFileBackedPart) {
   EXPECT_EQ(segment_for_vaddr(kShared, 0x401233), &kShared[0]);
   EXPECT_EQ(segment_for_vaddr(kShared, 0x401234), nullptr);
   EXPECT_EQ(segment_for_vaddr(kShared, 0x60200f), &kShared[1]);
-  EXPECT_EQ(segment_for_vaddr(kShared, 0x602010), nullptr);  // .bss
+  EXPECT_EQ(segment_for_vaddr(kShared, 0x602010), nullptr); // .bss
   EXPECT_EQ(segment_for_file_offset(kShared, 0x1233), &kShared[0]);
   EXPECT_EQ(segment_for_file_offset(kShared, 0x1234), nullptr);
   EXPECT_EQ(segment_for_file_offset(kShared, 0x1e10), &kShared[1]);
@@ -44,5 +52,5 @@ TEST(LoadSegments, BiasOfAMappingInTheMiddleOfASegment) {
   EXPECT_EQ(load_bias_for_mapping(kText, 0x7f0000003000, 0x3000), 0x7f0000000000u);
 }
 
-}  // namespace
-}  // namespace dprobe::elf
+} // namespace
+} // namespace dprobe::elf

@@ -12,10 +12,10 @@ using Names = std::vector<std::string>;
 TEST(EditDistance, CountsSingleEdits) {
   EXPECT_EQ(edit_distance("", ""), 0u);
   EXPECT_EQ(edit_distance("", "abc"), 3u);
-  EXPECT_EQ(edit_distance("wrk", "work"), 1u);       // insertion
-  EXPECT_EQ(edit_distance("work", "wrk"), 1u);       // deletion
-  EXPECT_EQ(edit_distance("work", "word"), 1u);      // substitution
-  EXPECT_EQ(edit_distance("mallco", "malloc"), 1u);  // adjacent swap
+  EXPECT_EQ(edit_distance("wrk", "work"), 1u);      // insertion
+  EXPECT_EQ(edit_distance("work", "wrk"), 1u);      // deletion
+  EXPECT_EQ(edit_distance("work", "word"), 1u);     // substitution
+  EXPECT_EQ(edit_distance("mallco", "malloc"), 1u); // adjacent swap
   EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
 }
 
@@ -51,5 +51,5 @@ TEST(FormatSuggestions, OneTwoThree) {
   EXPECT_EQ(format_suggestions(Names{"a", "b", "c"}), " (did you mean 'a', 'b' or 'c'?)");
 }
 
-}  // namespace
-}  // namespace dprobe::elf
+} // namespace
+} // namespace dprobe::elf

@@ -2,26 +2,28 @@
 
 #include <elf.h>
 
+#include <cstdio>
 #include <cstring>
+#include <utility>
 
 namespace dprobe::elf::testing {
 
 namespace {
 
-LoadedObject from_info(const dl_phdr_info& info, std::string path) {
+LoadedObject from_info(const dl_phdr_info &info, std::string path) {
   LoadedObject object{std::move(path), info.dlpi_addr, {}};
   object.phdrs.assign(info.dlpi_phdr, info.dlpi_phdr + info.dlpi_phnum);
   return object;
 }
 
 struct Search {
-  std::string_view fragment;  // empty: the main program
+  std::string_view fragment; // empty: the main program
   bool first = true;
   std::optional<LoadedObject> found;
 };
 
-int visit(dl_phdr_info* info, size_t, void* data) {
-  auto* search = static_cast<Search*>(data);
+int visit(dl_phdr_info *info, size_t, void *data) {
+  auto *search = static_cast<Search *>(data);
   bool is_first = std::exchange(search->first, false);
   if (search->fragment.empty()) {
     if (is_first) search->found = from_info(*info, "/proc/self/exe");
@@ -33,9 +35,11 @@ int visit(dl_phdr_info* info, size_t, void* data) {
   return 1;
 }
 
-size_t align_up(size_t value, size_t alignment) { return (value + alignment - 1) & ~(alignment - 1); }
+size_t align_up(size_t value, size_t alignment) {
+  return (value + alignment - 1) & ~(alignment - 1);
+}
 
-}  // namespace
+} // namespace
 
 LoadedObject main_program() {
   Search search;
@@ -44,16 +48,17 @@ LoadedObject main_program() {
 }
 
 std::optional<LoadedObject> loaded_object_named(std::string_view fragment) {
-  Search search{.fragment = fragment};
+  Search search;
+  search.fragment = fragment;
   dl_iterate_phdr(visit, &search);
   return search.found;
 }
 
-std::string build_id_in_memory(const LoadedObject& object) {
-  for (const ElfW(Phdr)& phdr : object.phdrs) {
+std::string build_id_in_memory(const LoadedObject &object) {
+  for (const ElfW(Phdr) & phdr : object.phdrs) {
     if (phdr.p_type != PT_NOTE) continue;
     size_t alignment = phdr.p_align == 8 ? 8 : 4;
-    const auto* base = reinterpret_cast<const uint8_t*>(object.bias + phdr.p_vaddr);
+    const auto *base = reinterpret_cast<const uint8_t *>(object.bias + phdr.p_vaddr);
     size_t offset = 0;
     while (offset + sizeof(ElfW(Nhdr)) <= phdr.p_memsz) {
       ElfW(Nhdr) note;
@@ -76,4 +81,4 @@ std::string build_id_in_memory(const LoadedObject& object) {
   return "";
 }
 
-}  // namespace dprobe::elf::testing
+} // namespace dprobe::elf::testing

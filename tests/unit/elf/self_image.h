@@ -13,7 +13,7 @@
 namespace dprobe::elf::testing {
 
 struct LoadedObject {
-  std::string path;  // as the loader names it; "/proc/self/exe" for the main program
+  std::string path; // as the loader names it; "/proc/self/exe" for the main program
   uint64_t bias = 0;
   std::vector<ElfW(Phdr)> phdrs;
 };
@@ -25,6 +25,6 @@ struct LoadedObject {
 
 /// The NT_GNU_BUILD_ID of a loaded object, read from its PT_NOTE segments in memory, as
 /// lowercase hex; "" when absent.
-[[nodiscard]] std::string build_id_in_memory(const LoadedObject& object);
+[[nodiscard]] std::string build_id_in_memory(const LoadedObject &object);
 
-}  // namespace dprobe::elf::testing
+} // namespace dprobe::elf::testing

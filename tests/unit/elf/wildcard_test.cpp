@@ -57,5 +57,5 @@ TEST(WildcardMatch, HasWildcard) {
   EXPECT_FALSE(has_wildcard("main"));
 }
 
-}  // namespace
-}  // namespace dprobe::elf
+} // namespace
+} // namespace dprobe::elf

@@ -1,0 +1,109 @@
+// Internal interfaces of the agent runtime (the code that runs inside the target). Freestanding:
+// no libc, no allocation, no locks; every function here may run in a signal handler that
+// interrupted another call of the same function on the same thread.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "abi/region.h"
+#include "abi/saved_registers.h"
+#include "agent/blob/keys.h"
+#include "bytecode/vm.h"
+
+namespace dprobe::agent::blob {
+
+using abi::RegionHeader;
+
+inline uint8_t* region_base(RegionHeader* h) { return reinterpret_cast<uint8_t*>(h); }
+
+template <class T>
+inline T* area(RegionHeader* h, const abi::AreaRef& ref) {
+  return reinterpret_cast<T*>(region_base(h) + ref.offset);
+}
+
+template <class T>
+inline T* at_offset(RegionHeader* h, uint64_t offset) {
+  return reinterpret_cast<T*>(region_base(h) + offset);
+}
+
+/// Rare events: an atomic add on a shared counter.
+void count_event(uint64_t* counter);
+
+// --- prepare.cpp
+/// Validates the region once and builds the VmModule the programs run against. False when the
+/// region is unusable (and then it stays so: module_state is kModuleInvalid).
+bool ensure_prepared(RegionHeader* h);
+/// The prepared module; only after ensure_prepared returned true.
+const bytecode::VmModule& prepared_module(RegionHeader* h);
+
+// --- threads.cpp
+/// Offset of `size` fresh (zeroed) arena bytes, 64-byte aligned; 0 when the arena is full.
+uint64_t arena_alloc(RegionHeader* h, uint64_t size);
+abi::ThreadSlot* claim_thread_slot(RegionHeader* h, uint64_t fs_base);
+uint64_t* make_thread_block(RegionHeader* h, abi::ThreadSlot* slot);
+bytecode::VmState* make_level_state(RegionHeader* h, abi::ThreadSlot* slot, uint32_t level);
+
+/// The calling thread's slot (claimed on its first hit), null when the table has no room.
+inline abi::ThreadSlot* find_thread_slot(RegionHeader* h, uint64_t fs_base) {
+  // The common case inline: the slot the hash names is already ours.
+  const uint32_t count = h->thread_slot_count;
+  abi::ThreadSlot* slot = area<abi::ThreadSlot>(h, h->thread_slots) +
+                          (static_cast<uint32_t>(mix64(fs_base)) & (count - 1));
+  if (__builtin_expect(count != 0 && __atomic_load_n(&slot->key, __ATOMIC_RELAXED) == fs_base, 1)) {
+    return slot;
+  }
+  return claim_thread_slot(h, fs_base);
+}
+/// The slot's thread block (allocated on first use), null when the arena is full.
+inline uint64_t* thread_block(RegionHeader* h, abi::ThreadSlot* slot) {
+  const uint64_t offset = __atomic_load_n(&slot->block, __ATOMIC_RELAXED);
+  if (__builtin_expect(offset != 0, 1)) return at_offset<uint64_t>(h, offset);
+  return make_thread_block(h, slot);
+}
+/// Scratch for nesting level `level` of the slot's thread, null when the arena is full.
+inline bytecode::VmState* level_state(RegionHeader* h, abi::ThreadSlot* slot, uint32_t level) {
+  const uint64_t offset = __atomic_load_n(&slot->levels[level], __ATOMIC_RELAXED);
+  if (__builtin_expect(offset != 0, 1)) return at_offset<bytecode::VmState>(h, offset);
+  return make_level_state(h, slot, level);
+}
+/// Scratch for a hit without a thread slot: released with release_scratch; null when all busy.
+abi::ScratchState* claim_scratch(RegionHeader* h);
+void release_scratch(abi::ScratchState* scratch);
+/// Fills pid/tid/comm of `context` per kNeeds* flags, from the slot's cache when it has one.
+void fill_identity(abi::ThreadSlot* slot, uint32_t flags, bytecode::VmContext& context);
+/// CLOCK_MONOTONIC in nanoseconds (the vDSO's clock_gettime when the controller gave it).
+uint64_t monotonic_ns(RegionHeader* h);
+
+// --- maps.cpp
+/// Runs one update on map `map_id` for a hit; `block` is the thread block, null on the shared
+/// path. False when the update was dropped (counted).
+bool map_update(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
+                uint32_t key_size, uint32_t op, uint64_t value);
+bool map_lookup(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
+                uint32_t key_size, uint64_t* value);
+void map_delete(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
+                uint32_t key_size);
+/// The fast path of a recognised count program: adds `value` to the key's existing entry in
+/// this thread's table (`block` is the thread block). False when there is no entry yet; the
+/// caller then runs the program through the VM, which creates it.
+bool map_fast_add(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
+                  uint32_t key_size, uint64_t value);
+
+// --- ring.cpp
+/// Appends a printf event to the ring; false when it was dropped (counted).
+bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_t size);
+
+// --- dispatch.cpp
+/// One probe hit, from a trampoline or the SIGTRAP handler.
+void dispatch_hit(RegionHeader* h, uint32_t probe_id, const abi::SavedRegisters& regs);
+
+}  // namespace dprobe::agent::blob
+
+extern "C" {
+/// The entry points named in the blob header.
+void agent_dispatch(dprobe::abi::RegionHeader* region, uint32_t probe_id,
+                    dprobe::abi::SavedRegisters* regs);
+void agent_sigtrap(int signal, void* info, void* ucontext);
+void agent_sigreturn();
+}

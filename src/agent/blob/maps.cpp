@@ -1,0 +1,191 @@
+// Map tables in the region: open addressing with linear probing, entries claimed with a CAS on
+// their state word, never moved or freed (a deleted entry keeps its key as a tombstone).
+//
+// Sharded maps (only ever added to) keep one table per thread: the add is one plain `add`
+// instruction on memory no other thread writes. Shared maps (and every map on the shared path)
+// keep one table per map, updated with atomic instructions. dprobe merges the tables.
+#include "agent/blob/agent.h"
+#include "agent/blob/atomics.h"
+#include "agent/blob/keys.h"
+
+namespace dprobe::agent::blob {
+
+namespace {
+
+/// How many times an update waits for an entry another thread is inserting before it treats
+/// the entry as a different key. A signal handler nested on the inserting thread would wait
+/// forever, so the wait must end; giving up may store the key twice, which dprobe's merge
+/// (sum for counts) absorbs.
+constexpr uint32_t kBusyWaitLimit = 256;
+
+void copy_key(uint8_t* dst, const uint8_t* src, uint32_t size) {
+  for (uint32_t i = 0; i < size; ++i) dst[i] = src[i];
+}
+
+struct Table {
+  abi::MapTableHeader* header;
+  uint8_t* entries;
+  uint64_t stride;
+  uint32_t mask;
+  uint32_t max_entries;
+  uint32_t key_size;
+  bool shared;  ///< other threads write this table: atomic value updates, bounded busy waits
+};
+
+inline abi::MapTableEntry* entry_at(const Table& t, uint32_t i) {
+  return reinterpret_cast<abi::MapTableEntry*>(t.entries + i * t.stride);
+}
+inline uint8_t* entry_key(abi::MapTableEntry* e) { return reinterpret_cast<uint8_t*>(e + 1); }
+
+void apply(const Table& t, abi::MapTableEntry* e, uint32_t op, uint64_t value) {
+  if (op == static_cast<uint32_t>(bytecode::UpdateOp::Add)) {
+    if (t.shared) {
+      fetch_add(&e->value, value);
+    } else {
+      local_add(&e->value, value);
+    }
+  } else {
+    store_relaxed(&e->value, value);
+  }
+}
+
+/// Waits (boundedly) for a Busy entry to settle; returns its state then.
+uint32_t settle(const Table& t, abi::MapTableEntry* e, uint32_t state) {
+  if (!t.shared) return state;  // only a nested call of ours can be inserting: it will not finish
+  for (uint32_t spin = 0; state == abi::kEntryBusy && spin < kBusyWaitLimit; ++spin) {
+    __builtin_ia32_pause();
+    state = load_acquire(&e->state);
+  }
+  return state;
+}
+
+enum class Find { Found, Absent, Full };
+
+/// Finds the entry for `key`; with `insert`, claims an empty entry (value 0) when the key is
+/// absent and revives a tombstone. Found entries are Live.
+Find find(const Table& t, const uint8_t* key, bool insert, abi::MapTableEntry** out) {
+  const uint32_t hash = hash_key(key, t.key_size);
+  uint32_t i = hash & t.mask;
+  for (uint32_t n = 0; n <= t.mask; ++n, i = (i + 1) & t.mask) {
+    abi::MapTableEntry* e = entry_at(t, i);
+    uint32_t state = load_acquire(&e->state);
+    for (;;) {  // re-examines this entry after a lost race; each entry changes state few times
+      if (state == abi::kEntryEmpty) {
+        if (!insert) return Find::Absent;
+        if (load_relaxed(&t.header->used) >= t.max_entries) return Find::Full;
+        if (!compare_swap(&e->state, &state, static_cast<uint32_t>(abi::kEntryBusy))) continue;
+        e->hash = hash;
+        copy_key(entry_key(e), key, t.key_size);
+        fetch_add(&t.header->used, uint32_t{1});
+        store_release(&e->state, static_cast<uint32_t>(abi::kEntryLive));
+        *out = e;
+        return Find::Found;
+      }
+      if (state == abi::kEntryBusy) {
+        state = settle(t, e, state);
+        if (state == abi::kEntryBusy) break;  // treat as another key
+        continue;
+      }
+      if (e->hash != hash || !keys_equal(entry_key(e), key, t.key_size)) break;
+      if (state == abi::kEntryLive) {
+        *out = e;
+        return Find::Found;
+      }
+      // A tombstone of this key.
+      if (!insert) return Find::Absent;
+      if (!compare_swap(&e->state, &state, static_cast<uint32_t>(abi::kEntryBusy))) continue;
+      store_relaxed(&e->value, uint64_t{0});
+      store_release(&e->state, static_cast<uint32_t>(abi::kEntryLive));
+      *out = e;
+      return Find::Found;
+    }
+  }
+  return insert ? Find::Full : Find::Absent;
+}
+
+/// The table to use for map `map_id` on this hit, created on first use when `create`; false
+/// when the map id is bad, the table does not exist, or no arena is left.
+bool table_for(RegionHeader* h, uint64_t* block, uint32_t map_id, bool create, Table* out) {
+  if (map_id >= h->map_count) return false;
+  abi::MapDesc* desc = area<abi::MapDesc>(h, h->map_descs) + map_id;
+  const bool sharded = desc->mode == abi::kMapSharded && block != nullptr;
+  uint64_t* slot = sharded ? &block[h->probe_capacity + map_id] : &desc->shared_table;
+  uint64_t offset = load_acquire(slot);
+  if (__builtin_expect(offset == 0, 0)) {
+    if (!create) return false;
+    const uint64_t fresh = arena_alloc(h, abi::map_table_size(desc->key_size, desc->capacity));
+    if (fresh == 0) return false;
+    auto* header = at_offset<abi::MapTableHeader>(h, fresh);
+    header->map_id = map_id;
+    header->capacity = desc->capacity;
+    uint64_t expected = 0;
+    offset = compare_swap(slot, &expected, fresh) ? fresh : expected;
+  }
+  out->header = at_offset<abi::MapTableHeader>(h, offset);
+  out->entries = reinterpret_cast<uint8_t*>(out->header + 1);
+  out->stride = abi::map_entry_stride(desc->key_size);
+  out->mask = desc->capacity - 1;
+  out->max_entries = desc->max_entries;
+  out->key_size = desc->key_size;
+  out->shared = !sharded;
+  return true;
+}
+
+}  // namespace
+
+bool map_update(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
+                uint32_t key_size, uint32_t op, uint64_t value) {
+  Table t;
+  abi::MapTableEntry* e = nullptr;
+  // No arena left for this thread's table: the map's shared table takes the update instead.
+  const bool have_table = table_for(h, block, map_id, true, &t) ||
+                          (block != nullptr && table_for(h, nullptr, map_id, true, &t));
+  if (op < static_cast<uint32_t>(bytecode::UpdateOp::kCount) && have_table &&
+      t.key_size == key_size && find(t, key, true, &e) == Find::Found) {
+    apply(t, e, op, value);
+    return true;
+  }
+  count_event(&h->counters.dropped_map_updates);
+  return false;
+}
+
+bool map_fast_add(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
+                  uint32_t key_size, uint64_t value) {
+  Table t;
+  abi::MapTableEntry* e = nullptr;
+  if (!table_for(h, block, map_id, false, &t) || t.shared || t.key_size != key_size) return false;
+  if (key_size == 0) {
+    e = entry_at(t, 0);
+    if (load_relaxed(&e->state) != abi::kEntryLive) return false;
+  } else if (find(t, key, false, &e) != Find::Found) {
+    return false;
+  }
+  local_add(&e->value, value);
+  return true;
+}
+
+bool map_lookup(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
+                uint32_t key_size, uint64_t* value) {
+  Table t;
+  abi::MapTableEntry* e = nullptr;
+  if (!table_for(h, block, map_id, false, &t) || t.key_size != key_size ||
+      find(t, key, false, &e) != Find::Found) {
+    return false;
+  }
+  *value = load_relaxed(&e->value);
+  return true;
+}
+
+void map_delete(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
+                uint32_t key_size) {
+  Table t;
+  abi::MapTableEntry* e = nullptr;
+  if (!table_for(h, block, map_id, false, &t) || t.key_size != key_size ||
+      find(t, key, false, &e) != Find::Found) {
+    return;
+  }
+  uint32_t expected = abi::kEntryLive;
+  compare_swap(&e->state, &expected, static_cast<uint32_t>(abi::kEntryDeleted));
+}
+
+}  // namespace dprobe::agent::blob

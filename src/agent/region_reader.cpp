@@ -1,0 +1,199 @@
+#include "agent/region_reader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include "agent/region_access.h"
+
+namespace dprobe::agent {
+
+namespace {
+
+using detail::inside;
+using detail::load;
+using detail::object_at;
+
+uint64_t align8(uint64_t v) { return (v + 7) & ~7ull; }
+
+}  // namespace
+
+Result<RegionReader> RegionReader::create(std::span<uint8_t> region, RegionLayout layout) {
+  if (reinterpret_cast<uintptr_t>(region.data()) % abi::kAreaAlign != 0) {
+    return fail("agent region: mapping at {} is not 64-byte aligned",
+                static_cast<const void*>(region.data()));
+  }
+  if (Status ok = validate_layout(layout, region.size()); !ok) return std::unexpected(ok.error());
+  return RegionReader(region, std::move(layout));
+}
+
+std::vector<uint64_t> RegionReader::thread_blocks() {
+  std::vector<uint64_t> blocks;
+  const uint64_t block_size = abi::thread_block_size(layout_.probe_capacity, layout_.map_count);
+  for (uint64_t i = 0; i < layout_.thread_slot_count; ++i) {
+    const auto* slot = object_at<const abi::ThreadSlot>(
+        region_, layout_.thread_slots.offset + i * sizeof(abi::ThreadSlot));
+    if (slot == nullptr || load(&slot->key) == 0) continue;
+    const uint64_t block = load(&slot->block);
+    if (block == 0) continue;
+    if (block % 8 != 0 || !inside(block, block_size, layout_.arena.offset, layout_.arena.size)) {
+      ++problems_.bad_tables;
+      continue;
+    }
+    blocks.push_back(block);
+  }
+  std::sort(blocks.begin(), blocks.end());
+  blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+  return blocks;
+}
+
+std::vector<output::MapEntry> RegionReader::map_entries(uint32_t map_id) {
+  if (map_id >= layout_.map_count) return {};
+  const MapLayout& map = layout_.maps[map_id];
+  const uint64_t stride = abi::map_entry_stride(map.key_size);
+  const uint64_t table_size = abi::map_table_size(map.key_size, map.capacity);
+
+  // Candidate tables: the map's shared one, then each thread's.
+  std::vector<uint64_t> candidates;
+  if (const auto* desc = object_at<const abi::MapDesc>(
+          region_, layout_.map_descs.offset + uint64_t{map_id} * sizeof(abi::MapDesc))) {
+    candidates.push_back(load(&desc->shared_table));
+  }
+  for (uint64_t block : thread_blocks()) {
+    const auto* slot = object_at<const uint64_t>(
+        region_, block + 8 * (uint64_t{layout_.probe_capacity} + map_id));
+    if (slot != nullptr) candidates.push_back(load(slot));
+  }
+  // Tables of one map never overlap: accepting only disjoint ones bounds the work by the arena's
+  // size whatever offsets the target wrote.
+  std::vector<std::pair<uint64_t, uint64_t>> accepted;  // [begin, end)
+  std::vector<uint64_t> tables;
+  for (uint64_t offset : candidates) {
+    if (offset == 0) continue;
+    if (offset % 8 != 0 || !inside(offset, table_size, layout_.arena.offset, layout_.arena.size)) {
+      ++problems_.bad_tables;
+      continue;
+    }
+    const uint64_t end = offset + table_size;
+    const bool overlaps = std::any_of(accepted.begin(), accepted.end(), [&](const auto& r) {
+      return offset < r.second && r.first < end;
+    });
+    if (overlaps) {
+      if (std::find(tables.begin(), tables.end(), offset) == tables.end()) ++problems_.bad_tables;
+      continue;
+    }
+    accepted.emplace_back(offset, end);
+    tables.push_back(offset);
+  }
+
+  const bool sum = map.value_kind == bytecode::MapValueKind::Count || map.mode == abi::kMapSharded;
+  std::unordered_map<std::string, uint64_t> merged;
+  for (uint64_t table : tables) {
+    const uint64_t entries = table + sizeof(abi::MapTableHeader);
+    for (uint64_t i = 0; i < map.capacity; ++i) {
+      const uint64_t at = entries + i * stride;
+      const auto* e = object_at<const abi::MapTableEntry>(region_, at);
+      if (e == nullptr || load(&e->state) != abi::kEntryLive) continue;
+      const uint64_t value = load(&e->value);
+      std::string key(reinterpret_cast<const char*>(region_.data() + at + sizeof *e), map.key_size);
+      auto [it, fresh] = merged.try_emplace(std::move(key), value);
+      if (!fresh && sum) it->second += value;
+    }
+  }
+  std::vector<output::MapEntry> result;
+  result.reserve(merged.size());
+  for (auto& [key, value] : merged) result.push_back(output::MapEntry{key, value});
+  return result;
+}
+
+void RegionReader::reset_ring(uint64_t /*tail*/, uint64_t head) {
+  ++problems_.ring_resets;
+  auto* ring = object_at<abi::RingHeader>(region_, layout_.ring.offset);
+  std::memset(region_.data() + layout_.ring.offset + sizeof(abi::RingHeader), 0,
+              layout_.ring_capacity());
+  detail::store(&ring->tail, head);
+  stuck_tail_ = UINT64_MAX;
+}
+
+size_t RegionReader::drain_events(std::vector<PrintfEvent>& out, size_t max_events) {
+  auto* ring = object_at<abi::RingHeader>(region_, layout_.ring.offset);
+  if (ring == nullptr) return 0;
+  uint8_t* data = region_.data() + layout_.ring.offset + sizeof(abi::RingHeader);
+  const uint64_t capacity = layout_.ring_capacity();
+  const uint64_t head = load(&ring->head);
+  uint64_t tail = load(&ring->tail);
+  if (head - tail > capacity || head % 8 != 0 || tail % 8 != 0) {
+    reset_ring(tail, head);
+    return 0;
+  }
+  size_t appended = 0;
+  while (tail != head && appended < max_events) {
+    const uint64_t pos = tail & (capacity - 1);
+    const uint64_t word = load(reinterpret_cast<const uint64_t*>(data + pos));
+    const uint32_t size = static_cast<uint32_t>(word);
+    const uint32_t meta = static_cast<uint32_t>(word >> 32);
+    if (size == 0) break;  // reserved, not written yet
+    if (size % 8 != 0 || size > capacity - pos || size > head - tail) {
+      detail::store(&ring->tail, tail);
+      reset_ring(tail, head);
+      return appended;
+    }
+    if (!(meta & abi::kRecordCommitted)) {
+      const auto now = std::chrono::steady_clock::now();
+      if (tail != stuck_tail_) {
+        stuck_tail_ = tail;
+        stuck_since_ = now;
+      }
+      if (now - stuck_since_ < stuck_timeout_) break;
+      ++problems_.skipped_records;  // its producer is gone: step over it
+    } else if (!(meta & abi::kRecordPadding)) {
+      const uint32_t format = meta & abi::kRecordFormatMask;
+      if (format >= layout_.format_count ||
+          sizeof(abi::RecordHeader) + align8(layout_.format_sizes[format]) != size) {
+        ++problems_.bad_records;
+      } else {
+        const uint8_t* payload = data + pos + sizeof(abi::RecordHeader);
+        out.push_back(PrintfEvent{
+            format, std::vector<uint8_t>(payload, payload + layout_.format_sizes[format])});
+        ++appended;
+      }
+    }
+    // Zero before handing the bytes back: a zero header is how producers' records start.
+    std::memset(data + pos, 0, size);
+    tail += size;
+  }
+  detail::store(&ring->tail, tail);
+  return appended;
+}
+
+abi::RegionCounters RegionReader::counters() const {
+  abi::RegionCounters c{};
+  const auto* h = object_at<const abi::RegionHeader>(region_, 0);
+  if (h == nullptr) return c;
+  const auto* from = reinterpret_cast<const uint64_t*>(&h->counters);
+  auto* to = reinterpret_cast<uint64_t*>(&c);
+  for (size_t i = 0; i < sizeof c / 8; ++i) to[i] = load(from + i);
+  return c;
+}
+
+uint64_t RegionReader::probe_hits(uint32_t probe_id) {
+  if (probe_id >= layout_.probe_capacity) return 0;
+  uint64_t hits = 0;
+  if (const auto* probe = object_at<const abi::ProbeEntry>(
+          region_, layout_.probes.offset + uint64_t{probe_id} * sizeof(abi::ProbeEntry))) {
+    hits += load(&probe->shared_hits);
+  }
+  for (uint64_t block : thread_blocks()) {
+    if (const auto* count = object_at<const uint64_t>(region_, block + 8 * uint64_t{probe_id})) {
+      hits += load(count);
+    }
+  }
+  return hits;
+}
+
+bool RegionReader::exit_requested() const {
+  const auto* h = object_at<const abi::RegionHeader>(region_, 0);
+  return h != nullptr && load(&h->exit_requested) != 0;
+}
+
+}  // namespace dprobe::agent

@@ -1,0 +1,81 @@
+// Controller-side reading of the region the agent fills: merged maps, printf events, counters.
+// Everything read here is untrusted (DESIGN.md, invariant 8): the target can write any byte of
+// the region at any time. Each offset, length and index is checked against the controller's own
+// RegionLayout before use, each word is read once, and the work done is bounded by the region's
+// size, so a hostile target can lose its own events but never crash dprobe, make it touch memory
+// outside the region, or keep it busy for long.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "abi/region.h"
+#include "agent/region_layout.h"
+#include "common/result.h"
+#include "output/map_printer.h"
+
+namespace dprobe::agent {
+
+struct PrintfEvent {
+  uint32_t format_id = 0;     ///< < layout.format_count
+  std::vector<uint8_t> args;  ///< exactly layout.format_sizes[format_id] packed bytes
+};
+
+/// What the reader found wrong in the region (all zero unless the target misbehaves or a
+/// producer died mid-record).
+struct ReaderProblems {
+  uint64_t bad_records = 0;      ///< records with a bad format id or size, skipped
+  uint64_t skipped_records = 0;  ///< records never committed (their producer died), skipped
+  uint64_t ring_resets = 0;      ///< the ring's positions made no sense: everything dropped
+  uint64_t bad_tables = 0;       ///< thread blocks or map tables outside the arena, ignored
+};
+
+class RegionReader {
+ public:
+  /// `region` is dprobe's own mapping, `layout` the one it planned (or read_layout's result).
+  [[nodiscard]] static Result<RegionReader> create(std::span<uint8_t> region, RegionLayout layout);
+
+  /// Map `map_id` merged over all tables: one entry per key (packed key bytes), values summed
+  /// for count maps and for sharded maps, any one value otherwise. Unordered.
+  [[nodiscard]] std::vector<output::MapEntry> map_entries(uint32_t map_id);
+
+  /// Moves up to `max_events` committed printf events out of the ring, in ring order (each
+  /// thread's events in the order it emitted them), appending them to `out`. Consumed ring
+  /// bytes are zeroed and the tail advanced. Returns the number appended.
+  size_t drain_events(std::vector<PrintfEvent>& out, size_t max_events = SIZE_MAX);
+
+  [[nodiscard]] abi::RegionCounters counters() const;
+  /// Hits of probe `probe_id` over all threads (0 for an unknown id).
+  [[nodiscard]] uint64_t probe_hits(uint32_t probe_id);
+  [[nodiscard]] bool exit_requested() const;
+  [[nodiscard]] const ReaderProblems& problems() const { return problems_; }
+  [[nodiscard]] const RegionLayout& layout() const { return layout_; }
+
+  /// A record left uncommitted at the ring's tail this long is skipped: its producer died inside
+  /// the agent (a thread that never returned from a signal handler). A producer that is merely
+  /// descheduled or stopped commits within microseconds of running again, so the default is
+  /// generous; a producer that does come back after the skip writes into consumed bytes, which
+  /// at worst garbles records the checks above then drop.
+  void set_stuck_timeout(std::chrono::steady_clock::duration timeout) { stuck_timeout_ = timeout; }
+  static constexpr std::chrono::seconds kDefaultStuckTimeout{2};
+
+ private:
+  RegionReader(std::span<uint8_t> region, RegionLayout layout)
+      : region_(region), layout_(std::move(layout)) {}
+
+  /// Offsets of the valid thread blocks (each once).
+  std::vector<uint64_t> thread_blocks();
+  void reset_ring(uint64_t tail, uint64_t head);
+
+  std::span<uint8_t> region_;
+  RegionLayout layout_;
+  ReaderProblems problems_;
+  std::chrono::steady_clock::duration stuck_timeout_ = kDefaultStuckTimeout;
+  uint64_t stuck_tail_ = UINT64_MAX;  ///< ring position of the uncommitted record seen last
+  std::chrono::steady_clock::time_point stuck_since_;
+};
+
+}  // namespace dprobe::agent

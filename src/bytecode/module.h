@@ -1,0 +1,75 @@
+// A compiled script as the controller holds it: programs plus the tables they index (maps,
+// printf formats, constant strings). Controller-side only (uses the std library); the VM sees
+// it through the plain views of vm.h, built by VmModuleTables.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bytecode/isa.h"
+#include "bytecode/packed.h"
+#include "bytecode/vm.h"
+
+namespace dprobe::bytecode {
+
+/// What a map's values are, which decides how they are updated and printed.
+/// Later: Sum, Min, Max, Avg, Stats, Hist, Lhist, String.
+enum class MapValueKind : uint8_t {
+  Count, ///< count(): printed unsigned; a keyless count map always shows (0 when never hit)
+  Int,   ///< plain integer assignment; printed signed or unsigned per value_signed
+};
+
+struct MapSchema {
+  std::string name;           ///< as written, with the '@' ("@", "@calls")
+  std::vector<FieldKind> key; ///< empty for a map without keys
+  MapValueKind value = MapValueKind::Int;
+  bool value_signed = true;    ///< print and sort values as int64 (else uint64)
+  uint32_t max_entries = 4096; ///< bpftrace's default map size; updates past it are dropped
+
+  [[nodiscard]] uint32_t key_size() const;
+  [[nodiscard]] bool is_scalar() const { return key.empty(); }
+};
+
+struct PrintfFormat {
+  std::string format;          ///< the format string after escape processing
+  std::vector<FieldKind> args; ///< kinds of the packed arguments, in order
+
+  [[nodiscard]] uint32_t args_size() const;
+};
+
+struct Program {
+  std::string name; ///< for listings, e.g. "uprobe:./loop:work"
+  std::vector<Insn> code;
+  uint32_t frame_size = 0;
+};
+
+struct Module {
+  std::vector<Program> programs;
+  std::vector<MapSchema> maps;
+  std::vector<PrintfFormat> formats;
+  std::vector<std::string> strings;
+};
+
+/// Bytes of a packed record of the given fields.
+[[nodiscard]] uint32_t packed_size(const std::vector<FieldKind>& fields);
+
+/// The plain tables vm_run needs, built from (and pointing into) a Module that must outlive it.
+class VmModuleTables {
+ public:
+  explicit VmModuleTables(const Module& module);
+  VmModuleTables(const VmModuleTables&) = delete;
+  VmModuleTables& operator=(const VmModuleTables&) = delete;
+
+  [[nodiscard]] const VmModule& view() const { return view_; }
+  [[nodiscard]] VmProgram program(uint32_t index) const;
+
+ private:
+  const Module& module_;
+  std::vector<VmMapInfo> maps_;
+  std::vector<VmFormatInfo> formats_;
+  std::vector<VmString> strings_;
+  VmModule view_{};
+};
+
+} // namespace dprobe::bytecode

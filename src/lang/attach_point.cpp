@@ -1,0 +1,147 @@
+#include "lang/attach_point.h"
+
+#include <array>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace dprobe::lang {
+
+namespace {
+
+// Providers that only make sense inside the kernel (bpftrace's names and aliases).
+constexpr std::array<std::string_view, 24> kKernelProviders = {"kprobe",
+                                                               "k",
+                                                               "kretprobe",
+                                                               "kr",
+                                                               "tracepoint",
+                                                               "t",
+                                                               "rawtracepoint",
+                                                               "rt",
+                                                               "kfunc",
+                                                               "f",
+                                                               "kretfunc",
+                                                               "fr",
+                                                               "fentry",
+                                                               "fexit",
+                                                               "iter",
+                                                               "watchpoint",
+                                                               "w",
+                                                               "asyncwatchpoint",
+                                                               "aw",
+                                                               "software",
+                                                               "s",
+                                                               "hardware",
+                                                               "h",
+                                                               "kprobe_multi"};
+
+// Providers that work in user space and will come in later milestones.
+constexpr std::array<std::string_view, 8> kLaterProviders = {"uretprobe", "ur", "usdt",     "U",
+                                                             "profile",   "p",  "interval", "i"};
+
+/// Splits on ':' outside double quotes, dropping the quotes.
+std::vector<std::string> split_colons(std::string_view raw) {
+  std::vector<std::string> parts(1);
+  bool in_quotes = false;
+  for (char c : raw) {
+    if (c == '"') {
+      in_quotes = !in_quotes;
+    } else if (c == ':' && !in_quotes) {
+      parts.emplace_back();
+    } else {
+      parts.back() += c;
+    }
+  }
+  return parts;
+}
+
+/// Decimal or 0x-hex, the whole string; nullopt when malformed or too large.
+std::optional<uint64_t> parse_number(std::string_view text) {
+  unsigned base = 10;
+  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+    base = 16;
+    text.remove_prefix(2);
+  }
+  if (text.empty()) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    unsigned d = 99;
+    if (c >= '0' && c <= '9')
+      d = static_cast<unsigned>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      d = static_cast<unsigned>(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      d = static_cast<unsigned>(c - 'A' + 10);
+    if (d >= base) return std::nullopt;
+    if (value > (UINT64_MAX - d) / base) return std::nullopt;
+    value = value * base + d;
+  }
+  return value;
+}
+
+bool contains(const auto& list, std::string_view name) {
+  for (std::string_view entry : list) {
+    if (entry == name) return true;
+  }
+  return false;
+}
+
+} // namespace
+
+std::optional<std::string> parse_attach_point(std::string_view raw, AttachPoint& out) {
+  out.raw = std::string(raw);
+  out.path.clear();
+  out.symbol.clear();
+  out.offset = 0;
+  out.address.reset();
+  const std::vector<std::string> parts = split_colons(raw);
+  const std::string& provider = parts[0];
+
+  if (provider == "BEGIN" || provider == "END") {
+    out.kind = provider == "BEGIN" ? ProbeKind::Begin : ProbeKind::End;
+    if (parts.size() != 1) return fmt::format("{} probes take no arguments", provider);
+    return std::nullopt;
+  }
+  if (provider == "uprobe" || provider == "u") {
+    out.kind = ProbeKind::Uprobe;
+    if (parts.size() < 3)
+      return fmt::format("uprobe needs a path and a symbol: uprobe:PATH:SYMBOL");
+    // Everything up to the last ':' is the path (it may itself contain ':').
+    for (size_t i = 1; i + 1 < parts.size(); ++i) {
+      if (i > 1) out.path += ':';
+      out.path += parts[i];
+    }
+    const std::string& target = parts.back();
+    if (out.path.empty()) return fmt::format("uprobe needs a path: uprobe:PATH:SYMBOL");
+    if (target.empty()) return fmt::format("uprobe needs a symbol: uprobe:PATH:SYMBOL");
+    if (target[0] >= '0' && target[0] <= '9') {
+      const std::optional<uint64_t> address = parse_number(target);
+      if (!address) return fmt::format("invalid address '{}'", target);
+      out.address = *address;
+      return std::nullopt;
+    }
+    const size_t plus = target.find('+');
+    out.symbol = target.substr(0, plus);
+    if (plus != std::string::npos) {
+      const std::string offset_text = target.substr(plus + 1);
+      const std::optional<uint64_t> offset = parse_number(offset_text);
+      if (!offset) return fmt::format("invalid offset '{}'", offset_text);
+      out.offset = *offset;
+    }
+    if (out.symbol.empty()) return fmt::format("uprobe needs a symbol: uprobe:PATH:SYMBOL");
+    if (out.symbol.find_first_of("*?[") != std::string::npos) {
+      return fmt::format("wildcard symbols are not supported yet: '{}'", out.symbol);
+    }
+    return std::nullopt;
+  }
+  out.kind = ProbeKind::Uprobe;
+  if (contains(kKernelProviders, provider)) {
+    return fmt::format("kernel-only feature '{}' is not available in user space", provider);
+  }
+  if (contains(kLaterProviders, provider)) {
+    return fmt::format("probe type '{}' is not supported yet", provider);
+  }
+  return fmt::format("unknown probe type '{}'", provider);
+}
+
+} // namespace dprobe::lang

@@ -1,0 +1,41 @@
+// The language pipeline's entry point: script text in, verified bytecode plus everything the
+// runtime needs (map schemas, printf formats) out.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bytecode/module.h"
+#include "common/result.h"
+#include "lang/attach_point.h" // ProbeKind, AttachPoint
+#include "lang/diagnostics.h"  // format_diagnostic, SourceLocation
+
+namespace dprobe::lang {
+
+/// One probe block of the script: where it attaches and which program runs on a hit.
+struct ProbeBlock {
+  std::vector<AttachPoint> attach_points;
+  uint32_t program_index; ///< into module.programs
+};
+
+struct CompiledScript {
+  std::vector<ProbeBlock> probes; ///< in source order
+  /// Programs, map schemas (module.maps), printf formats (module.formats), constant strings.
+  bytecode::Module module;
+};
+
+/// Compiles a script. `filename` names it in diagnostics ("stdin" for -e programs). On failure
+/// Error.message holds the full multi-line diagnostic text (no trailing newline), one
+/// three-line diagnostic per error:
+///   FILE:LINE:COL: error: MESSAGE
+///   <source line>
+///   <spaces>^~~~
+[[nodiscard]] Result<CompiledScript> compile(std::string_view source, std::string_view filename);
+
+// format_diagnostic(source, filename, line, column, message[, length]) comes from
+// lang/diagnostics.h: use it for later stages' errors at an attach point's line/column.
+
+} // namespace dprobe::lang

@@ -1,0 +1,483 @@
+// Register and frame use are stack-shaped: an expression's value lives in the lowest free
+// register, strings in 64-byte frame fields; both are released when the statement ends.
+// Scratch variables get fixed frame slots below the temporaries.
+#include "lang/passes/codegen.h"
+
+#include <map>
+
+#include <fmt/format.h>
+
+namespace dprobe::lang {
+
+namespace {
+
+using bytecode::FieldKind;
+using bytecode::Insn;
+using bytecode::Op;
+
+class ProgramBuilder {
+ public:
+  ProgramBuilder(bytecode::Module& module, std::map<std::string, uint32_t>& string_ids,
+                 Diagnostics& diagnostics)
+      : module_(module), string_ids_(string_ids), diagnostics_(diagnostics) {}
+
+  bytecode::Program build(const ast::Probe& probe, const std::map<std::string, Type>& variables) {
+    for (const auto& [name, type] : variables) {
+      if (type.is_int()) variable_slots_[name] = allocate_frame(bytecode::kIntFieldSize);
+      if (type.is_string()) variable_slots_[name] = allocate_frame(bytecode::kStringFieldSize);
+    }
+    temp_base_ = frame_top_;
+    std::vector<size_t> to_end;
+    if (probe.predicate) {
+      const uint8_t cond = gen_int(*probe.predicate);
+      to_end.push_back(emit_jump(Op::JumpIfZero, cond));
+      release_temporaries();
+    }
+    gen_block(probe.body);
+    for (size_t jump : to_end)
+      patch(jump);
+    emit(Insn{Op::Ret, 0, 0, 0, 0, 0});
+
+    bytecode::Program program;
+    for (const AttachPoint& ap : probe.attach_points) {
+      if (!program.name.empty()) program.name += ",";
+      program.name += ap.raw;
+    }
+    program.code = std::move(code_);
+    program.frame_size = frame_max_;
+    if (frame_max_ > bytecode::kMaxFrameSize && !reported_) {
+      diagnostics_.error(probe.location,
+                         fmt::format("probe needs {} bytes of scratch memory, more than {}",
+                                     frame_max_, bytecode::kMaxFrameSize));
+    }
+    return program;
+  }
+
+ private:
+  // --- emission -------------------------------------------------------------------------------
+
+  size_t emit(Insn insn) {
+    code_.push_back(insn);
+    return code_.size() - 1;
+  }
+
+  size_t emit_jump(Op op, uint8_t reg = 0) { return emit(Insn{op, 0, reg, 0, 0, 0}); }
+
+  /// Points a forward jump at the next instruction to be emitted.
+  void patch(size_t jump) { code_[jump].imm = code_.size(); }
+
+  // --- resources ------------------------------------------------------------------------------
+
+  uint8_t allocate_register(const ast::Expr& e) {
+    if (next_register_ >= bytecode::kNumRegisters) {
+      if (!reported_) {
+        diagnostics_.error(e.location, "expression too complex (out of registers)");
+        reported_ = true;
+      }
+      return bytecode::kNumRegisters - 1;
+    }
+    return static_cast<uint8_t>(next_register_++);
+  }
+
+  uint32_t allocate_frame(uint32_t size) {
+    const uint32_t offset = frame_top_;
+    frame_top_ += size;
+    frame_max_ = std::max(frame_max_, frame_top_);
+    return offset;
+  }
+
+  void release_temporaries() {
+    next_register_ = 0;
+    frame_top_ = temp_base_;
+  }
+
+  // --- statements -----------------------------------------------------------------------------
+
+  void gen_block(const std::vector<ast::StmtPtr>& body) {
+    for (const ast::StmtPtr& stmt : body) {
+      gen_stmt(*stmt);
+      release_temporaries();
+    }
+  }
+
+  void gen_stmt(const ast::Stmt& stmt) {
+    switch (stmt.kind) {
+    case ast::StmtKind::Expr:
+      gen_expr_stmt(*static_cast<const ast::ExprStmt&>(stmt).expr);
+      break;
+    case ast::StmtKind::AssignMap: {
+      const auto& s = static_cast<const ast::AssignMap&>(stmt);
+      const uint32_t key = gen_key(*s.map);
+      if (s.value->type.kind == TypeKind::Count) {
+        const uint8_t one = allocate_register(*s.value);
+        emit(Insn{Op::LoadImm, one, 0, 0, 0, 1});
+        emit(Insn{Op::MapUpdate, 0, one, static_cast<uint8_t>(bytecode::UpdateOp::Add),
+                  map_id(*s.map), key});
+      } else {
+        const uint8_t value = gen_int(*s.value);
+        emit(Insn{Op::MapUpdate, 0, value, static_cast<uint8_t>(bytecode::UpdateOp::Set),
+                  map_id(*s.map), key});
+      }
+      break;
+    }
+    case ast::StmtKind::AssignVar: {
+      const auto& s = static_cast<const ast::AssignVar&>(stmt);
+      const uint32_t slot = variable_slots_.at(s.var->name);
+      if (s.var->type.is_string()) {
+        gen_string_into(*s.value, slot);
+      } else {
+        const uint8_t value = gen_int(*s.value);
+        emit(Insn{Op::Store64, 0, value, 0, 0, slot});
+      }
+      break;
+    }
+    case ast::StmtKind::If: {
+      const auto& s = static_cast<const ast::If&>(stmt);
+      const uint8_t cond = gen_int(*s.cond);
+      const size_t to_else = emit_jump(Op::JumpIfZero, cond);
+      release_temporaries();
+      gen_block(s.then_body);
+      if (s.else_body.empty()) {
+        patch(to_else);
+      } else {
+        const size_t to_end = emit_jump(Op::Jump);
+        patch(to_else);
+        gen_block(s.else_body);
+        patch(to_end);
+      }
+      break;
+    }
+    }
+  }
+
+  void gen_expr_stmt(const ast::Expr& e) {
+    if (e.kind != ast::ExprKind::Call) {
+      // A bare expression has no effect, but evaluating it keeps str() reads etc. honest.
+      gen_value(e);
+      return;
+    }
+    const auto& call = static_cast<const ast::Call&>(e);
+    if (call.name == "exit") {
+      emit(Insn{Op::Exit, 0, 0, 0, 0, 0});
+    } else if (call.name == "printf") {
+      gen_printf(call);
+    } else if (call.name == "delete") {
+      const auto& map = static_cast<const ast::Map&>(*call.args[0]);
+      const uint32_t key = gen_key(map);
+      emit(Insn{Op::MapDelete, 0, 0, 0, map_id(map), key});
+    } else {
+      gen_value(e);
+    }
+  }
+
+  void gen_printf(const ast::Call& call) {
+    bytecode::PrintfFormat format;
+    format.format = static_cast<const ast::String&>(*call.args[0]).value;
+    for (size_t i = 1; i < call.args.size(); ++i) {
+      format.args.push_back(call.args[i]->type.is_string() ? FieldKind::String : FieldKind::Int);
+    }
+    const uint32_t size = format.args_size();
+    const uint32_t args = allocate_frame(size);
+    uint32_t offset = args;
+    for (size_t i = 1; i < call.args.size(); ++i) {
+      offset += gen_field_into(*call.args[i], offset);
+    }
+    const auto id = static_cast<uint32_t>(module_.formats.size());
+    module_.formats.push_back(std::move(format));
+    emit(Insn{Op::Printf, 0, 0, 0, id, bytecode::frame_range(args, size)});
+  }
+
+  // --- packed records -------------------------------------------------------------------------
+
+  static uint32_t map_id(const ast::Map& map) { return static_cast<uint32_t>(map.map_id); }
+
+  /// Writes one packed field (int or string) at `offset`; returns its size.
+  uint32_t gen_field_into(const ast::Expr& e, uint32_t offset) {
+    if (e.type.is_string()) {
+      gen_string_into(e, offset);
+      return bytecode::kStringFieldSize;
+    }
+    const uint8_t value = gen_int(e);
+    emit(Insn{Op::Store64, 0, value, 0, 0, offset});
+    next_register_ = value; // the value is stored; its register is free again
+    return bytecode::kIntFieldSize;
+  }
+
+  /// Packs a map access's key into a fresh frame range; returns its offset.
+  uint32_t gen_key(const ast::Map& map) {
+    uint32_t size = 0;
+    for (const ast::ExprPtr& key : map.keys) {
+      size += key->type.is_string() ? bytecode::kStringFieldSize : bytecode::kIntFieldSize;
+    }
+    const uint32_t key = allocate_frame(size);
+    uint32_t offset = key;
+    for (const ast::ExprPtr& k : map.keys)
+      offset += gen_field_into(*k, offset);
+    return key;
+  }
+
+  // --- expressions ----------------------------------------------------------------------------
+
+  void gen_value(const ast::Expr& e) {
+    if (e.type.is_string()) {
+      gen_string(e);
+    } else if (e.type.is_int()) {
+      gen_int(e);
+    }
+  }
+
+  /// Evaluates an integer expression into a newly allocated register.
+  uint8_t gen_int(const ast::Expr& e) {
+    switch (e.kind) {
+    case ast::ExprKind::Integer: {
+      const uint8_t r = allocate_register(e);
+      emit(Insn{Op::LoadImm, r, 0, 0, 0, static_cast<const ast::Integer&>(e).value});
+      return r;
+    }
+    case ast::ExprKind::Builtin: {
+      const uint8_t r = allocate_register(e);
+      emit(Insn{Op::LoadCtx, r, 0, 0,
+                static_cast<uint32_t>(context_field(static_cast<const ast::Builtin&>(e).name)), 0});
+      return r;
+    }
+    case ast::ExprKind::Variable: {
+      const uint8_t r = allocate_register(e);
+      const uint32_t slot = variable_slots_.at(static_cast<const ast::Variable&>(e).name);
+      emit(Insn{Op::Load64, r, 0, 0, 0, slot});
+      return r;
+    }
+    case ast::ExprKind::Map: {
+      const auto& map = static_cast<const ast::Map&>(e);
+      const uint32_t key = gen_key(map);
+      const uint8_t r = allocate_register(e);
+      emit(Insn{Op::MapLookup, r, 0, 0, map_id(map), key});
+      return r;
+    }
+    case ast::ExprKind::Unary: {
+      const auto& u = static_cast<const ast::Unary&>(e);
+      const uint8_t r = gen_int(*u.operand);
+      const Op op = u.op == ast::UnaryOp::Neg    ? Op::Neg
+                    : u.op == ast::UnaryOp::BNot ? Op::Not
+                                                 : Op::LNot;
+      emit(Insn{op, r, r, 0, 0, 0});
+      return r;
+    }
+    case ast::ExprKind::Binary:
+      return gen_binary(static_cast<const ast::Binary&>(e));
+    case ast::ExprKind::Ternary: {
+      const auto& t = static_cast<const ast::Ternary&>(e);
+      const uint8_t r = gen_int(*t.cond);
+      const size_t to_else = emit_jump(Op::JumpIfZero, r);
+      const uint8_t a = gen_int(*t.then_expr);
+      emit(Insn{Op::Mov, r, a, 0, 0, 0});
+      next_register_ = r + 1u;
+      const size_t to_end = emit_jump(Op::Jump);
+      patch(to_else);
+      const uint8_t b = gen_int(*t.else_expr);
+      emit(Insn{Op::Mov, r, b, 0, 0, 0});
+      next_register_ = r + 1u;
+      patch(to_end);
+      return r;
+    }
+    case ast::ExprKind::String:
+    case ast::ExprKind::Call:
+      break;
+    }
+    // Only reachable for an ill-typed tree; produce a harmless zero.
+    const uint8_t r = allocate_register(e);
+    emit(Insn{Op::LoadImm, r, 0, 0, 0, 0});
+    return r;
+  }
+
+  uint8_t gen_binary(const ast::Binary& b) {
+    using ast::BinaryOp;
+    if (b.op == BinaryOp::LAnd || b.op == BinaryOp::LOr) {
+      const uint8_t r = gen_int(*b.lhs);
+      normalize_bool(r);
+      const size_t to_end =
+          emit_jump(b.op == BinaryOp::LAnd ? Op::JumpIfZero : Op::JumpIfNotZero, r);
+      const uint8_t rhs = gen_int(*b.rhs);
+      normalize_bool(rhs);
+      emit(Insn{Op::Mov, r, rhs, 0, 0, 0});
+      next_register_ = r + 1u;
+      patch(to_end);
+      return r;
+    }
+    if (b.lhs->type.is_string()) {
+      const uint32_t lhs = gen_string(*b.lhs);
+      const uint32_t rhs = gen_string(*b.rhs);
+      const uint8_t r = allocate_register(b);
+      emit(Insn{Op::StrEq, r, 0, 0, lhs, rhs});
+      if (b.op == BinaryOp::Ne) emit(Insn{Op::LNot, r, r, 0, 0, 0});
+      return r;
+    }
+    const uint8_t lhs = gen_int(*b.lhs);
+    const uint8_t rhs = gen_int(*b.rhs);
+    // bpftrace 0.17: division, modulo and '>>' are unsigned; comparisons are signed only when
+    // both operands are.
+    const bool is_signed = b.lhs->type.is_signed && b.rhs->type.is_signed;
+    Op op = Op::Add;
+    switch (b.op) {
+    case BinaryOp::Mul:
+      op = Op::Mul;
+      break;
+    case BinaryOp::Div:
+      op = Op::UDiv;
+      break;
+    case BinaryOp::Mod:
+      op = Op::UMod;
+      break;
+    case BinaryOp::Add:
+      op = Op::Add;
+      break;
+    case BinaryOp::Sub:
+      op = Op::Sub;
+      break;
+    case BinaryOp::Shl:
+      op = Op::Shl;
+      break;
+    case BinaryOp::Shr:
+      op = Op::LShr;
+      break;
+    case BinaryOp::Lt:
+      op = is_signed ? Op::SLt : Op::ULt;
+      break;
+    case BinaryOp::Le:
+      op = is_signed ? Op::SLe : Op::ULe;
+      break;
+    case BinaryOp::Gt:
+      op = is_signed ? Op::SGt : Op::UGt;
+      break;
+    case BinaryOp::Ge:
+      op = is_signed ? Op::SGe : Op::UGe;
+      break;
+    case BinaryOp::Eq:
+      op = Op::Eq;
+      break;
+    case BinaryOp::Ne:
+      op = Op::Ne;
+      break;
+    case BinaryOp::BAnd:
+      op = Op::And;
+      break;
+    case BinaryOp::BXor:
+      op = Op::Xor;
+      break;
+    case BinaryOp::BOr:
+      op = Op::Or;
+      break;
+    case BinaryOp::LAnd:
+    case BinaryOp::LOr:
+      break;
+    }
+    emit(Insn{op, lhs, lhs, rhs, 0, 0});
+    next_register_ = lhs + 1u;
+    return lhs;
+  }
+
+  void normalize_bool(uint8_t r) {
+    emit(Insn{Op::LNot, r, r, 0, 0, 0});
+    emit(Insn{Op::LNot, r, r, 0, 0, 0});
+  }
+
+  static bytecode::CtxField context_field(std::string_view name) {
+    if (name.size() == 4 && name.substr(0, 3) == "arg") {
+      return static_cast<bytecode::CtxField>(static_cast<uint32_t>(bytecode::CtxField::Arg0) +
+                                             static_cast<uint32_t>(name[3] - '0'));
+    }
+    if (name == "pid") return bytecode::CtxField::Pid;
+    if (name == "tid") return bytecode::CtxField::Tid;
+    if (name == "retval") return bytecode::CtxField::Retval;
+    return bytecode::CtxField::Nsecs;
+  }
+
+  /// A string expression's frame field: a variable's own slot, else a fresh temporary.
+  uint32_t gen_string(const ast::Expr& e) {
+    if (e.kind == ast::ExprKind::Variable) {
+      return variable_slots_.at(static_cast<const ast::Variable&>(e).name);
+    }
+    const uint32_t field = allocate_frame(bytecode::kStringFieldSize);
+    gen_string_into(e, field);
+    return field;
+  }
+
+  void gen_string_into(const ast::Expr& e, uint32_t field) {
+    switch (e.kind) {
+    case ast::ExprKind::String: {
+      const std::string& value = static_cast<const ast::String&>(e).value;
+      auto [it, inserted] =
+          string_ids_.try_emplace(value, static_cast<uint32_t>(module_.strings.size()));
+      if (inserted) module_.strings.push_back(value);
+      emit(Insn{Op::LoadString, 0, 0, 0, it->second, field});
+      return;
+    }
+    case ast::ExprKind::Builtin: // comm
+      emit(Insn{Op::LoadCtxString, 0, 0, 0, static_cast<uint32_t>(bytecode::CtxString::Comm),
+                field});
+      return;
+    case ast::ExprKind::Variable: {
+      const uint32_t slot = variable_slots_.at(static_cast<const ast::Variable&>(e).name);
+      if (slot != field) {
+        emit(Insn{Op::Copy, 0, 0, 0, slot,
+                  bytecode::frame_range(field, bytecode::kStringFieldSize)});
+      }
+      return;
+    }
+    case ast::ExprKind::Call: { // str(address[, length])
+      const auto& call = static_cast<const ast::Call&>(e);
+      const uint8_t address = gen_int(*call.args[0]);
+      uint8_t length = 0;
+      if (call.args.size() > 1) {
+        length = gen_int(*call.args[1]);
+      } else {
+        length = allocate_register(e);
+        emit(Insn{Op::LoadImm, length, 0, 0, 0, bytecode::kMaxStringLength});
+      }
+      emit(Insn{Op::ReadString, 0, address, length, 0, field});
+      next_register_ = address;
+      return;
+    }
+    case ast::ExprKind::Ternary: {
+      const auto& t = static_cast<const ast::Ternary&>(e);
+      const uint8_t cond = gen_int(*t.cond);
+      const size_t to_else = emit_jump(Op::JumpIfZero, cond);
+      gen_string_into(*t.then_expr, field);
+      const size_t to_end = emit_jump(Op::Jump);
+      patch(to_else);
+      gen_string_into(*t.else_expr, field);
+      patch(to_end);
+      next_register_ = cond;
+      return;
+    }
+    default:
+      return;
+    }
+  }
+
+  bytecode::Module& module_;
+  std::map<std::string, uint32_t>& string_ids_;
+  Diagnostics& diagnostics_;
+  std::vector<Insn> code_;
+  std::map<std::string, uint32_t> variable_slots_;
+  uint32_t next_register_ = 0;
+  uint32_t frame_top_ = 0;
+  uint32_t frame_max_ = 0;
+  uint32_t temp_base_ = 0;
+  bool reported_ = false;
+};
+
+} // namespace
+
+bytecode::Module generate(const ast::Program& program, const SemanticResult& semantic,
+                          Diagnostics& diagnostics) {
+  bytecode::Module module;
+  module.maps = semantic.maps;
+  std::map<std::string, uint32_t> string_ids;
+  for (size_t i = 0; i < program.probes.size(); ++i) {
+    ProgramBuilder builder(module, string_ids, diagnostics);
+    module.programs.push_back(builder.build(program.probes[i], semantic.probe_variables.at(i)));
+  }
+  return module;
+}
+
+} // namespace dprobe::lang

@@ -1,0 +1,636 @@
+// Map types are program-wide and may be used (read) before the assignment that fixes them, as
+// in bpftrace: "BEGIN { printf("%d", @x) } uprobe:... { @x = 1 }". So the analysis runs quietly
+// until the map table stops changing, then once more reporting errors. Scratch variables are
+// per probe and typed by their first assignment in source order.
+#include "lang/passes/semantic_analyser.h"
+
+#include <array>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "output/printf_format.h"
+
+namespace dprobe::lang {
+
+namespace {
+
+using bytecode::FieldKind;
+using bytecode::MapValueKind;
+
+constexpr size_t kMaxQuietPasses = 8;
+constexpr size_t kMaxPrintfArgs = 32;
+constexpr size_t kMaxMapKeys = 16;
+
+constexpr std::array<std::string_view, 4> kKernelBuiltins = {"kstack", "curtask", "cgroup", "cpid"};
+constexpr std::array<std::string_view, 16> kLaterBuiltins = {
+    "ustack", "uid", "gid",  "username", "elapsed", "cpu",  "rand", "probe",
+    "func",   "ctx", "args", "jiffies",  "numaid",  "arg6", "arg7", "arg8"};
+constexpr std::array<std::string_view, 9> kKernelFunctions = {
+    "ksym", "kaddr", "kptr", "kstack", "cgroupid", "override", "path", "skboutput", "percpu_kaddr"};
+constexpr std::array<std::string_view, 30> kLaterFunctions = {
+    "hist",   "lhist",    "sum",     "avg",    "min",         "max",    "stats",    "print",
+    "clear",  "zero",     "time",    "join",   "system",      "cat",    "buf",      "ntop",
+    "usym",   "uaddr",    "uptr",    "ustack", "reg",         "signal", "strftime", "strncmp",
+    "sizeof", "offsetof", "macaddr", "bswap",  "strcontains", "has_key"};
+
+bool contains(const auto& list, std::string_view name) {
+  for (std::string_view entry : list) {
+    if (entry == name) return true;
+  }
+  return false;
+}
+
+std::optional<int> arg_index(std::string_view name) {
+  if (name.size() == 4 && name.substr(0, 3) == "arg" && name[3] >= '0' && name[3] <= '5') {
+    return name[3] - '0';
+  }
+  return std::nullopt;
+}
+
+std::string describe_keys(const std::vector<FieldKind>& kinds) {
+  if (kinds.empty()) return "no keys";
+  std::string out = "keys [";
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += kinds[i] == FieldKind::Int ? "int" : "string";
+  }
+  return out + "]";
+}
+
+std::string value_kind_name(MapValueKind kind, bool is_signed) {
+  switch (kind) {
+  case MapValueKind::Count:
+    return "count";
+  case MapValueKind::Int:
+    return is_signed ? "int64" : "uint64";
+  }
+  return "?";
+}
+
+/// bpftrace's word for a printf argument type: "integer" or "string".
+std::string printf_type_name(const Type& type) {
+  return type.is_string() ? "string" : "integer";
+}
+
+class Analyser {
+ public:
+  Analyser(ast::Program& program, Diagnostics& diagnostics)
+      : program_(program), diagnostics_(diagnostics) {}
+
+  SemanticResult run() {
+    for (size_t pass = 0; pass < kMaxQuietPasses; ++pass) {
+      quiet_ = true;
+      changed_ = false;
+      analyse_program();
+      if (!changed_) break;
+    }
+    quiet_ = false;
+    analyse_program();
+    SemanticResult result;
+    for (const MapState& map : maps_)
+      result.maps.push_back(map.schema);
+    result.probe_variables = std::move(probe_variables_);
+    return result;
+  }
+
+ private:
+  struct MapState {
+    bytecode::MapSchema schema;
+    bool keys_known = false;
+    bool value_known = false;
+    bool assigned = false;
+  };
+
+  void error(SourceLocation location, std::string message) {
+    if (!quiet_) diagnostics_.error(location, std::move(message));
+  }
+
+  // --- probes ---------------------------------------------------------------------------------
+
+  void analyse_program() {
+    probe_variables_.clear();
+    if (program_.probes.empty()) {
+      error(SourceLocation{1, 1, 1}, "script has no probes");
+      return;
+    }
+    check_unique_special_probes();
+    for (ast::Probe& probe : program_.probes) {
+      variables_.clear();
+      in_special_probe_ = false;
+      for (const AttachPoint& ap : probe.attach_points) {
+        if (ap.kind != ProbeKind::Uprobe) in_special_probe_ = true;
+      }
+      special_probe_name_ = in_special_probe_ ? first_special_name(probe) : "";
+      if (probe.predicate) {
+        const Type t = analyse_expr(*probe.predicate);
+        if (!t.is_none() && !t.is_int()) {
+          error(probe.predicate->location,
+                fmt::format("predicate must be an integer, not '{}'", t.name()));
+        }
+      }
+      analyse_block(probe.body);
+      probe_variables_.push_back(variables_);
+    }
+    if (!quiet_) report_undefined_maps();
+  }
+
+  static std::string first_special_name(const ast::Probe& probe) {
+    for (const AttachPoint& ap : probe.attach_points) {
+      if (ap.kind == ProbeKind::Begin) return "BEGIN";
+      if (ap.kind == ProbeKind::End) return "END";
+    }
+    return "";
+  }
+
+  void check_unique_special_probes() {
+    bool seen_begin = false;
+    bool seen_end = false;
+    for (const ast::Probe& probe : program_.probes) {
+      for (const AttachPoint& ap : probe.attach_points) {
+        if (ap.kind == ProbeKind::Uprobe) continue;
+        bool& seen = ap.kind == ProbeKind::Begin ? seen_begin : seen_end;
+        if (seen) {
+          error(SourceLocation{ap.line, ap.column, static_cast<int>(ap.raw.size())},
+                fmt::format("more than one {} probe", ap.raw));
+        }
+        seen = true;
+      }
+    }
+  }
+
+  void report_undefined_maps() {
+    for (const auto& [name, location] : map_first_use_) {
+      const MapState& map = maps_[static_cast<size_t>(map_ids_.at(name))];
+      if (!map.assigned)
+        error(location, fmt::format("undefined map '{}': it is never assigned", name));
+    }
+  }
+
+  // --- statements -----------------------------------------------------------------------------
+
+  void analyse_block(std::vector<ast::StmtPtr>& body) {
+    for (ast::StmtPtr& stmt : body)
+      analyse_stmt(*stmt);
+  }
+
+  void analyse_stmt(ast::Stmt& stmt) {
+    switch (stmt.kind) {
+    case ast::StmtKind::Expr: {
+      auto& s = static_cast<ast::ExprStmt&>(stmt);
+      analyse_expr(*s.expr, /*statement=*/true);
+      break;
+    }
+    case ast::StmtKind::AssignMap:
+      analyse_map_assignment(static_cast<ast::AssignMap&>(stmt));
+      break;
+    case ast::StmtKind::AssignVar:
+      analyse_var_assignment(static_cast<ast::AssignVar&>(stmt));
+      break;
+    case ast::StmtKind::If: {
+      auto& s = static_cast<ast::If&>(stmt);
+      const Type t = analyse_expr(*s.cond);
+      if (!t.is_none() && !t.is_int()) {
+        error(s.cond->location, fmt::format("if condition must be an integer, not '{}'", t.name()));
+      }
+      analyse_block(s.then_body);
+      analyse_block(s.else_body);
+      break;
+    }
+    }
+  }
+
+  /// The type a value being stored must have, or nullopt after reporting why it cannot be stored.
+  std::optional<Type> storable(const ast::Expr& value, const Type& t) {
+    switch (t.kind) {
+    case TypeKind::None:
+      return std::nullopt;
+    case TypeKind::Int:
+    case TypeKind::String:
+      return t;
+    case TypeKind::Void:
+      error(value.location, "this expression has no value");
+      return std::nullopt;
+    case TypeKind::Count:
+      error(value.location, "count() should be directly assigned to a map");
+      return std::nullopt;
+    }
+    return std::nullopt;
+  }
+
+  void analyse_map_assignment(ast::AssignMap& stmt) {
+    const bool keys_ok = analyse_map_keys(*stmt.map) != nullptr;
+    const auto id = static_cast<size_t>(stmt.map->map_id);
+    // Assigned even if the value turns out ill-typed: one error, not a second "undefined map".
+    maps_[id].assigned = true;
+    MapValueKind kind = MapValueKind::Int;
+    bool is_signed = true;
+    if (is_call(*stmt.value, "count")) {
+      auto& call = static_cast<ast::Call&>(*stmt.value);
+      call.type = Type::count();
+      if (!call.args.empty()) {
+        error(call.location,
+              fmt::format("count() takes no arguments ({} given)", call.args.size()));
+      }
+      kind = MapValueKind::Count;
+      is_signed = false;
+    } else {
+      const std::optional<Type> t = storable(*stmt.value, analyse_expr(*stmt.value));
+      if (!t) return;
+      if (t->is_string()) {
+        error(stmt.value->location, "string map values are not supported yet");
+        return;
+      }
+      is_signed = t->is_signed;
+    }
+    stmt.map->type = kind == MapValueKind::Count ? Type::count() : Type::integer(is_signed);
+    if (!keys_ok) return;
+    // Fetched only now: analysing the value may have added maps (and moved this one).
+    MapState* map = &maps_[id];
+    if (!map->value_known) {
+      map->value_known = true;
+      map->schema.value = kind;
+      map->schema.value_signed = is_signed;
+      changed_ = true;
+    } else if (map->schema.value != kind) {
+      error(stmt.value->location,
+            fmt::format("type mismatch for {}: assigning '{}' to a map that holds '{}' values",
+                        map->schema.name, value_kind_name(kind, is_signed),
+                        value_kind_name(map->schema.value, map->schema.value_signed)));
+    }
+  }
+
+  void analyse_var_assignment(ast::AssignVar& stmt) {
+    const std::string& name = stmt.var->name;
+    if (is_positional(name)) {
+      error(stmt.var->location, "positional parameters are not supported yet");
+      return;
+    }
+    const std::optional<Type> t = storable(*stmt.value, analyse_expr(*stmt.value));
+    if (!t) {
+      // Keep later uses from cascading into "used before assignment".
+      variables_.try_emplace(name, Type::none());
+      return;
+    }
+    auto [it, inserted] = variables_.try_emplace(name, *t);
+    if (!inserted && it->second.is_none()) it->second = *t;
+    if (!inserted && !it->second.is_none() && !it->second.same_kind(*t)) {
+      error(stmt.value->location,
+            fmt::format("type mismatch for {}: assigning '{}' to a variable that holds '{}'", name,
+                        t->name(), it->second.name()));
+    }
+    stmt.var->type = it->second;
+  }
+
+  // --- maps -----------------------------------------------------------------------------------
+
+  /// The map's id, creating its entry on first sight.
+  int map_id(const ast::Map& map) {
+    auto [it, inserted] = map_ids_.try_emplace(map.name, static_cast<int>(maps_.size()));
+    if (inserted) {
+      MapState state;
+      state.schema.name = map.name;
+      maps_.push_back(std::move(state));
+      changed_ = true;
+    }
+    map_first_use_.try_emplace(map.name, map.location);
+    return it->second;
+  }
+
+  /// Types the keys and checks them against the map's; nullptr when they do not fit. The pointer
+  /// is only good until the next map is added.
+  MapState* analyse_map_keys(ast::Map& map) {
+    map.map_id = map_id(map);
+    std::vector<FieldKind> kinds;
+    bool known = true;
+    for (ast::ExprPtr& key : map.keys) {
+      const Type t = analyse_expr(*key);
+      if (t.is_int()) {
+        kinds.push_back(FieldKind::Int);
+      } else if (t.is_string()) {
+        kinds.push_back(FieldKind::String);
+      } else {
+        if (!t.is_none()) {
+          error(key->location,
+                fmt::format("map keys must be integers or strings, not '{}'", t.name()));
+        }
+        known = false;
+      }
+    }
+    if (map.keys.size() > kMaxMapKeys) {
+      error(map.location,
+            fmt::format("too many map keys ({}, at most {})", map.keys.size(), kMaxMapKeys));
+      return nullptr;
+    }
+    if (!known) return nullptr;
+    // Only now: the keys (@a[@b[1]]) may have added maps and moved this one.
+    MapState& state = maps_[static_cast<size_t>(map.map_id)];
+    if (!state.keys_known) {
+      state.keys_known = true;
+      state.schema.key = kinds;
+      state.schema.max_entries = kinds.empty() ? 1 : state.schema.max_entries;
+      changed_ = true;
+    } else if (state.schema.key != kinds) {
+      error(map.location, fmt::format("map {} used with {}, but earlier with {}", map.name,
+                                      describe_keys(kinds), describe_keys(state.schema.key)));
+      return nullptr;
+    }
+    return &state;
+  }
+
+  Type analyse_map_read(ast::Map& map) {
+    MapState* state = analyse_map_keys(map);
+    if (state == nullptr || !state->value_known) return Type::none();
+    // Reading a count map gives its count as an integer.
+    return state->schema.value == MapValueKind::Count ? Type::integer(false)
+                                                      : Type::integer(state->schema.value_signed);
+  }
+
+  // --- expressions ----------------------------------------------------------------------------
+
+  static bool is_call(const ast::Expr& e, std::string_view name) {
+    return e.kind == ast::ExprKind::Call && static_cast<const ast::Call&>(e).name == name;
+  }
+
+  static bool is_positional(std::string_view name) {
+    return name.size() > 1 && name[1] >= '0' && name[1] <= '9';
+  }
+
+  Type analyse_expr(ast::Expr& e, bool statement = false) {
+    e.type = compute_type(e, statement);
+    return e.type;
+  }
+
+  Type compute_type(ast::Expr& e, bool statement) {
+    switch (e.kind) {
+    case ast::ExprKind::Integer:
+      return Type::integer(true);
+    case ast::ExprKind::String: {
+      const auto& s = static_cast<const ast::String&>(e);
+      if (s.value.size() > bytecode::kMaxStringLength) {
+        error(e.location, fmt::format("string literal is too long ({} bytes, at most {})",
+                                      s.value.size(), bytecode::kMaxStringLength));
+        return Type::none();
+      }
+      return Type::string();
+    }
+    case ast::ExprKind::Builtin:
+      return analyse_builtin(static_cast<ast::Builtin&>(e));
+    case ast::ExprKind::Call:
+      return analyse_call(static_cast<ast::Call&>(e), statement);
+    case ast::ExprKind::Map:
+      return analyse_map_read(static_cast<ast::Map&>(e));
+    case ast::ExprKind::Variable: {
+      const auto& v = static_cast<const ast::Variable&>(e);
+      if (is_positional(v.name)) {
+        error(e.location, "positional parameters are not supported yet");
+        return Type::none();
+      }
+      const auto it = variables_.find(v.name);
+      if (it == variables_.end()) {
+        error(e.location, fmt::format("variable '{}' used before assignment", v.name));
+        return Type::none();
+      }
+      return it->second;
+    }
+    case ast::ExprKind::Unary:
+      return analyse_unary(static_cast<ast::Unary&>(e));
+    case ast::ExprKind::Binary:
+      return analyse_binary(static_cast<ast::Binary&>(e));
+    case ast::ExprKind::Ternary:
+      return analyse_ternary(static_cast<ast::Ternary&>(e));
+    }
+    return Type::none();
+  }
+
+  Type analyse_builtin(const ast::Builtin& b) {
+    const std::string& name = b.name;
+    if (arg_index(name)) {
+      if (in_special_probe_) {
+        error(b.location,
+              fmt::format("'{}' is not available in {} probes", name, special_probe_name_));
+        return Type::none();
+      }
+      return Type::integer(false);
+    }
+    if (name == "pid" || name == "tid" || name == "nsecs") return Type::integer(false);
+    if (name == "comm") return Type::string();
+    if (name == "retval") {
+      error(b.location, "'retval' is only available in uretprobe probes");
+      return Type::none();
+    }
+    if (contains(kKernelBuiltins, name)) {
+      error(b.location,
+            fmt::format("kernel-only feature '{}' is not available in user space", name));
+      return Type::none();
+    }
+    if (contains(kLaterBuiltins, name)) {
+      error(b.location, fmt::format("builtin '{}' is not supported yet", name));
+      return Type::none();
+    }
+    if (name == "count" || name == "str" || name == "printf" || name == "exit" ||
+        name == "delete") {
+      error(b.location, fmt::format("'{}' is a function: call it as {}(...)", name, name));
+      return Type::none();
+    }
+    error(b.location, fmt::format("unknown identifier '{}'", name));
+    return Type::none();
+  }
+
+  Type analyse_call(ast::Call& call, bool statement) {
+    const std::string& name = call.name;
+    if (name == "count") {
+      error(call.location, "count() should be directly assigned to a map");
+      return Type::none();
+    }
+    if (name == "str") return analyse_str(call);
+    if (name == "printf" || name == "exit" || name == "delete") {
+      if (!statement) {
+        error(call.location, fmt::format("{}() can only be used as a statement", name));
+        return Type::none();
+      }
+      if (name == "printf") analyse_printf(call);
+      if (name == "exit" && !call.args.empty()) {
+        error(call.location, fmt::format("exit() takes no arguments ({} given)", call.args.size()));
+      }
+      if (name == "delete") analyse_delete(call);
+      return Type::void_type();
+    }
+    if (contains(kKernelFunctions, name)) {
+      error(call.location,
+            fmt::format("kernel-only feature '{}' is not available in user space", name));
+    } else if (contains(kLaterFunctions, name)) {
+      error(call.location, fmt::format("function '{}' is not supported yet", name));
+    } else {
+      error(call.location, fmt::format("unknown function '{}'", name));
+    }
+    for (ast::ExprPtr& arg : call.args)
+      analyse_expr(*arg);
+    return Type::none();
+  }
+
+  Type analyse_str(ast::Call& call) {
+    if (call.args.empty() || call.args.size() > 2) {
+      error(call.location,
+            fmt::format("str() takes 1 or 2 arguments ({} given)", call.args.size()));
+      for (ast::ExprPtr& arg : call.args)
+        analyse_expr(*arg);
+      return Type::none();
+    }
+    bool ok = true;
+    const Type pointer = analyse_expr(*call.args[0]);
+    if (!pointer.is_none() && !pointer.is_int()) {
+      error(call.args[0]->location,
+            fmt::format("str() expects an integer address as its first argument, not '{}'",
+                        pointer.name()));
+      ok = false;
+    }
+    if (call.args.size() == 2) {
+      const Type length = analyse_expr(*call.args[1]);
+      if (!length.is_none() && !length.is_int()) {
+        error(call.args[1]->location,
+              fmt::format("str() expects an integer length, not '{}'", length.name()));
+        ok = false;
+      }
+    }
+    return ok ? Type::string() : Type::none();
+  }
+
+  void analyse_printf(ast::Call& call) {
+    if (call.args.empty()) {
+      error(call.location, "printf() requires a format string");
+      return;
+    }
+    if (call.args[0]->kind != ast::ExprKind::String) {
+      analyse_expr(*call.args[0]);
+      error(call.args[0]->location, "printf() expects a string literal as its first argument");
+      return;
+    }
+    call.args[0]->type = Type::string();
+    bool known = true;
+    for (size_t i = 1; i < call.args.size(); ++i) {
+      const std::optional<Type> t = storable(*call.args[i], analyse_expr(*call.args[i]));
+      if (!t) known = false;
+    }
+    const auto& format = static_cast<const ast::String&>(*call.args[0]).value;
+    const output::ParsedFormat parsed = output::parse_printf_format(format);
+    const size_t supplied = call.args.size() - 1;
+    const size_t expected = parsed.segments.size();
+    if (supplied > kMaxPrintfArgs) {
+      error(call.location,
+            fmt::format("printf: too many arguments ({}, at most {})", supplied, kMaxPrintfArgs));
+      return;
+    }
+    if (supplied < expected) {
+      error(call.location, fmt::format("printf: not enough arguments for format string ({} "
+                                       "supplied, {} expected)",
+                                       supplied, expected));
+      return;
+    }
+    if (supplied > expected) {
+      error(call.location, fmt::format("printf: too many arguments for format string ({} "
+                                       "supplied, {} expected)",
+                                       supplied, expected));
+      return;
+    }
+    if (!known) return;
+    for (size_t i = 0; i < expected; ++i) {
+      const output::Conversion& conversion = parsed.segments[i].conversion;
+      const ast::Expr& arg = *call.args[i + 1];
+      const bool wants_string = conversion.argument_class() == output::ArgumentClass::String;
+      if (conversion.argument_class() == output::ArgumentClass::Buffer) {
+        error(arg.location, "printf: %r is not supported yet");
+      } else if (wants_string != arg.type.is_string()) {
+        error(arg.location, fmt::format("printf: %{} specifier expects a value of type {} ({} "
+                                        "supplied)",
+                                        conversion.token(), wants_string ? "string" : "integer",
+                                        printf_type_name(arg.type)));
+      }
+    }
+  }
+
+  void analyse_delete(ast::Call& call) {
+    if (call.args.size() != 1 || call.args[0]->kind != ast::ExprKind::Map) {
+      error(call.location, "delete() takes one map element, e.g. delete(@m[key])");
+      for (ast::ExprPtr& arg : call.args)
+        analyse_expr(*arg);
+      return;
+    }
+    auto& map = static_cast<ast::Map&>(*call.args[0]);
+    analyse_map_keys(map);
+    map.type = Type::void_type();
+  }
+
+  Type analyse_unary(ast::Unary& u) {
+    const Type t = analyse_expr(*u.operand);
+    if (t.is_none()) return t;
+    if (!t.is_int()) {
+      error(u.location, fmt::format("the '{}' operator cannot be used on a value of type '{}'",
+                                    ast::spelling(u.op), t.name()));
+      return Type::none();
+    }
+    // As bpftrace 0.17: '-' and '~' keep the operand's signedness, '!' gives uint64.
+    return u.op == ast::UnaryOp::LNot ? Type::integer(false) : t;
+  }
+
+  Type analyse_binary(ast::Binary& b) {
+    const Type l = analyse_expr(*b.lhs);
+    const Type r = analyse_expr(*b.rhs);
+    if (quiet_ && l.is_none() != r.is_none()) {
+      // While map types are still being discovered, let the known side decide, so that a map
+      // defined in terms of itself ("@sum[k] = @sum[k] + v") gets a type. The reporting pass
+      // sees every map typed and checks the real thing.
+      const Type& known = l.is_none() ? r : l;
+      if (known.is_int()) return known;
+    }
+    if (l.is_none() || r.is_none()) return Type::none();
+    const bool equality = b.op == ast::BinaryOp::Eq || b.op == ast::BinaryOp::Ne;
+    if (equality && l.is_string() && r.is_string()) return Type::integer(true);
+    if (!l.is_int() || !r.is_int()) {
+      error(b.location, fmt::format("type mismatch for '{}': '{}' and '{}'", ast::spelling(b.op),
+                                    l.name(), r.name()));
+      return Type::none();
+    }
+    // bpftrace 0.17: the result (arithmetic, comparison or logical) is signed only when both
+    // operands are.
+    return Type::integer(l.is_signed && r.is_signed);
+  }
+
+  Type analyse_ternary(ast::Ternary& t) {
+    const Type c = analyse_expr(*t.cond);
+    const Type a = analyse_expr(*t.then_expr);
+    const Type b = analyse_expr(*t.else_expr);
+    if (!c.is_none() && !c.is_int()) {
+      error(t.cond->location, fmt::format("condition must be an integer, not '{}'", c.name()));
+      return Type::none();
+    }
+    if (quiet_ && a.is_none() != b.is_none()) return a.is_none() ? b : a;
+    if (a.is_none() || b.is_none()) return Type::none();
+    if ((!a.is_int() && !a.is_string()) || !a.same_kind(b)) {
+      error(t.location, fmt::format("ternary branches must have the same type: '{}' and '{}'",
+                                    a.name(), b.name()));
+      return Type::none();
+    }
+    return a; // bpftrace 0.17 takes the first branch's type (and signedness)
+  }
+
+  ast::Program& program_;
+  Diagnostics& diagnostics_;
+  bool quiet_ = true;
+  bool changed_ = false;
+  std::vector<MapState> maps_;
+  std::map<std::string, int> map_ids_;
+  std::map<std::string, SourceLocation> map_first_use_;
+  std::map<std::string, Type> variables_;
+  std::vector<std::map<std::string, Type>> probe_variables_;
+  bool in_special_probe_ = false;
+  std::string special_probe_name_;
+};
+
+} // namespace
+
+SemanticResult analyse(ast::Program& program, Diagnostics& diagnostics) {
+  return Analyser(program, diagnostics).run();
+}
+
+} // namespace dprobe::lang

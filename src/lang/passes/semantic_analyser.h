@@ -1,0 +1,25 @@
+// Types every expression, checks every rule the language has, and decides the map schemas.
+// Runs before anything else sees the tree: after it, codegen can assume a well-typed program.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bytecode/module.h"
+#include "lang/ast.h"
+#include "lang/diagnostics.h"
+
+namespace dprobe::lang {
+
+struct SemanticResult {
+  /// Every map of the script, in order of first appearance; ast::Map::map_id indexes it.
+  std::vector<bytecode::MapSchema> maps;
+  /// Per probe (same index as ast::Program::probes): each scratch variable and its type.
+  std::vector<std::map<std::string, Type>> probe_variables;
+};
+
+/// Annotates `program` (types, map ids) and reports errors to `diagnostics`.
+[[nodiscard]] SemanticResult analyse(ast::Program& program, Diagnostics& diagnostics);
+
+} // namespace dprobe::lang

@@ -1,0 +1,61 @@
+// bpftrace's printf, reproduced byte for byte.
+//
+// bpftrace 0.17 finds conversions with the regex %-?[0-9]*(\.[0-9]+)?(TOKEN), TOKEN being one of
+// c s r and {"",hh,h,l,ll,j,z,t} x {d,u,x,X,o,p}. It splits the format into segments, each "text
+// before + one conversion", and runs each segment through snprintf with one argument, printing
+// the result as a C string; the text after the last conversion is printed as is. Consequences
+// kept here on purpose:
+//   - "%%" becomes "%" before a conversion but stays "%%" after the last one ("100%%" prints
+//     "100%%", "%%d" is "%" then the conversion "%d");
+//   - a %c of 0 prints nothing (the NUL ends the C string);
+//   - integer conversions read the argument as their C type: "%d" of -1ull prints -1, "%u"
+//     prints 4294967295, "%hhd" of 300 prints 44.
+// dprobe also accepts what bpftrace rejects (scripts bpftrace accepts behave the same): the
+// flags '+', ' ', '#' and '0' in any order and the conversion 'i'.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bytecode/packed.h"
+
+namespace dprobe::output {
+
+enum class ArgumentClass { Integer, String, Buffer };
+
+struct Conversion {
+  std::string flags;     ///< any of "-+ #0", as written
+  int width = -1;        ///< -1 when absent
+  int precision = -1;    ///< -1 when absent
+  std::string length;    ///< "", "hh", "h", "l", "ll", "j", "z" or "t"
+  char conversion = 'd'; ///< one of d i u o x X p c s r
+  std::string text;      ///< the whole conversion as written, e.g. "%-10ld"
+
+  /// The conversion without flags, width and precision, as bpftrace names it in messages: "ld".
+  [[nodiscard]] std::string token() const { return length + conversion; }
+  [[nodiscard]] ArgumentClass argument_class() const;
+};
+
+struct FormatSegment {
+  std::string prefix; ///< text before the conversion, still in printf syntax ("%%" pairs)
+  Conversion conversion;
+};
+
+struct ParsedFormat {
+  std::vector<FormatSegment> segments; ///< one per argument
+  std::string trailing;                ///< text after the last conversion, printed verbatim
+};
+
+/// Splits a format string (escapes already processed) into segments. Never fails: anything
+/// that is not a conversion is text.
+[[nodiscard]] ParsedFormat parse_printf_format(std::string_view format);
+
+/// Formats packed arguments (see bytecode/packed.h). `kinds` gives each argument's field kind;
+/// missing or mismatched arguments print as 0 / "" rather than reading out of bounds.
+[[nodiscard]] std::string format_printf(const ParsedFormat& format,
+                                        std::span<const bytecode::FieldKind> kinds,
+                                        std::span<const uint8_t> args);
+
+} // namespace dprobe::output

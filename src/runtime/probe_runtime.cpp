@@ -1,0 +1,105 @@
+#include "runtime/probe_runtime.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace dprobe::runtime {
+
+ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out)
+    : script_(script), out_(out), tables_(script.module), maps_(script.module.maps),
+      state_(std::make_unique<bytecode::VmState>()) {
+  formats_.reserve(script.module.formats.size());
+  for (const bytecode::PrintfFormat& format : script.module.formats) {
+    formats_.push_back(output::parse_printf_format(format.format));
+  }
+}
+
+ProbeRuntime::~ProbeRuntime() = default;
+
+void ProbeRuntime::run(uint32_t program_index, const HitContext& ctx, MemoryReader& memory) {
+  if (program_index >= script_.module.programs.size()) {
+    ++vm_errors_;
+    last_status_ = bytecode::VmStatus::BadProgram;
+    return;
+  }
+  bytecode::VmContext context{};
+  for (int i = 0; i < 6; ++i)
+    context.args[i] = ctx.regs_args[i];
+  context.pid = static_cast<uint64_t>(static_cast<uint32_t>(ctx.pid));
+  context.tid = static_cast<uint64_t>(static_cast<uint32_t>(ctx.tid));
+  context.nsecs = ctx.nsecs;
+  std::memcpy(context.comm, ctx.comm, sizeof(context.comm));
+  context.comm[sizeof(context.comm) - 1] = '\0';
+
+  const bytecode::VmHost host{this,         &host_read,   &host_lookup, &host_update,
+                              &host_delete, &host_printf, &host_exit};
+  memory_ = &memory;
+  last_status_ =
+      bytecode::vm_run(tables_.program(program_index), tables_.view(), context, host, *state_);
+  memory_ = nullptr;
+  if (last_status_ != bytecode::VmStatus::Ok && last_status_ != bytecode::VmStatus::Exited) {
+    ++vm_errors_;
+  }
+}
+
+std::string ProbeRuntime::format_maps() const {
+  std::vector<uint32_t> order(script_.module.maps.size());
+  for (uint32_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  // bpftrace keeps its maps in a std::map keyed by name.
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return script_.module.maps[a].name < script_.module.maps[b].name;
+  });
+  std::string text;
+  for (uint32_t id : order)
+    text += output::format_map(script_.module.maps[id], maps_.entries(id));
+  return text;
+}
+
+void ProbeRuntime::print_maps() {
+  const std::string text = "\n\n" + format_maps();
+  std::fwrite(text.data(), 1, text.size(), out_);
+  std::fflush(out_);
+}
+
+bool ProbeRuntime::host_read(void* ctx, uint64_t address, void* dst, uint64_t length) {
+  auto* self = static_cast<ProbeRuntime*>(ctx);
+  if (self->memory_ == nullptr) return false;
+  return self->memory_->read(address, dst, static_cast<size_t>(length));
+}
+
+bool ProbeRuntime::host_lookup(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size,
+                               uint64_t* value) {
+  auto* self = static_cast<ProbeRuntime*>(ctx);
+  return self->maps_.lookup(map, std::string_view(reinterpret_cast<const char*>(key), key_size),
+                            value);
+}
+
+bool ProbeRuntime::host_update(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size,
+                               uint32_t op, uint64_t value) {
+  auto* self = static_cast<ProbeRuntime*>(ctx);
+  if (op >= static_cast<uint32_t>(bytecode::UpdateOp::kCount)) return false;
+  return self->maps_.update(map, std::string_view(reinterpret_cast<const char*>(key), key_size),
+                            static_cast<bytecode::UpdateOp>(op), value);
+}
+
+void ProbeRuntime::host_delete(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size) {
+  auto* self = static_cast<ProbeRuntime*>(ctx);
+  self->maps_.remove(map, std::string_view(reinterpret_cast<const char*>(key), key_size));
+}
+
+void ProbeRuntime::host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size) {
+  auto* self = static_cast<ProbeRuntime*>(ctx);
+  if (format >= self->formats_.size()) return;
+  const std::string text =
+      output::format_printf(self->formats_[format], self->script_.module.formats[format].args,
+                            std::span<const uint8_t>(args, size));
+  std::fwrite(text.data(), 1, text.size(), self->out_);
+  std::fflush(self->out_);
+}
+
+void ProbeRuntime::host_exit(void* ctx) {
+  static_cast<ProbeRuntime*>(ctx)->exit_requested_ = true;
+}
+
+} // namespace dprobe::runtime

@@ -1,0 +1,81 @@
+// Controller-side execution of probe programs: runs the VM for each hit that arrives via
+// ptrace, owns the map store, prints printf events as they happen and the maps at the end,
+// byte-identical to bpftrace 0.17.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bytecode/module.h"
+#include "bytecode/vm.h"
+#include "lang/compiler.h"
+#include "output/printf_format.h"
+#include "runtime/map_store.h"
+
+namespace dprobe::runtime {
+
+struct HitContext {
+  int32_t pid = 0, tid = 0;
+  uint64_t regs_args[6] = {}; ///< rdi rsi rdx rcx r8 r9 at the hit
+  uint64_t nsecs = 0;         ///< CLOCK_MONOTONIC at the hit, ns
+  char comm[16] = {};         ///< NUL-terminated thread name
+};
+
+/// Fault-safe reads of target memory (ptrace /proc/PID/mem now, the agent later).
+class MemoryReader {
+ public:
+  virtual ~MemoryReader() = default;
+  /// False when any byte of [address, address + length) cannot be read.
+  virtual bool read(uint64_t address, void* dst, size_t length) = 0;
+};
+
+class ProbeRuntime {
+ public:
+  /// Keeps a reference to `script`, which must outlive the runtime.
+  ProbeRuntime(const lang::CompiledScript& script, std::FILE* out);
+  ProbeRuntime(const ProbeRuntime&) = delete;
+  ProbeRuntime& operator=(const ProbeRuntime&) = delete;
+  ~ProbeRuntime();
+
+  /// Runs program `program_index` for one hit. printf output is written (and flushed) at once.
+  void run(uint32_t program_index, const HitContext& ctx, MemoryReader& memory);
+  /// exit() was called by some program.
+  [[nodiscard]] bool exit_requested() const { return exit_requested_; }
+  /// bpftrace's end-of-run output, to be called after the END probe ran: a blank line pair
+  /// ("\n\n", printed by bpftrace even with no maps), then every map in name order (format_maps).
+  void print_maps();
+  /// Programs stopped by a VM fault (bad bytecode, step limit, bad program index); stays 0.
+  [[nodiscard]] uint64_t vm_errors() const { return vm_errors_; }
+
+  /// Every map in name order, as bpftrace prints them (without the leading "\n\n").
+  [[nodiscard]] std::string format_maps() const;
+  [[nodiscard]] const MapStore& maps() const { return maps_; }
+  /// Status of the last run (for logs when vm_errors() grows).
+  [[nodiscard]] bytecode::VmStatus last_status() const { return last_status_; }
+
+ private:
+  static bool host_read(void* ctx, uint64_t address, void* dst, uint64_t length);
+  static bool host_lookup(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size,
+                          uint64_t* value);
+  static bool host_update(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size,
+                          uint32_t op, uint64_t value);
+  static void host_delete(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size);
+  static void host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size);
+  static void host_exit(void* ctx);
+
+  const lang::CompiledScript& script_;
+  std::FILE* out_;
+  bytecode::VmModuleTables tables_;
+  std::vector<output::ParsedFormat> formats_;
+  MapStore maps_;
+  std::unique_ptr<bytecode::VmState> state_;
+  MemoryReader* memory_ = nullptr; ///< set only while run() executes
+  bool exit_requested_ = false;
+  uint64_t vm_errors_ = 0;
+  bytecode::VmStatus last_status_ = bytecode::VmStatus::Ok;
+};
+
+} // namespace dprobe::runtime

@@ -1,0 +1,20 @@
+# Fails when the freestanding VM object needs any symbol from outside (libc, libstdc++, the
+# compiler runtime): the agent that will link it has none of those.
+# Usage: cmake -DNM=<nm> -DOBJECTS=<objects> -P check_no_undefined_symbols.cmake
+if(NOT OBJECTS)
+  message(FATAL_ERROR "no objects given")
+endif()
+foreach(object IN LISTS OBJECTS)
+  if(NOT EXISTS "${object}")
+    message(FATAL_ERROR "missing object ${object}: build dprobe_vm_freestanding first")
+  endif()
+  execute_process(COMMAND "${NM}" -u "${object}" OUTPUT_VARIABLE undefined RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${NM} failed on ${object}")
+  endif()
+  string(STRIP "${undefined}" undefined)
+  if(NOT undefined STREQUAL "")
+    message(FATAL_ERROR "${object} needs outside symbols:\n${undefined}")
+  endif()
+  message(STATUS "${object}: no undefined symbols")
+endforeach()

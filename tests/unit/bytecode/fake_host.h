@@ -1,0 +1,68 @@
+// A VmHost over plain containers, for driving the VM directly in tests.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bytecode/vm.h"
+
+namespace dprobe::bytecode::testing {
+
+class FakeHost {
+ public:
+  /// Readable target memory: [address, address + bytes.size()).
+  void add_memory(uint64_t address, std::string bytes) { memory_[address] = std::move(bytes); }
+
+  VmHost host() {
+    return VmHost{this, &read, &lookup, &update, &remove, &printf_event, &exit_request};
+  }
+
+  std::map<std::pair<uint32_t, std::string>, uint64_t> maps;
+  std::vector<std::pair<uint32_t, std::string>> printfs; ///< (format id, packed args)
+  std::vector<std::pair<uint64_t, uint64_t>> reads;      ///< (address, length) asked for
+  int exits = 0;
+
+ private:
+  static FakeHost& self(void* ctx) { return *static_cast<FakeHost*>(ctx); }
+
+  static bool read(void* ctx, uint64_t address, void* dst, uint64_t length) {
+    FakeHost& h = self(ctx);
+    h.reads.emplace_back(address, length);
+    for (const auto& [base, bytes] : h.memory_) {
+      if (address >= base && address - base <= bytes.size() &&
+          length <= bytes.size() - (address - base)) {
+        std::memcpy(dst, bytes.data() + (address - base), length);
+        return true;
+      }
+    }
+    return false;
+  }
+  static bool lookup(void* ctx, uint32_t map, const uint8_t* key, uint32_t size, uint64_t* value) {
+    FakeHost& h = self(ctx);
+    const auto it = h.maps.find({map, std::string(reinterpret_cast<const char*>(key), size)});
+    if (it == h.maps.end()) return false;
+    *value = it->second;
+    return true;
+  }
+  static bool update(void* ctx, uint32_t map, const uint8_t* key, uint32_t size, uint32_t op,
+                     uint64_t value) {
+    uint64_t& slot = self(ctx).maps[{map, std::string(reinterpret_cast<const char*>(key), size)}];
+    slot = op == static_cast<uint32_t>(UpdateOp::Add) ? slot + value : value;
+    return true;
+  }
+  static void remove(void* ctx, uint32_t map, const uint8_t* key, uint32_t size) {
+    self(ctx).maps.erase({map, std::string(reinterpret_cast<const char*>(key), size)});
+  }
+  static void printf_event(void* ctx, uint32_t format, const uint8_t* args, uint32_t size) {
+    self(ctx).printfs.emplace_back(format, std::string(reinterpret_cast<const char*>(args), size));
+  }
+  static void exit_request(void* ctx) { ++self(ctx).exits; }
+
+  std::map<uint64_t, std::string> memory_;
+};
+
+} // namespace dprobe::bytecode::testing

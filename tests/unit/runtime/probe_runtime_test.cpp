@@ -1,0 +1,269 @@
+// Whole scripts through ProbeRuntime, replaying the hits of a real program. Expected output was
+// printed by bpftrace v0.17.0 on this machine, tracing prog4:
+//   char names[6][16] = {"alpha", "beta", "gamma", "beta", "zeta", ""};
+//   for (i = 0; i < n; i++) work(i, i % 3, names[i % 6], -i, i * 1000, 7);   // noinline work
+// with: bpftrace -e '<script>' -c './prog4 10'
+#include "runtime/probe_runtime.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace dprobe::runtime {
+namespace {
+
+/// Memory of a fake target: a few strings at fixed addresses; everything else faults.
+class FakeMemory : public MemoryReader {
+ public:
+  static constexpr uint64_t kNames = 0x404040;
+  FakeMemory() {
+    const char* names[6] = {"alpha", "beta", "gamma", "beta", "zeta", ""};
+    bytes_.assign(6 * 16, '\0');
+    for (int i = 0; i < 6; ++i)
+      std::memcpy(bytes_.data() + i * 16, names[i], std::strlen(names[i]));
+    bytes_.resize(4096, '\0'); // the rest of the page is mapped too
+  }
+  bool read(uint64_t address, void* dst, size_t length) override {
+    ++reads;
+    if (address < kNames || address - kNames > bytes_.size() ||
+        length > bytes_.size() - (address - kNames)) {
+      return false;
+    }
+    std::memcpy(dst, bytes_.data() + (address - kNames), length);
+    return true;
+  }
+  int reads = 0;
+
+ private:
+  std::string bytes_;
+};
+
+class FailingMemory : public MemoryReader {
+ public:
+  bool read(uint64_t, void*, size_t) override { return false; }
+};
+
+/// Captures what the runtime writes.
+class Capture {
+ public:
+  Capture() : file_(open_memstream(&buffer_, &size_)) {}
+  ~Capture() {
+    std::fclose(file_);
+    std::free(buffer_);
+  }
+  std::FILE* file() { return file_; }
+  std::string text() {
+    std::fflush(file_);
+    return std::string(buffer_, size_);
+  }
+
+ private:
+  char* buffer_ = nullptr;
+  size_t size_ = 0;
+  std::FILE* file_;
+};
+
+lang::CompiledScript compile_ok(std::string_view source) {
+  Result<lang::CompiledScript> r = lang::compile(source, "test.bt");
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  return r ? std::move(*r) : lang::CompiledScript{};
+}
+
+HitContext prog4_hit(int64_t i) {
+  HitContext ctx;
+  ctx.pid = 4242;
+  ctx.tid = 4242;
+  ctx.nsecs = 1000 + static_cast<uint64_t>(i);
+  std::strcpy(ctx.comm, "prog4");
+  const uint64_t args[6] = {static_cast<uint64_t>(i),
+                            static_cast<uint64_t>(i % 3),
+                            FakeMemory::kNames + static_cast<uint64_t>(i % 6) * 16,
+                            static_cast<uint64_t>(-i),
+                            static_cast<uint64_t>(i * 1000),
+                            7};
+  std::memcpy(ctx.regs_args, args, sizeof(args));
+  return ctx;
+}
+
+/// Runs BEGIN, then the uprobe blocks for each call until exit(), then END, then the maps:
+/// the order bpftrace uses.
+std::string run_prog4(const lang::CompiledScript& script, int calls, Capture& out,
+                      MemoryReader& memory, ProbeRuntime** runtime_out = nullptr) {
+  auto runtime = std::make_unique<ProbeRuntime>(script, out.file());
+  auto run_kind = [&](lang::ProbeKind kind, const HitContext& ctx) {
+    for (const lang::ProbeBlock& block : script.probes) {
+      if (block.attach_points[0].kind == kind) runtime->run(block.program_index, ctx, memory);
+    }
+  };
+  run_kind(lang::ProbeKind::Begin, HitContext{});
+  for (int i = 0; i < calls && !runtime->exit_requested(); ++i)
+    run_kind(lang::ProbeKind::Uprobe, prog4_hit(i));
+  run_kind(lang::ProbeKind::End, HitContext{});
+  runtime->print_maps();
+  EXPECT_EQ(runtime->vm_errors(), 0u);
+  if (runtime_out != nullptr) *runtime_out = runtime.release();
+  return out.text();
+}
+
+TEST(ProbeRuntime, MatchesBpftraceOnPrintfAndMaps) {
+  const lang::CompiledScript script = compile_ok(
+      "uprobe:./prog4:work { @sum[str(arg2)] = @sum[str(arg2)] + arg0; @n = count(); "
+      "@neg[arg1] = arg3; printf(\"%s %d|%-6s|%5.2s|%x\\n\", str(arg2), arg3, str(arg2), "
+      "str(arg2), arg4); }");
+  Capture out;
+  FakeMemory memory;
+  EXPECT_EQ(run_prog4(script, 10, out, memory), "alpha 0|alpha |   al|0\n"
+                                                "beta -1|beta  |   be|3e8\n"
+                                                "gamma -2|gamma |   ga|7d0\n"
+                                                "beta -3|beta  |   be|bb8\n"
+                                                "zeta -4|zeta  |   ze|fa0\n"
+                                                " -5|      |     |1388\n"
+                                                "alpha -6|alpha |   al|1770\n"
+                                                "beta -7|beta  |   be|1b58\n"
+                                                "gamma -8|gamma |   ga|1f40\n"
+                                                "beta -9|beta  |   be|2328\n"
+                                                "\n"
+                                                "\n"
+                                                "@n: 10\n"
+                                                "@neg[0]: 18446744073709551607\n"
+                                                "@neg[2]: 18446744073709551608\n"
+                                                "@neg[1]: 18446744073709551609\n"
+                                                "@sum[zeta]: 4\n"
+                                                "@sum[]: 5\n"
+                                                "@sum[alpha]: 6\n"
+                                                "@sum[gamma]: 10\n"
+                                                "@sum[beta]: 20\n");
+}
+
+TEST(ProbeRuntime, BeginEndExitAndAnonymousMap) {
+  // bpftrace printed the three @[...] lines (all 1) in this order on that run; their order is
+  // the hash table's in bpftrace, by key in dprobe.
+  const lang::CompiledScript script = compile_ok(
+      "BEGIN { printf(\"begin\\n\"); } uprobe:./prog4:work /arg1 == 2/ { @[arg0, str(arg2)] = "
+      "count(); @last = arg0; if (arg0 > 6) { exit(); } } END { printf(\"end\\n\"); }");
+  Capture out;
+  FakeMemory memory;
+  ProbeRuntime* runtime = nullptr;
+  EXPECT_EQ(run_prog4(script, 10, out, memory, &runtime), "begin\n"
+                                                          "end\n"
+                                                          "\n"
+                                                          "\n"
+                                                          "@[2, gamma]: 1\n"
+                                                          "@[5, ]: 1\n"
+                                                          "@[8, gamma]: 1\n"
+                                                          "@last: 8\n");
+  ASSERT_NE(runtime, nullptr);
+  EXPECT_TRUE(runtime->exit_requested());
+  delete runtime;
+}
+
+TEST(ProbeRuntime, MapsNeverWritten) {
+  // bpftrace -e 'BEGIN { exit(); } uprobe:./prog:work { @a = count(); @b[1] = count(); @c = arg0;
+  // }' (work() never called) printed: "\n\n@a: 0\n\n\n"
+  const lang::CompiledScript script = compile_ok(
+      "BEGIN { exit(); } uprobe:./prog:work { @a = count(); @b[1] = count(); @c = arg0; }");
+  Capture out;
+  FakeMemory memory;
+  EXPECT_EQ(run_prog4(script, 0, out, memory), "\n\n@a: 0\n\n\n");
+}
+
+TEST(ProbeRuntime, MapsPrintInNameOrder) {
+  // bpftrace -e 'BEGIN { @z = 1; @a = 2; @m = 3; @B = 4; @_ = 5; exit(); }'
+  const lang::CompiledScript script =
+      compile_ok("BEGIN { @z = 1; @a = 2; @m = 3; @B = 4; @_ = 5; exit(); }");
+  Capture out;
+  FakeMemory memory;
+  EXPECT_EQ(run_prog4(script, 0, out, memory), "\n\n@B: 4\n@_: 5\n@a: 2\n@m: 3\n@z: 1\n");
+}
+
+TEST(ProbeRuntime, NoMapsStillPrintsTheTrailer) {
+  // bpftrace -e 'BEGIN { printf("x"); exit(); }' printed "x\n\n"
+  const lang::CompiledScript script = compile_ok("BEGIN { printf(\"x\"); exit(); }");
+  Capture out;
+  FakeMemory memory;
+  EXPECT_EQ(run_prog4(script, 0, out, memory), "x\n\n");
+}
+
+TEST(ProbeRuntime, StrOnAFaultingPointerIsEmpty) {
+  const lang::CompiledScript script = compile_ok(
+      "uprobe:./p:f { printf(\"[%s] [%s]\\n\", str(arg0), str(arg1)); @k[str(arg0)] = count(); }");
+  Capture out;
+  FailingMemory memory;
+  ProbeRuntime runtime(script, out.file());
+  HitContext ctx;
+  ctx.regs_args[0] = 0; // NULL
+  ctx.regs_args[1] = 0xffffffffffffff00ull;
+  runtime.run(0, ctx, memory);
+  runtime.print_maps();
+  EXPECT_EQ(out.text(), "[] []\n\n\n@k[]: 1\n");
+  EXPECT_EQ(runtime.vm_errors(), 0u);
+}
+
+TEST(ProbeRuntime, ContextFieldsReachTheProgram) {
+  const lang::CompiledScript script =
+      compile_ok("uprobe:./p:f { printf(\"%d %d %d %s|\\n\", pid, tid, nsecs, comm); }");
+  Capture out;
+  FailingMemory memory;
+  ProbeRuntime runtime(script, out.file());
+  HitContext ctx;
+  ctx.pid = 10;
+  ctx.tid = 11;
+  ctx.nsecs = 12;
+  std::memcpy(ctx.comm, "sixteen-chars-xx", 16); // no NUL: must still be cut at 15
+  runtime.run(0, ctx, memory);
+  EXPECT_EQ(out.text(), "10 11 12 sixteen-chars-x|\n");
+}
+
+TEST(ProbeRuntime, FullMapsDropUpdates) {
+  const lang::CompiledScript script = compile_ok("uprobe:./p:f { @k[arg0] = count(); }");
+  Capture out;
+  FailingMemory memory;
+  ProbeRuntime runtime(script, out.file());
+  HitContext ctx;
+  for (uint64_t i = 0; i < 5000; ++i) {
+    ctx.regs_args[0] = i;
+    runtime.run(0, ctx, memory);
+  }
+  EXPECT_EQ(runtime.maps().size(0), 4096u);
+  EXPECT_EQ(runtime.maps().dropped_updates(), 5000u - 4096u);
+  EXPECT_EQ(runtime.vm_errors(), 0u);
+}
+
+TEST(ProbeRuntime, BadProgramIndexCountsAsVmError) {
+  const lang::CompiledScript script = compile_ok("BEGIN { @x = 1; }");
+  Capture out;
+  FailingMemory memory;
+  ProbeRuntime runtime(script, out.file());
+  runtime.run(7, HitContext{}, memory);
+  EXPECT_EQ(runtime.vm_errors(), 1u);
+  EXPECT_EQ(runtime.last_status(), bytecode::VmStatus::BadProgram);
+}
+
+TEST(MapStore, UpdateLookupRemove) {
+  const std::vector<bytecode::MapSchema> schemas = {
+      bytecode::MapSchema{"@a", {bytecode::FieldKind::Int}, bytecode::MapValueKind::Int, true, 2}};
+  MapStore store(schemas);
+  const std::string k1(8, '\1');
+  const std::string k2(8, '\2');
+  const std::string k3(8, '\3');
+  uint64_t v = 0;
+  EXPECT_FALSE(store.lookup(0, k1, &v));
+  EXPECT_TRUE(store.update(0, k1, bytecode::UpdateOp::Set, 5));
+  EXPECT_TRUE(store.update(0, k1, bytecode::UpdateOp::Add, 2));
+  EXPECT_TRUE(store.lookup(0, k1, &v));
+  EXPECT_EQ(v, 7u);
+  EXPECT_TRUE(store.update(0, k2, bytecode::UpdateOp::Set, 1));
+  EXPECT_FALSE(store.update(0, k3, bytecode::UpdateOp::Set, 1)); // full
+  EXPECT_TRUE(store.update(0, k2, bytecode::UpdateOp::Add, 1));  // existing keys still update
+  store.remove(0, k1);
+  EXPECT_TRUE(store.update(0, k3, bytecode::UpdateOp::Set, 1));
+  EXPECT_FALSE(store.update(0, "short", bytecode::UpdateOp::Set, 1)); // wrong key size
+  EXPECT_FALSE(store.update(1, k1, bytecode::UpdateOp::Set, 1));      // no such map
+  EXPECT_EQ(store.size(0), 2u);
+}
+
+} // namespace
+} // namespace dprobe::runtime
