@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Probe overhead: ns added per probe hit, dprobe vs bpftrace, measured on bench_loop.
+# Probe overhead of every dprobe mechanism against bpftrace's kernel uprobe, and printf event
+# throughput, all measured on bench_loop in one run.
 #
 #   bench/run_bench.sh [BUILD_DIR]        (default BUILD_DIR: <repo>/build; needs root)
 #
-# Environment: DPROBE (default BUILD_DIR/tools/dprobe/dprobe), BENCH_LOOP (default
-# BUILD_DIR/bench/bench_loop), N_BASE (10000000), N_DPROBE (20000), N_BPFTRACE (50000),
-# REPEAT (3: each measurement is the best of REPEAT runs).
+# Environment (defaults in brackets; each measurement is the best of REPEAT runs [3]):
+#   DPROBE [BUILD_DIR/tools/dprobe/dprobe]   BENCH_LOOP [BUILD_DIR/bench/bench_loop]
+#   N_BASE [10000000]     unprobed calls
+#   N_JUMP [10000000]     calls per thread under --mechanism jump (1 and 2 threads)
+#   N_BOOST [200000]      calls under --mechanism int3-boost (a trap and a signal per hit)
+#   N_PTRACE [20000]      calls under --mechanism int3-ptrace (two traps + syscalls per hit)
+#   N_BPFTRACE [50000]    calls under bpftrace (kernel uprobe: ~20 us per hit on this VM)
+#   N_PRINTF [10000000]   calls with printf("%d\n", arg0) under --mechanism jump
 #
-# bench_loop N times only its loop of N calls to bench_fn and prints `ns_per_call X`. The same
-# program `uprobe:BENCH_LOOP:bench_fn { @c = count(); }` runs under dprobe -c and bpftrace -c;
-# ns added per hit = probed ns_per_call - unprobed ns_per_call. The ptrace mechanism costs
-# several microseconds per hit (two traps and several system calls), so its N is small
-# (N_DPROBE=20000); kernel uprobes are not cheap on this VM either (~20 us per hit measured
-# here), hence N_BPFTRACE=50000. Both runs also check that the count equals N, so a fast but
-# wrong probe cannot win.
+# bench_loop N [THREADS] times only its loops of N calls to bench_fn per thread and prints
+# `ns_per_call X` (wall time / N). Every probed run uses `uprobe:BENCH_LOOP:bench_fn
+# { @c = count(); }` and checks that the count equals THREADS * N, so a fast but wrong probe
+# cannot win; ns added per hit = probed ns_per_call - unprobed ns_per_call with the same number
+# of threads. The printf run writes every event to a file (-o) and reports events per second
+# (delivered events / wall time of the whole dprobe run, draining included) and the events
+# dprobe reports lost; delivered + lost must equal N.
 # Not part of `make test`/ctest: timings on a shared 2-core machine are noisy.
 set -euo pipefail
 
@@ -22,8 +28,11 @@ build=${1:-$here/../build}
 dprobe=${DPROBE:-$build/tools/dprobe/dprobe}
 bench=${BENCH_LOOP:-$build/bench/bench_loop}
 n_base=${N_BASE:-10000000}
-n_dprobe=${N_DPROBE:-20000}
+n_jump=${N_JUMP:-10000000}
+n_boost=${N_BOOST:-200000}
+n_ptrace=${N_PTRACE:-20000}
 n_bpftrace=${N_BPFTRACE:-50000}
+n_printf=${N_PRINTF:-10000000}
 repeat=${REPEAT:-3}
 
 die() { echo "run_bench.sh: $*" >&2; exit 1; }
@@ -48,18 +57,19 @@ check_count() {  # FILE N TOOL
   grep -qx "@c: $2" "$1" || die "$3 counted $(grep '^@c' "$1" || echo nothing), expected $2"
 }
 
-measure_base() {
+measure_base() {  # THREADS
   for _ in $(seq "$repeat"); do
-    "$bench" "$n_base" > "$tmp/base.out"
+    "$bench" "$n_base" "$1" > "$tmp/base.out" || die "bench_loop failed (exit $?)"
     ns_of "$tmp/base.out"
   done | best
 }
 
-measure_dprobe() {
+measure_dprobe() {  # MECHANISM N THREADS
   for _ in $(seq "$repeat"); do
-    timeout 300 "$dprobe" -o "$tmp/dprobe.maps" -e "$script" -c "$bench $n_dprobe" \
-      > "$tmp/dprobe.out" || die "dprobe failed (exit $?)"
-    check_count "$tmp/dprobe.maps" "$n_dprobe" dprobe
+    timeout 600 "$dprobe" --mechanism "$1" -o "$tmp/dprobe.maps" -e "$script" \
+      -c "$bench $2 $3" > "$tmp/dprobe.out" 2> "$tmp/dprobe.err" ||
+      die "dprobe --mechanism $1 failed (exit $?): $(cat "$tmp/dprobe.err")"
+    check_count "$tmp/dprobe.maps" $(($2 * $3)) "dprobe --mechanism $1"
     ns_of "$tmp/dprobe.out"
   done | best
 }
@@ -67,27 +77,69 @@ measure_dprobe() {
 measure_bpftrace() {
   for _ in $(seq "$repeat"); do
     # bpftrace -o still prints two blank lines on stdout; ns_of ignores them.
-    timeout 300 bpftrace -o "$tmp/bpftrace.maps" -e "$script" -c "$bench $n_bpftrace" \
+    timeout 600 bpftrace -o "$tmp/bpftrace.maps" -e "$script" -c "$bench $n_bpftrace" \
       > "$tmp/bpftrace.out" 2> "$tmp/bpftrace.err" || die "bpftrace failed: $(cat "$tmp/bpftrace.err")"
     check_count "$tmp/bpftrace.maps" "$n_bpftrace" bpftrace
     ns_of "$tmp/bpftrace.out"
   done | best
 }
 
-base=$(measure_base)
-with_dprobe=$(measure_dprobe)
-with_bpftrace=$(measure_bpftrace)
+# One printf run (no repeat: it writes N lines). Prints "ns_per_call wall_s delivered lost".
+measure_printf() {
+  local start end delivered lost
+  start=$(date +%s.%N)
+  timeout 600 "$dprobe" --mechanism jump -o "$tmp/printf.txt" \
+    -e "uprobe:$bench:bench_fn { printf(\"%d\\n\", arg0); }" -c "$bench $n_printf" \
+    > "$tmp/printf.out" 2> "$tmp/printf.err" ||
+    die "dprobe printf run failed (exit $?): $(cat "$tmp/printf.err")"
+  end=$(date +%s.%N)
+  # The file is "Attaching 1 probe...", one line per event, then two blank lines.
+  delivered=$(grep -c '^[0-9]' "$tmp/printf.txt" || true)
+  lost=$(sed -n 's/^dprobe: \([0-9]*\) printf events lost.*/\1/p' "$tmp/printf.err" |
+    awk '{ s += $1 } END { print s + 0 }')
+  if grep -v 'printf events lost' "$tmp/printf.err" | grep -q .; then
+    die "dprobe printf run wrote to stderr: $(cat "$tmp/printf.err")"
+  fi
+  (( delivered + lost == n_printf )) ||
+    die "printf run: $delivered events delivered + $lost reported lost != $n_printf"
+  echo "$(ns_of "$tmp/printf.out") $(echo "$end - $start" | bc -l) $delivered $lost"
+}
 
-awk -v base="$base" -v dp="$with_dprobe" -v bt="$with_bpftrace" \
-    -v nb="$n_base" -v nd="$n_dprobe" -v nt="$n_bpftrace" -v r="$repeat" 'BEGIN {
-  printf "%-28s %10s %14s %18s\n", "run", "calls", "ns/call", "ns added per hit"
-  printf "%-28s %10d %14.2f %18s\n", "unprobed", nb, base, "-"
-  printf "%-28s %10d %14.2f %18.1f\n", "dprobe (int3-ptrace)", nd, dp, dp - base
-  printf "%-28s %10d %14.2f %18.1f\n", "bpftrace (kernel uprobe)", nt, bt, bt - base
-  added_bt = bt - base
-  if (added_bt > 0)
-    printf "ratio dprobe/bpftrace (ns added per hit): %.2f\n", (dp - base) / added_bt
-  else
-    printf "ratio dprobe/bpftrace: n/a (bpftrace added no measurable time)\n"
-  printf "(best of %d runs each; dprobe uses a small N because every ptrace hit costs microseconds)\n", r
+base1=$(measure_base 1)
+base2=$(measure_base 2)
+jump1=$(measure_dprobe jump "$n_jump" 1)
+jump2=$(measure_dprobe jump "$n_jump" 2)
+boost1=$(measure_dprobe int3-boost "$n_boost" 1)
+ptrace1=$(measure_dprobe int3-ptrace "$n_ptrace" 1)
+kernel1=$(measure_bpftrace)
+read -r printf_ns printf_wall printf_delivered printf_lost <<< "$(measure_printf)"
+
+awk -v b1="$base1" -v b2="$base2" -v j1="$jump1" -v j2="$jump2" -v bo="$boost1" \
+    -v pt="$ptrace1" -v k="$kernel1" -v nb="$n_base" -v nj="$n_jump" -v nbo="$n_boost" \
+    -v npt="$n_ptrace" -v nk="$n_bpftrace" -v r="$repeat" \
+    -v pns="$printf_ns" -v pwall="$printf_wall" -v pdel="$printf_delivered" \
+    -v plost="$printf_lost" -v np="$n_printf" 'BEGIN {
+  kadd = k - b1
+  fmt = "%-30s %7s %11s %10s %15s %17s\n"
+  printf fmt, "run", "threads", "calls/thr", "ns/call", "ns added/hit", "x kernel uprobe"
+  row("unprobed", 1, nb, b1, "")
+  row("unprobed", 2, nb, b2, "")
+  row("dprobe --mechanism jump", 1, nj, j1, j1 - b1)
+  row("dprobe --mechanism jump", 2, nj, j2, j2 - b2)
+  row("dprobe --mechanism int3-boost", 1, nbo, bo, bo - b1)
+  row("dprobe --mechanism int3-ptrace", 1, npt, pt, pt - b1)
+  row("bpftrace (kernel uprobe)", 1, nk, k, kadd)
+  printf "(best of %d runs each; ns added/hit = probed - unprobed ns/call with the same threads)\n", r
+  printf "\nprintf(\"%%d\\n\", arg0) on every call, --mechanism jump, -o FILE, %d calls:\n", np
+  printf "  loop: %.2f ns/call (%.0f events/s produced)\n", pns, 1e9 / pns
+  printf "  delivered %d events in %.2f s of dprobe run: %.0f events/s; lost %d\n",
+         pdel, pwall, pdel / pwall, plost
+}
+function row(name, threads, calls, ns, added) {
+  if (added == "") {
+    printf fmt, name, threads, calls, sprintf("%.2f", ns), "-", "-"
+  } else {
+    ratio = kadd > 0 ? sprintf("%.3f", added / kadd) : "n/a"
+    printf fmt, name, threads, calls, sprintf("%.2f", ns), sprintf("%.1f", added), ratio
+  }
 }'

@@ -15,10 +15,10 @@ inline constexpr uint64_t kAgentBlobMagic = 0x424F4C4242525044ull;
 inline constexpr uint32_t kAgentBlobVersion = 1;
 
 struct AgentBlobHeader {
-  uint64_t magic;            ///< kAgentBlobMagic
-  uint32_t version;          ///< kAgentBlobVersion
-  uint32_t header_size;      ///< sizeof(AgentBlobHeader)
-  uint64_t image_size;       ///< bytes of the blob
+  uint64_t magic;       ///< kAgentBlobMagic
+  uint32_t version;     ///< kAgentBlobVersion
+  uint32_t header_size; ///< sizeof(AgentBlobHeader)
+  uint64_t image_size;  ///< bytes of the blob
   /// void agent_dispatch(RegionHeader*, uint32_t probe_id, SavedRegisters*): the trampolines' call.
   uint64_t dispatch_offset;
   /// void handler(int, siginfo_t*, void*) for rt_sigaction(SIGTRAP) with SA_SIGINFO|SA_RESTORER
@@ -34,4 +34,4 @@ struct AgentBlobHeader {
 static_assert(sizeof(AgentBlobHeader) == 128, "blob header layout");
 static_assert(offsetof(AgentBlobHeader, region_address) == 48, "the loader patches this field");
 
-}  // namespace dprobe::abi
+} // namespace dprobe::abi

@@ -6,7 +6,7 @@
 //   controller, before `enabled` is set: everything but the agent-written fields below;
 //   controller, later: `enabled`, ProbeEntry::enabled, ThreadSlot::have (to forget a thread),
 //                      the ring's tail and the ring bytes it consumed (zeroed);
-//   agent: module_state, agent_private, string_views, ProgramDesc::fast*, exit_requested,
+//   agent: module_state, agent_private, string_views, exit_requested,
 //          counters, arena_used, MapDesc::shared_table, ProbeEntry::shared_hits, thread slots,
 //          scratch busy words, the arena, the ring's head and records.
 // Trust: the agent checks every offset once (module_state) and every index it uses on a hit,
@@ -26,11 +26,22 @@ namespace dprobe::abi {
 inline constexpr uint64_t kRegionMagic = 0x3147455242525044ull;
 inline constexpr uint32_t kRegionVersion = 1;
 inline constexpr uint64_t kAreaAlign = 64;
+/// Alignment of every arena allocation (thread blocks, map tables, VmStates), from the region's
+/// base: memory one thread writes on every hit never shares a 128-byte line pair with another's.
+inline constexpr uint64_t kArenaAlign = 128;
 /// The header sits alone in the first page.
 inline constexpr uint64_t kHeaderAreaSize = 4096;
 
-/// Feature flags (RegionHeader::features), set by the controller.
-inline constexpr uint32_t kFeatureFsGsBase = 1u << 0;  ///< rdfsbase usable (AT_HWCAP2 bit 1)
+/// Feature flags (RegionHeader::features), set by the controller. A thread is identified by its
+/// fs base (its TLS block); how the agent reads it decides the cost of every hit.
+inline constexpr uint32_t kFeatureFsGsBase = 1u << 0; ///< rdfsbase usable (AT_HWCAP2 bit 1)
+/// Every thread that can hit a probe follows the x86-64 TLS ABI: its fs base is not 0 and the
+/// first word there is the fs base itself (glibc, musl). The agent then reads the identity with
+/// `mov %fs:0`, a plain load, instead of rdfsbase (about 8 ns of latency on some AMD parts).
+/// The controller sets it only after checking every thread (fs_base from its registers, the word
+/// at fs_base from its memory), never while a thread may still run before its TLS is set up
+/// (a launched static binary's first instructions): there the load would fault.
+inline constexpr uint32_t kFeatureTlsSelfPointer = 1u << 1;
 
 /// Nesting levels per thread with their own scratch (a signal handler interrupting a probe may
 /// hit another probe); deeper hits run on the scratch pool.
@@ -48,52 +59,52 @@ struct AreaRef {
 
 /// RegionHeader::module_state, agent-written.
 enum ModuleState : uint32_t {
-  kModuleUnprepared = 0,  ///< the first hit validates the region and builds agent_private
+  kModuleUnprepared = 0, ///< the first hit validates the region and builds agent_private
   kModuleReady = 1,
-  kModuleInvalid = 2,  ///< validation failed: every hit is ignored (counted in invalid_region)
+  kModuleInvalid = 2, ///< validation failed: every hit is ignored (counted in invalid_region)
 };
 
 /// Event counters, agent-written with atomic adds (off the common hit path).
 struct RegionCounters {
-  uint64_t dropped_events;        ///< printf events lost: ring full or event too large
-  uint64_t dropped_map_updates;   ///< map full, or no arena left for a table
-  uint64_t vm_errors;             ///< programs stopped by a VM fault
-  uint64_t last_vm_status;        ///< bytecode::VmStatus of the latest fault
-  uint64_t dropped_hits;          ///< hits whose programs did not run: no scratch state free
-  uint64_t bad_probe_ids;         ///< dispatch called with probe_id >= probe_capacity
-  uint64_t invalid_region;        ///< hits ignored because the region failed validation
-  uint64_t arena_exhausted;       ///< arena allocations refused
-  uint64_t fallback_hits;         ///< hits run on the shared, atomic path (no thread identity)
-  uint64_t foreign_traps;         ///< SIGTRAPs at no probe address, passed to the old handler
+  uint64_t dropped_events;      ///< printf events lost: ring full or event too large
+  uint64_t dropped_map_updates; ///< map full, or no arena left for a table
+  uint64_t vm_errors;           ///< programs stopped by a VM fault
+  uint64_t last_vm_status;      ///< bytecode::VmStatus of the latest fault
+  uint64_t dropped_hits;        ///< hits whose programs did not run: no scratch state free
+  uint64_t bad_probe_ids;       ///< dispatch called with probe_id >= probe_capacity
+  uint64_t invalid_region;      ///< hits ignored because the region failed validation
+  uint64_t arena_exhausted;     ///< arena allocations refused
+  uint64_t fallback_hits;       ///< hits run on the shared, atomic path (no thread identity)
+  uint64_t foreign_traps;       ///< SIGTRAPs at no probe address, passed to the old handler
   uint64_t reserved[6];
 };
 static_assert(sizeof(RegionCounters) == 128, "two cache lines");
 
 struct RegionHeader {
   // --- identity, controller-written once
-  uint64_t magic;         ///< kRegionMagic
-  uint32_t version;       ///< kRegionVersion
-  uint32_t header_size;   ///< sizeof(RegionHeader)
-  uint64_t size;          ///< bytes of the whole region
+  uint64_t magic;       ///< kRegionMagic
+  uint32_t version;     ///< kRegionVersion
+  uint32_t header_size; ///< sizeof(RegionHeader)
+  uint64_t size;        ///< bytes of the whole region
   // --- control, controller-written (read on every hit)
-  uint32_t enabled;       ///< 0: every hit returns at once; set last, after everything else
-  uint32_t features;      ///< kFeature*
-  uint32_t probe_capacity;     ///< entries in `probes`; hits arrays are this long
-  uint32_t probe_count;        ///< entries in use (informational)
+  uint32_t enabled;        ///< 0: every hit returns at once; set last, after everything else
+  uint32_t features;       ///< kFeature*; read on every hit, so it may change at any time
+  uint32_t probe_capacity; ///< entries in `probes`; hits arrays are this long
+  uint32_t probe_count;    ///< entries in use (informational)
   uint32_t program_count;
-  uint32_t code_length;        ///< instructions (16 bytes each) in `code`
+  uint32_t code_length; ///< instructions (16 bytes each) in `code`
   uint32_t map_count;
   uint32_t format_count;
   uint32_t string_count;
-  uint32_t thread_slot_count;  ///< power of two
+  uint32_t thread_slot_count; ///< power of two
   uint32_t scratch_count;
-  uint32_t trap_generation;    ///< active trap index = trap_generation & 1
-  uint32_t trap_count[2];      ///< entries in trap_index[0] and [1]
+  uint32_t trap_generation; ///< active trap index = trap_generation & 1
+  uint32_t trap_count[2];   ///< entries in trap_index[0] and [1]
   /// int clock_gettime(clockid_t, struct timespec*) in the target (the vDSO's), 0: use the syscall.
   uint64_t clock_gettime;
   /// SIGTRAP disposition the agent's handler replaced: 0 SIG_DFL, 1 SIG_IGN, else the handler.
   uint64_t sigtrap_prev_handler;
-  uint64_t sigtrap_prev_flags;  ///< its sa_flags (SA_SIGINFO picks the call signature)
+  uint64_t sigtrap_prev_flags; ///< its sa_flags (SA_SIGINFO picks the call signature)
   // --- areas
   AreaRef probes;        ///< ProbeEntry[probe_capacity]
   AreaRef trap_index[2]; ///< TrapIndexEntry[], sorted by address (double-buffered)
@@ -110,10 +121,11 @@ struct RegionHeader {
   AreaRef ring;          ///< RingHeader, then the record bytes (a power of two)
   AreaRef arena;         ///< thread blocks, VmStates and map tables, allocated by the agent
   // --- agent-written
-  uint32_t module_state;    ///< ModuleState
-  uint32_t exit_requested;  ///< a program ran exit()
-  uint64_t arena_used;      ///< bump pointer: bytes of the arena handed out (may overshoot)
-  alignas(8) uint8_t agent_private[64];  ///< the prepared bytecode::VmModule (pointers into the region)
+  uint32_t module_state;   ///< ModuleState
+  uint32_t exit_requested; ///< a program ran exit()
+  uint64_t arena_used;     ///< bump pointer: bytes of the arena handed out
+  /// The prepared bytecode::VmModule (pointers into the region).
+  alignas(8) uint8_t agent_private[64];
   alignas(64) RegionCounters counters;
 };
 static_assert(sizeof(RegionHeader) <= kHeaderAreaSize, "the header fits its page");
@@ -126,17 +138,29 @@ inline constexpr uint32_t kNeedsTid = 1u << 1;
 inline constexpr uint32_t kNeedsNsecs = 1u << 2;
 inline constexpr uint32_t kNeedsComm = 1u << 3;
 
+/// ProbeEntry::fast: the controller found the probe's only program to be exactly one of these
+/// shapes, and the agent applies the equivalent update without the interpreter (once this
+/// thread's table entry exists; the first hit of each key still goes through the VM). The map
+/// is a sharded one.
+enum FastPath : uint32_t {
+  kFastNone = 0,
+  kFastCount = 1, ///< ldi r, 1; mapupd m add r; ret: `@m = count()`, m without keys
+  kFastCountByArg =
+      2, ///< ldctx r, argN; st64; ldi r', 1; mapupd m add r'; ret: `@m[argN] = count()`
+};
+
 /// One probe site, indexed by the probe_id the trampoline passes.
 struct ProbeEntry {
-  uint64_t address;         ///< runtime address of the probed instruction (int3 lookups)
-  uint64_t resume_address;  ///< int3 path: where execution continues after the hit, 0: none
-  uint32_t enabled;         ///< 0: the hit is not counted and runs nothing
-  uint32_t program_count;   ///< <= kMaxProgramsPerProbe
-  uint32_t context_flags;   ///< union of the programs' kNeeds* flags
-  uint32_t reserved;
-  uint32_t programs[kMaxProgramsPerProbe];  ///< indices into `programs`, run in this order
-  uint64_t shared_hits;     ///< hits counted on the shared path (atomic adds)
-  uint64_t reserved2;
+  uint64_t address;        ///< runtime address of the probed instruction (int3 lookups)
+  uint64_t resume_address; ///< int3 path: where execution continues after the hit, 0: none
+  uint32_t enabled;        ///< 0: the hit is not counted and runs nothing
+  uint32_t program_count;  ///< <= kMaxProgramsPerProbe
+  uint32_t context_flags;  ///< union of the programs' kNeeds* flags
+  uint32_t fast;           ///< FastPath of the probe's only program, kFastNone otherwise
+  uint32_t programs[kMaxProgramsPerProbe]; ///< indices into `programs`, run in this order
+  uint64_t shared_hits;                    ///< hits counted on the shared path (atomic adds)
+  uint32_t fast_map;                       ///< the map a fast path updates
+  uint32_t fast_arg;                       ///< kFastCountByArg: the argument that is the key (0-5)
 };
 static_assert(sizeof(ProbeEntry) == 80, "probe entry layout");
 
@@ -148,26 +172,13 @@ struct TrapIndexEntry {
 };
 static_assert(sizeof(TrapIndexEntry) == 16, "trap index entry layout");
 
-/// ProgramDesc::fast: a program the agent recognised, when it validated the region, as one of
-/// these shapes; it then applies the equivalent update directly instead of interpreting it
-/// (once the thread's table entry exists; the first hit of each key goes through the VM).
-enum FastPath : uint32_t {
-  kFastNone = 0,
-  kFastCount = 1,       ///< ldi r, 1; mapupd m add r; ret -- `@m = count()`, m without keys
-  kFastCountByArg = 2,  ///< ldctx r, argN; st64; ldi r', 1; mapupd m add r'; ret -- `@m[argN] = count()`
-};
-
 struct ProgramDesc {
-  uint32_t code_offset;    ///< first instruction, an index into `code`
-  uint32_t length;         ///< instructions
-  uint32_t frame_size;     ///< <= bytecode::kMaxFrameSize
-  uint32_t context_flags;  ///< kNeeds*
-  uint32_t fast;           ///< FastPath, agent-written
-  uint32_t fast_map;       ///< the map a fast path updates, agent-written
-  uint32_t fast_arg;       ///< kFastCountByArg: the argument that is the key, agent-written
-  uint32_t reserved;
+  uint32_t code_offset;   ///< first instruction, an index into `code`
+  uint32_t length;        ///< instructions
+  uint32_t frame_size;    ///< <= bytecode::kMaxFrameSize
+  uint32_t context_flags; ///< kNeeds*
 };
-static_assert(sizeof(ProgramDesc) == 32, "program descriptor layout");
+static_assert(sizeof(ProgramDesc) == 16, "program descriptor layout");
 
 /// MapDesc::mode. A map that is only ever updated with UpdateOp::Add (count(), sums) is sharded:
 /// each thread adds into its own table with plain instructions and dprobe sums the tables. Any
@@ -175,19 +186,19 @@ static_assert(sizeof(ProgramDesc) == 32, "program descriptor layout");
 enum MapMode : uint8_t { kMapSharded = 0, kMapShared = 1 };
 
 struct MapDesc {
-  uint32_t key_size;      ///< bytes of a packed key (a multiple of 8, 0 for a map without keys)
-  uint32_t capacity;      ///< entries per table, a power of two
-  uint32_t max_entries;   ///< live entries one table accepts; inserts past it are dropped
-  uint8_t mode;           ///< MapMode
-  uint8_t value_kind;     ///< bytecode::MapValueKind (informational for the agent)
+  uint32_t key_size;    ///< bytes of a packed key (a multiple of 8, 0 for a map without keys)
+  uint32_t capacity;    ///< entries per table, a power of two
+  uint32_t max_entries; ///< live entries one table accepts; inserts past it are dropped
+  uint8_t mode;         ///< MapMode
+  uint8_t value_kind;   ///< bytecode::MapValueKind (informational for the agent)
   uint16_t reserved;
-  uint64_t shared_table;  ///< offset of the map's shared MapTable, 0 until the agent makes it
+  uint64_t shared_table; ///< offset of the map's shared MapTable, 0 until the agent makes it
   uint64_t reserved2;
 };
 static_assert(sizeof(MapDesc) == 32, "map descriptor layout");
 
 struct StringDesc {
-  uint32_t offset;  ///< into string_bytes
+  uint32_t offset; ///< into string_bytes
   uint32_t length;
 };
 
@@ -200,14 +211,14 @@ inline constexpr uint32_t kHaveComm = 1u << 2;
 /// signal handlers nested on it), except `have`, which the controller clears when the thread
 /// exits: glibc reuses thread control blocks, so a later thread may bring the same fs base.
 struct alignas(64) ThreadSlot {
-  uint64_t key;     ///< fs base; 0: free (claimed with compare-and-swap)
-  uint32_t have;    ///< kHave*
-  uint32_t depth;   ///< nesting depth of agent calls on this thread
+  uint64_t key;   ///< fs base; 0: free (claimed with compare-and-swap)
+  uint32_t have;  ///< kHave*
+  uint32_t depth; ///< nesting depth of agent calls on this thread
   uint32_t tid;
   uint32_t pid;
   char comm[16];
-  uint64_t block;   ///< offset of the thread block (thread_block_size bytes), 0: none yet
-  uint64_t levels[kMaxNesting];  ///< offsets of per-level VmState scratch, 0: none yet
+  uint64_t block; ///< offset of the thread block (thread_block_size bytes), 0: none yet
+  uint64_t levels[kMaxNesting]; ///< offsets of per-level VmState scratch, 0: none yet
   uint64_t reserved[6];
 };
 static_assert(sizeof(ThreadSlot) == 128, "thread slot layout");
@@ -229,22 +240,22 @@ static_assert(sizeof(ScratchState) == 64 + kVmStateSize, "scratch layout");
 /// MapTableEntry::state.
 enum EntryState : uint32_t {
   kEntryEmpty = 0,
-  kEntryBusy = 1,     ///< being inserted (the key is not written yet)
+  kEntryBusy = 1, ///< being inserted (the key is not written yet)
   kEntryLive = 2,
-  kEntryDeleted = 3,  ///< tombstone: the key stays, the value does not count
+  kEntryDeleted = 3, ///< tombstone: the key stays, the value does not count
 };
 
 /// A hash table (in the arena) of map_entry_stride(key_size)-byte entries, linear probing.
 struct MapTableHeader {
   uint32_t map_id;
   uint32_t capacity;
-  uint32_t used;      ///< entries ever inserted (bounded by MapDesc::max_entries)
+  uint32_t used; ///< entries ever inserted (bounded by MapDesc::max_entries)
   uint32_t reserved;
 };
 static_assert(sizeof(MapTableHeader) == 16, "map table header layout");
 
 struct MapTableEntry {
-  uint32_t state;  ///< EntryState
+  uint32_t state; ///< EntryState
   uint32_t hash;
   uint64_t value;
   // uint8_t key[key_size] follows, padded to 8 bytes
@@ -274,12 +285,12 @@ static_assert(sizeof(RingHeader) == 128, "ring header layout");
 /// `size` right after reserving, then the payload, then `meta` with kRecordCommitted (release).
 /// The consumer zeroes consumed bytes before it moves tail, so a zero header means "not yet".
 struct RecordHeader {
-  uint32_t size;  ///< bytes of the record with this header, a multiple of 8
-  uint32_t meta;  ///< format id (low 24 bits) | kRecord* flags
+  uint32_t size; ///< bytes of the record with this header, a multiple of 8
+  uint32_t meta; ///< format id (low 24 bits) | kRecord* flags
 };
 static_assert(sizeof(RecordHeader) == 8, "record header layout");
 inline constexpr uint32_t kRecordCommitted = 1u << 31;
 inline constexpr uint32_t kRecordPadding = 1u << 30;
 inline constexpr uint32_t kRecordFormatMask = (1u << 24) - 1;
 
-}  // namespace dprobe::abi
+} // namespace dprobe::abi

@@ -9,7 +9,8 @@ namespace dprobe::abi {
 
 /// The trampoline's entry sequence, and so this layout, is fixed:
 ///   lea rsp, [rsp-128]      ; step over the red zone of the probed code
-///   pushfq
+///   pushfq                  ; only where flags are restored; elsewhere lea rsp, [rsp-136]
+///                           ; covers the red zone and leaves this slot unwritten
 ///   push rax, rcx, rdx, rbx, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15
 /// Lowest address first, so the last register pushed comes first. The trampoline then aligns the
 /// stack to 16 bytes and calls agent_dispatch(region, probe_id, &frame) (SysV ABI).
@@ -30,7 +31,7 @@ struct SavedRegisters {
   uint64_t rdx;
   uint64_t rcx;
   uint64_t rax;
-  uint64_t rflags;
+  uint64_t rflags; ///< undefined for a trampoline that does not restore flags (function entry)
 };
 static_assert(sizeof(SavedRegisters) == 16 * 8, "16 pushed quadwords");
 static_assert(offsetof(SavedRegisters, rdi) == 8 * 8, "rdi is the 9th push from the bottom");
@@ -44,4 +45,4 @@ struct RegionHeader;
 /// The agent's hit entry point. `region` is the region's base address in the target.
 using DispatchFunction = void (*)(RegionHeader* region, uint32_t probe_id, SavedRegisters* regs);
 
-}  // namespace dprobe::abi
+} // namespace dprobe::abi

@@ -43,4 +43,4 @@ std::vector<uint8_t> agent_image_for(uint64_t region_address) {
   return image;
 }
 
-}  // namespace dprobe::agent
+} // namespace dprobe::agent

@@ -1,8 +1,8 @@
 // The agent blob embedded in dprobe: the bytes to copy into a target, and its entry points.
 #pragma once
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -17,9 +17,9 @@ namespace dprobe::agent {
 /// Entry point offsets from the image's first byte.
 struct AgentBlobInfo {
   uint64_t image_size = 0;
-  uint64_t dispatch_offset = 0;   ///< agent_dispatch, what trampolines call
-  uint64_t sigtrap_offset = 0;    ///< the SIGTRAP handler (SA_SIGINFO)
-  uint64_t restorer_offset = 0;   ///< sa_restorer (rt_sigreturn)
+  uint64_t dispatch_offset = 0; ///< agent_dispatch, what trampolines call
+  uint64_t sigtrap_offset = 0;  ///< the SIGTRAP handler (SA_SIGINFO)
+  uint64_t restorer_offset = 0; ///< sa_restorer (rt_sigreturn)
   uint64_t region_address_offset = offsetof(abi::AgentBlobHeader, region_address);
 };
 
@@ -30,4 +30,4 @@ struct AgentBlobInfo {
 /// `region_address`.
 [[nodiscard]] std::vector<uint8_t> agent_image_for(uint64_t region_address);
 
-}  // namespace dprobe::agent
+} // namespace dprobe::agent

@@ -9,8 +9,7 @@
 namespace dprobe::agent::detail {
 
 /// The T at `offset`, or null when it is not entirely inside the region or misaligned.
-template <class T>
-T* object_at(std::span<uint8_t> region, uint64_t offset) {
+template <class T> T* object_at(std::span<uint8_t> region, uint64_t offset) {
   if (offset > region.size() || sizeof(T) > region.size() - offset) return nullptr;
   if ((reinterpret_cast<uintptr_t>(region.data()) + offset) % alignof(T) != 0) return nullptr;
   return reinterpret_cast<T*>(region.data() + offset);
@@ -22,13 +21,11 @@ inline bool inside(uint64_t offset, uint64_t length, uint64_t area_offset, uint6
          length <= area_size - (offset - area_offset);
 }
 
-template <class T>
-T load(const T* p) {
+template <class T> T load(const T* p) {
   return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
-template <class T>
-void store(T* p, T v) {
+template <class T> void store(T* p, T v) {
   __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
-}  // namespace dprobe::agent::detail
+} // namespace dprobe::agent::detail

@@ -13,7 +13,9 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint32_t kMaxTableCapacity = 1u << 24;
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+uint64_t align_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) / a * a;
+}
 
 /// Hands out consecutive aligned areas.
 class AreaCursor {
@@ -43,8 +45,8 @@ MapLayout plan_map(const bytecode::Module& module, uint32_t id, const RegionOpti
   }
   // Load factor at most 1/2 when the map is full, so a miss never scans far.
   const uint64_t wanted = std::bit_ceil(std::max<uint64_t>(schema.max_entries, 1) * 2);
-  const uint64_t limit = std::bit_floor(std::max<uint64_t>(
-      std::min<uint64_t>(options.max_table_capacity, kMaxTableCapacity), 2));
+  const uint64_t limit = std::bit_floor(
+      std::max<uint64_t>(std::min<uint64_t>(options.max_table_capacity, kMaxTableCapacity), 2));
   map.capacity = static_cast<uint32_t>(std::min(wanted, limit));
   map.max_entries = std::min<uint32_t>(schema.max_entries, map.capacity / 4 * 3);
   return map;
@@ -55,21 +57,21 @@ bool area_ok(const abi::AreaRef& a, uint64_t need, uint64_t region_size) {
          a.offset <= region_size && a.size <= region_size - a.offset && need <= a.size;
 }
 
-}  // namespace
+} // namespace
 
 abi::MapMode map_mode(const bytecode::Module& module, uint32_t map_id) {
   for (const bytecode::Program& program : module.programs) {
     for (const bytecode::Insn& insn : program.code) {
       if (insn.aux != map_id) continue;
       switch (insn.op) {
-        case bytecode::Op::MapLookup:
-        case bytecode::Op::MapDelete:
-          return abi::kMapShared;
-        case bytecode::Op::MapUpdate:
-          if (insn.b != static_cast<uint8_t>(bytecode::UpdateOp::Add)) return abi::kMapShared;
-          break;
-        default:
-          break;
+      case bytecode::Op::MapLookup:
+      case bytecode::Op::MapDelete:
+        return abi::kMapShared;
+      case bytecode::Op::MapUpdate:
+        if (insn.b != static_cast<uint8_t>(bytecode::UpdateOp::Add)) return abi::kMapShared;
+        break;
+      default:
+        break;
       }
     }
   }
@@ -81,25 +83,65 @@ uint32_t program_context_flags(const bytecode::Program& program) {
   for (const bytecode::Insn& insn : program.code) {
     if (insn.op == bytecode::Op::LoadCtx) {
       switch (static_cast<bytecode::CtxField>(insn.aux)) {
-        case bytecode::CtxField::Pid:
-          flags |= abi::kNeedsPid;
-          break;
-        case bytecode::CtxField::Tid:
-          flags |= abi::kNeedsTid;
-          break;
-        case bytecode::CtxField::Nsecs:
-          flags |= abi::kNeedsNsecs;
-          break;
-        default:
-          break;
+      case bytecode::CtxField::Pid:
+        flags |= abi::kNeedsPid;
+        break;
+      case bytecode::CtxField::Tid:
+        flags |= abi::kNeedsTid;
+        break;
+      case bytecode::CtxField::Nsecs:
+        flags |= abi::kNeedsNsecs;
+        break;
+      default:
+        break;
       }
     } else if (insn.op == bytecode::Op::LoadCtxString) {
       flags |= abi::kNeedsComm;
     } else if (insn.op == bytecode::Op::ReadString) {
-      flags |= abi::kNeedsPid;  // process_vm_readv names our own pid: cache it per thread
+      flags |= abi::kNeedsPid; // process_vm_readv names our own pid: cache it per thread
     }
   }
   return flags;
+}
+
+namespace {
+
+bool is_count_update(const bytecode::Insn& load_one, const bytecode::Insn& update,
+                     const MapLayout& map, uint32_t frame_size) {
+  return load_one.op == bytecode::Op::LoadImm && load_one.imm == 1 &&
+         load_one.dst < bytecode::kNumRegisters && update.op == bytecode::Op::MapUpdate &&
+         update.a == load_one.dst && update.b == static_cast<uint8_t>(bytecode::UpdateOp::Add) &&
+         update.imm <= frame_size && map.key_size <= frame_size - update.imm &&
+         map.mode == abi::kMapSharded;
+}
+
+} // namespace
+
+FastPathInfo fast_path(const bytecode::Program& program, const RegionLayout& layout) {
+  const std::vector<bytecode::Insn>& c = program.code;
+  const auto map_of = [&](const bytecode::Insn& update) -> const MapLayout* {
+    return update.aux < layout.maps.size() ? &layout.maps[update.aux] : nullptr;
+  };
+  if (program.frame_size > bytecode::kMaxFrameSize) return {};
+  if (c.size() == 3 && c[2].op == bytecode::Op::Ret) {
+    const MapLayout* map = map_of(c[1]);
+    if (map != nullptr && map->key_size == 0 && map->capacity == 1 &&
+        is_count_update(c[0], c[1], *map, program.frame_size)) {
+      return {abi::kFastCount, c[1].aux, 0};
+    }
+  }
+  if (c.size() == 5 && c[4].op == bytecode::Op::Ret) {
+    const MapLayout* map = map_of(c[3]);
+    const uint32_t arg0 = static_cast<uint32_t>(bytecode::CtxField::Arg0);
+    if (map != nullptr && map->key_size == 8 && c[0].op == bytecode::Op::LoadCtx &&
+        c[0].dst < bytecode::kNumRegisters && c[0].aux >= arg0 &&
+        c[0].aux <= static_cast<uint32_t>(bytecode::CtxField::Arg5) &&
+        c[1].op == bytecode::Op::Store64 && c[1].a == c[0].dst && c[1].imm == c[3].imm &&
+        is_count_update(c[2], c[3], *map, program.frame_size)) {
+      return {abi::kFastCountByArg, c[3].aux, c[0].aux - arg0};
+    }
+  }
+  return {};
 }
 
 Result<RegionLayout> plan_region(const bytecode::Module& module, uint32_t probe_count,
@@ -138,7 +180,8 @@ Result<RegionLayout> plan_region(const bytecode::Module& module, uint32_t probe_
   layout.scratch_count = options.scratch_states;
 
   uint64_t string_bytes = 0;
-  for (const std::string& s : module.strings) string_bytes += s.size() + 1;
+  for (const std::string& s : module.strings)
+    string_bytes += s.size() + 1;
   if (string_bytes > UINT32_MAX) return fail("agent region: constant strings too large");
 
   AreaCursor cursor;
@@ -159,7 +202,8 @@ Result<RegionLayout> plan_region(const bytecode::Module& module, uint32_t probe_
   layout.arena = cursor.take(align_up(options.arena_bytes, abi::kAreaAlign));
   layout.size = align_up(cursor.end(), kPage);
 
-  for (uint32_t id = 0; id < layout.map_count; ++id) layout.maps.push_back(plan_map(module, id, options));
+  for (uint32_t id = 0; id < layout.map_count; ++id)
+    layout.maps.push_back(plan_map(module, id, options));
   for (const bytecode::PrintfFormat& format : module.formats) {
     layout.format_sizes.push_back(format.args_size());
   }
@@ -219,14 +263,15 @@ Status validate_layout(const RegionLayout& l, uint64_t region_size) {
     }
   }
   for (uint32_t bytes : l.format_sizes) {
-    if (bytes > bytecode::kMaxFrameSize) return fail("agent region: printf record of {} bytes", bytes);
+    if (bytes > bytecode::kMaxFrameSize)
+      return fail("agent region: printf record of {} bytes", bytes);
   }
   return {};
 }
 
 Result<RegionLayout> read_layout(std::span<const uint8_t> region) {
   if (region.size() < sizeof(abi::RegionHeader)) return fail("agent region: too small");
-  abi::RegionHeader h;  // one copy: the target may change the bytes while we look
+  abi::RegionHeader h; // one copy: the target may change the bytes while we look
   std::memcpy(&h, region.data(), sizeof h);
   if (h.magic != abi::kRegionMagic || h.version != abi::kRegionVersion ||
       h.header_size != sizeof(abi::RegionHeader)) {
@@ -293,4 +338,4 @@ Result<RegionLayout> read_layout(std::span<const uint8_t> region) {
   return l;
 }
 
-}  // namespace dprobe::agent
+} // namespace dprobe::agent

@@ -14,51 +14,54 @@
 namespace dprobe::agent {
 
 struct RegionOptions {
-  uint32_t probe_capacity = 0;    ///< probe slots; 0: as many as the probes given at init
-  uint32_t thread_slots = 1024;   ///< threads with a private (sharded, syscall-free) fast path
-  uint32_t scratch_states = 16;   ///< concurrent hits on the shared path (threads without a slot)
-  uint64_t ring_bytes = 1u << 20;  ///< printf ring, a power of two >= 4096
-  uint64_t arena_bytes = 64u << 20;  ///< thread blocks, scratch and map tables (memfd pages are
-                                     ///< only allocated when touched)
-  uint32_t max_table_capacity = 1u << 16;  ///< entries of one map table, at most
-  uint32_t features = 0;          ///< abi::kFeature* (kFeatureFsGsBase from AT_HWCAP2 bit 1)
-  uint64_t clock_gettime = 0;     ///< the target's vDSO clock_gettime, 0: use the system call
-  uint64_t sigtrap_prev_handler = 0;  ///< see RegionHeader
+  uint32_t probe_capacity = 0;      ///< probe slots; 0: as many as the probes given at init
+  uint32_t thread_slots = 1024;     ///< threads with a private (sharded, syscall-free) fast path
+  uint32_t scratch_states = 16;     ///< concurrent hits on the shared path (threads without a slot)
+  uint64_t ring_bytes = 1u << 20;   ///< printf ring, a power of two >= 4096
+  uint64_t arena_bytes = 64u << 20; ///< thread blocks, scratch and map tables (memfd pages are
+                                    ///< only allocated when touched)
+  uint32_t max_table_capacity = 1u << 16; ///< entries of one map table, at most
+  uint32_t features = 0;             ///< abi::kFeature* (kFeatureFsGsBase from AT_HWCAP2 bit 1)
+  uint64_t clock_gettime = 0;        ///< the target's vDSO clock_gettime, 0: use the system call
+  uint64_t sigtrap_prev_handler = 0; ///< see RegionHeader
   uint64_t sigtrap_prev_flags = 0;
-  bool enabled = true;            ///< init_region leaves the region enabled
+  bool enabled = true; ///< init_region leaves the region enabled
+  /// init_region zeroes the arena too. Pass false for memory known to be zero (a new
+  /// SharedRegion): zeroing would commit every page of a memfd that is otherwise only
+  /// allocated as the agent touches it.
+  bool zero_arena = true;
 };
 
 /// How the tables of one map are laid out and merged.
 struct MapLayout {
   uint32_t key_size = 0;
-  uint32_t capacity = 1;     ///< entries per table, a power of two
-  uint32_t max_entries = 1;  ///< live entries one table accepts
+  uint32_t capacity = 1;    ///< entries per table, a power of two
+  uint32_t max_entries = 1; ///< live entries one table accepts
   abi::MapMode mode = abi::kMapShared;
   bytecode::MapValueKind value_kind = bytecode::MapValueKind::Int;
 };
 
 struct RegionLayout {
-  uint64_t size = 0;  ///< bytes, a multiple of the page size
+  uint64_t size = 0; ///< bytes, a multiple of the page size
   uint32_t probe_capacity = 0;
   uint32_t program_count = 0;
-  uint32_t code_length = 0;  ///< instructions
+  uint32_t code_length = 0; ///< instructions
   uint32_t map_count = 0;
   uint32_t format_count = 0;
   uint32_t string_count = 0;
-  uint32_t thread_slot_count = 0;  ///< a power of two, or 0
+  uint32_t thread_slot_count = 0; ///< a power of two, or 0
   uint32_t scratch_count = 0;
-  abi::AreaRef probes{}, trap_index[2]{}, programs{}, code{}, vm_maps{}, vm_formats{},
-      map_descs{}, string_descs{}, string_views{}, string_bytes{}, thread_slots{}, scratch{},
-      ring{}, arena{};
-  std::vector<MapLayout> maps;          ///< map_count entries
-  std::vector<uint32_t> format_sizes;   ///< packed argument bytes per printf format
+  abi::AreaRef probes{}, trap_index[2]{}, programs{}, code{}, vm_maps{}, vm_formats{}, map_descs{},
+      string_descs{}, string_views{}, string_bytes{}, thread_slots{}, scratch{}, ring{}, arena{};
+  std::vector<MapLayout> maps;        ///< map_count entries
+  std::vector<uint32_t> format_sizes; ///< packed argument bytes per printf format
 
   [[nodiscard]] uint64_t ring_capacity() const { return ring.size - sizeof(abi::RingHeader); }
 };
 
 /// Lays out a region for `module` with room for `probe_count` probes (or options.probe_capacity).
-[[nodiscard]] Result<RegionLayout> plan_region(const bytecode::Module& module,
-                                               uint32_t probe_count, const RegionOptions& options);
+[[nodiscard]] Result<RegionLayout> plan_region(const bytecode::Module& module, uint32_t probe_count,
+                                               const RegionOptions& options);
 
 /// Checks that every area lies inside a region of `region_size` bytes, aligned and large enough
 /// for its counts, and that the per-map and per-format tables are consistent. The reader and
@@ -75,4 +78,14 @@ struct RegionLayout {
 /// abi::kNeeds* flags: the context fields the program reads.
 [[nodiscard]] uint32_t program_context_flags(const bytecode::Program& program);
 
-}  // namespace dprobe::agent
+/// A program's abi::FastPath shape: exactly the instructions listed there, on a sharded map of
+/// the right key size, with in-frame operands, so that the direct update the agent makes is
+/// what the VM would do.
+struct FastPathInfo {
+  abi::FastPath kind = abi::kFastNone;
+  uint32_t map = 0;
+  uint32_t arg = 0; ///< kFastCountByArg: argument index
+};
+[[nodiscard]] FastPathInfo fast_path(const bytecode::Program& program, const RegionLayout& layout);
+
+} // namespace dprobe::agent

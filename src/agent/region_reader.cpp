@@ -14,9 +14,11 @@ using detail::inside;
 using detail::load;
 using detail::object_at;
 
-uint64_t align8(uint64_t v) { return (v + 7) & ~7ull; }
+uint64_t align8(uint64_t v) {
+  return (v + 7) & ~7ull;
+}
 
-}  // namespace
+} // namespace
 
 Result<RegionReader> RegionReader::create(std::span<uint8_t> region, RegionLayout layout) {
   if (reinterpret_cast<uintptr_t>(region.data()) % abi::kAreaAlign != 0) {
@@ -31,8 +33,8 @@ std::vector<uint64_t> RegionReader::thread_blocks() {
   std::vector<uint64_t> blocks;
   const uint64_t block_size = abi::thread_block_size(layout_.probe_capacity, layout_.map_count);
   for (uint64_t i = 0; i < layout_.thread_slot_count; ++i) {
-    const auto* slot = object_at<const abi::ThreadSlot>(
-        region_, layout_.thread_slots.offset + i * sizeof(abi::ThreadSlot));
+    const auto* slot = object_at<const abi::ThreadSlot>(region_, layout_.thread_slots.offset +
+                                                                     i * sizeof(abi::ThreadSlot));
     if (slot == nullptr || load(&slot->key) == 0) continue;
     const uint64_t block = load(&slot->block);
     if (block == 0) continue;
@@ -60,13 +62,13 @@ std::vector<output::MapEntry> RegionReader::map_entries(uint32_t map_id) {
     candidates.push_back(load(&desc->shared_table));
   }
   for (uint64_t block : thread_blocks()) {
-    const auto* slot = object_at<const uint64_t>(
-        region_, block + 8 * (uint64_t{layout_.probe_capacity} + map_id));
+    const auto* slot =
+        object_at<const uint64_t>(region_, block + 8 * (uint64_t{layout_.probe_capacity} + map_id));
     if (slot != nullptr) candidates.push_back(load(slot));
   }
   // Tables of one map never overlap: accepting only disjoint ones bounds the work by the arena's
   // size whatever offsets the target wrote.
-  std::vector<std::pair<uint64_t, uint64_t>> accepted;  // [begin, end)
+  std::vector<std::pair<uint64_t, uint64_t>> accepted; // [begin, end)
   std::vector<uint64_t> tables;
   for (uint64_t offset : candidates) {
     if (offset == 0) continue;
@@ -102,7 +104,8 @@ std::vector<output::MapEntry> RegionReader::map_entries(uint32_t map_id) {
   }
   std::vector<output::MapEntry> result;
   result.reserve(merged.size());
-  for (auto& [key, value] : merged) result.push_back(output::MapEntry{key, value});
+  for (auto& [key, value] : merged)
+    result.push_back(output::MapEntry{key, value});
   return result;
 }
 
@@ -116,6 +119,15 @@ void RegionReader::reset_ring(uint64_t /*tail*/, uint64_t head) {
 }
 
 size_t RegionReader::drain_events(std::vector<PrintfEvent>& out, size_t max_events) {
+  return visit_events(
+      [](void* context, uint32_t format_id, std::span<const uint8_t> args) {
+        static_cast<std::vector<PrintfEvent>*>(context)->push_back(
+            PrintfEvent{format_id, std::vector<uint8_t>(args.begin(), args.end())});
+      },
+      &out, max_events);
+}
+
+size_t RegionReader::visit_events(EventVisitor visit, void* context, size_t max_events) {
   auto* ring = object_at<abi::RingHeader>(region_, layout_.ring.offset);
   if (ring == nullptr) return 0;
   uint8_t* data = region_.data() + layout_.ring.offset + sizeof(abi::RingHeader);
@@ -126,17 +138,26 @@ size_t RegionReader::drain_events(std::vector<PrintfEvent>& out, size_t max_even
     reset_ring(tail, head);
     return 0;
   }
-  size_t appended = 0;
-  while (tail != head && appended < max_events) {
+  // Consumed bytes are zeroed before tail moves past them (a zero header is how producers'
+  // records start), one memset per contiguous run rather than one per record.
+  uint64_t run_start = tail; // [run_start, tail) consumed, not zeroed yet, contiguous
+  auto zero_run = [&] {
+    std::memset(data + (run_start & (capacity - 1)), 0, tail - run_start);
+    run_start = tail;
+  };
+  size_t visited = 0;
+  while (tail != head && visited < max_events) {
     const uint64_t pos = tail & (capacity - 1);
+    if (pos == 0) zero_run(); // records never cross the ring's end, runs do not either
     const uint64_t word = load(reinterpret_cast<const uint64_t*>(data + pos));
     const uint32_t size = static_cast<uint32_t>(word);
     const uint32_t meta = static_cast<uint32_t>(word >> 32);
-    if (size == 0) break;  // reserved, not written yet
+    if (size == 0) break; // reserved, not written yet
     if (size % 8 != 0 || size > capacity - pos || size > head - tail) {
+      zero_run();
       detail::store(&ring->tail, tail);
       reset_ring(tail, head);
-      return appended;
+      return visited;
     }
     if (!(meta & abi::kRecordCommitted)) {
       const auto now = std::chrono::steady_clock::now();
@@ -145,25 +166,25 @@ size_t RegionReader::drain_events(std::vector<PrintfEvent>& out, size_t max_even
         stuck_since_ = now;
       }
       if (now - stuck_since_ < stuck_timeout_) break;
-      ++problems_.skipped_records;  // its producer is gone: step over it
+      ++problems_.skipped_records; // its producer is gone: step over it
     } else if (!(meta & abi::kRecordPadding)) {
       const uint32_t format = meta & abi::kRecordFormatMask;
       if (format >= layout_.format_count ||
           sizeof(abi::RecordHeader) + align8(layout_.format_sizes[format]) != size) {
         ++problems_.bad_records;
       } else {
-        const uint8_t* payload = data + pos + sizeof(abi::RecordHeader);
-        out.push_back(PrintfEvent{
-            format, std::vector<uint8_t>(payload, payload + layout_.format_sizes[format])});
-        ++appended;
+        const uint32_t args_size = layout_.format_sizes[format];
+        if (scratch_.size() < args_size) scratch_.resize(args_size);
+        std::memcpy(scratch_.data(), data + pos + sizeof(abi::RecordHeader), args_size);
+        visit(context, format, std::span<const uint8_t>(scratch_.data(), args_size));
+        ++visited;
       }
     }
-    // Zero before handing the bytes back: a zero header is how producers' records start.
-    std::memset(data + pos, 0, size);
     tail += size;
   }
+  zero_run();
   detail::store(&ring->tail, tail);
-  return appended;
+  return visited;
 }
 
 abi::RegionCounters RegionReader::counters() const {
@@ -172,7 +193,8 @@ abi::RegionCounters RegionReader::counters() const {
   if (h == nullptr) return c;
   const auto* from = reinterpret_cast<const uint64_t*>(&h->counters);
   auto* to = reinterpret_cast<uint64_t*>(&c);
-  for (size_t i = 0; i < sizeof c / 8; ++i) to[i] = load(from + i);
+  for (size_t i = 0; i < sizeof c / 8; ++i)
+    to[i] = load(from + i);
   return c;
 }
 
@@ -196,4 +218,4 @@ bool RegionReader::exit_requested() const {
   return h != nullptr && load(&h->exit_requested) != 0;
 }
 
-}  // namespace dprobe::agent
+} // namespace dprobe::agent

@@ -20,17 +20,17 @@
 namespace dprobe::agent {
 
 struct PrintfEvent {
-  uint32_t format_id = 0;     ///< < layout.format_count
-  std::vector<uint8_t> args;  ///< exactly layout.format_sizes[format_id] packed bytes
+  uint32_t format_id = 0;    ///< < layout.format_count
+  std::vector<uint8_t> args; ///< exactly layout.format_sizes[format_id] packed bytes
 };
 
 /// What the reader found wrong in the region (all zero unless the target misbehaves or a
 /// producer died mid-record).
 struct ReaderProblems {
-  uint64_t bad_records = 0;      ///< records with a bad format id or size, skipped
-  uint64_t skipped_records = 0;  ///< records never committed (their producer died), skipped
-  uint64_t ring_resets = 0;      ///< the ring's positions made no sense: everything dropped
-  uint64_t bad_tables = 0;       ///< thread blocks or map tables outside the arena, ignored
+  uint64_t bad_records = 0;     ///< records with a bad format id or size, skipped
+  uint64_t skipped_records = 0; ///< records never committed (their producer died), skipped
+  uint64_t ring_resets = 0;     ///< the ring's positions made no sense: everything dropped
+  uint64_t bad_tables = 0;      ///< thread blocks or map tables outside the arena, ignored
 };
 
 class RegionReader {
@@ -46,6 +46,14 @@ class RegionReader {
   /// thread's events in the order it emitted them), appending them to `out`. Consumed ring
   /// bytes are zeroed and the tail advanced. Returns the number appended.
   size_t drain_events(std::vector<PrintfEvent>& out, size_t max_events = SIZE_MAX);
+
+  /// Called once per event by visit_events with the event's packed arguments, exactly
+  /// layout.format_sizes[format_id] bytes, valid only during the call (a private copy: the
+  /// target cannot change them under the caller).
+  using EventVisitor = void (*)(void* context, uint32_t format_id, std::span<const uint8_t> args);
+  /// drain_events without a copy per event: moves up to `max_events` committed events out of
+  /// the ring, in the same order, handing each to `visit`. Returns the number visited.
+  size_t visit_events(EventVisitor visit, void* context, size_t max_events = SIZE_MAX);
 
   [[nodiscard]] abi::RegionCounters counters() const;
   /// Hits of probe `probe_id` over all threads (0 for an unknown id).
@@ -74,8 +82,9 @@ class RegionReader {
   RegionLayout layout_;
   ReaderProblems problems_;
   std::chrono::steady_clock::duration stuck_timeout_ = kDefaultStuckTimeout;
-  uint64_t stuck_tail_ = UINT64_MAX;  ///< ring position of the uncommitted record seen last
+  std::vector<uint8_t> scratch_; ///< the event being visited, copied out of the ring
+  uint64_t stuck_tail_ = UINT64_MAX; ///< ring position of the uncommitted record seen last
   std::chrono::steady_clock::time_point stuck_since_;
 };
 
-}  // namespace dprobe::agent
+} // namespace dprobe::agent

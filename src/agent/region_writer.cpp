@@ -17,8 +17,7 @@ abi::RegionHeader* header_of(std::span<uint8_t> region) {
   return object_at<abi::RegionHeader>(region, 0);
 }
 
-template <class T>
-T* area_array(std::span<uint8_t> region, const abi::AreaRef& area) {
+template <class T> T* area_array(std::span<uint8_t> region, const abi::AreaRef& area) {
   return reinterpret_cast<T*>(region.data() + area.offset);
 }
 
@@ -29,9 +28,11 @@ Status check_fits(std::span<uint8_t> region, const RegionLayout& layout) {
 
 Status check_module(const RegionLayout& l, const bytecode::Module& module) {
   uint64_t code_length = 0;
-  for (const bytecode::Program& p : module.programs) code_length += p.code.size();
+  for (const bytecode::Program& p : module.programs)
+    code_length += p.code.size();
   uint64_t string_bytes = 0;
-  for (const std::string& s : module.strings) string_bytes += s.size() + 1;
+  for (const std::string& s : module.strings)
+    string_bytes += s.size() + 1;
   if (module.programs.size() != l.program_count || code_length != l.code_length ||
       module.maps.size() != l.map_count || module.formats.size() != l.format_count ||
       module.strings.size() != l.string_count || string_bytes > l.string_bytes.size) {
@@ -40,7 +41,7 @@ Status check_module(const RegionLayout& l, const bytecode::Module& module) {
   return {};
 }
 
-}  // namespace
+} // namespace
 
 Status write_probe(std::span<uint8_t> region, const RegionLayout& layout,
                    const bytecode::Module& module, uint32_t probe_id, const ProbeSpec& probe) {
@@ -67,6 +68,11 @@ Status write_probe(std::span<uint8_t> region, const RegionLayout& layout,
   e.address = probe.address;
   e.resume_address = probe.resume_address;
   e.context_flags = flags;
+  FastPathInfo fast;
+  if (probe.programs.size() == 1) fast = fast_path(module.programs[probe.programs[0]], layout);
+  e.fast = fast.kind;
+  e.fast_map = fast.map;
+  e.fast_arg = fast.arg;
   for (uint32_t i = 0; i < abi::kMaxProgramsPerProbe; ++i) {
     e.programs[i] = i < probe.programs.size() ? probe.programs[i] : 0;
   }
@@ -110,7 +116,8 @@ Status init_region(std::span<uint8_t> region, const RegionLayout& layout,
   if (probes.size() > layout.probe_capacity) {
     return fail("agent region: {} probes, room for {}", probes.size(), layout.probe_capacity);
   }
-  std::memset(region.data(), 0, layout.size);
+  // The arena is last in the layout: its zeroing alone is optional.
+  std::memset(region.data(), 0, options.zero_arena ? layout.size : layout.arena.offset);
   abi::RegionHeader* h = header_of(region);
   h->magic = abi::kRegionMagic;
   h->version = abi::kRegionVersion;
@@ -172,7 +179,8 @@ Status init_region(std::span<uint8_t> region, const RegionLayout& layout,
     map_descs[i].value_kind = static_cast<uint8_t>(m.value_kind);
   }
   auto* vm_formats = area_array<bytecode::VmFormatInfo>(region, layout.vm_formats);
-  for (uint32_t i = 0; i < layout.format_count; ++i) vm_formats[i].args_size = layout.format_sizes[i];
+  for (uint32_t i = 0; i < layout.format_count; ++i)
+    vm_formats[i].args_size = layout.format_sizes[i];
   auto* string_descs = area_array<abi::StringDesc>(region, layout.string_descs);
   char* bytes = area_array<char>(region, layout.string_bytes);
   uint32_t offset = 0;
@@ -195,6 +203,11 @@ void set_enabled(std::span<uint8_t> region, const RegionLayout& layout, bool ena
   detail::store(&header_of(region)->enabled, enabled ? 1u : 0u);
 }
 
+void set_features(std::span<uint8_t> region, const RegionLayout& layout, uint32_t features) {
+  if (!check_fits(region, layout)) return;
+  detail::store(&header_of(region)->features, features);
+}
+
 Status set_probe_enabled(std::span<uint8_t> region, const RegionLayout& layout, uint32_t probe_id,
                          bool enabled) {
   if (Status ok = check_fits(region, layout); !ok) return ok;
@@ -214,4 +227,4 @@ void forget_thread(std::span<uint8_t> region, const RegionLayout& layout, uint32
   }
 }
 
-}  // namespace dprobe::agent
+} // namespace dprobe::agent

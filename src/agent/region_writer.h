@@ -14,15 +14,16 @@ namespace dprobe::agent {
 
 /// One probe site: the programs it runs, in order, and where it is.
 struct ProbeSpec {
-  std::vector<uint32_t> programs;  ///< module program indices, at most abi::kMaxProgramsPerProbe
-  uint64_t address = 0;            ///< runtime address of the probed instruction (int3 lookups)
-  uint64_t resume_address = 0;     ///< int3 path: where the SIGTRAP handler resumes, 0: none
+  std::vector<uint32_t> programs; ///< module program indices, at most abi::kMaxProgramsPerProbe
+  uint64_t address = 0;           ///< runtime address of the probed instruction (int3 lookups)
+  uint64_t resume_address = 0;    ///< int3 path: where the SIGTRAP handler resumes, 0: none
   bool enabled = true;
 };
 
-/// Writes a fresh image: zeroes `region`, then the header, module, probes and trap index; sets
-/// `enabled` last (release) when options.enabled. `module` and `options` must be the ones the
-/// layout was planned with. Probe ids are indices into `probes`.
+/// Writes a fresh image: zeroes `region` (the arena only with options.zero_arena), then the
+/// header, module, probes and trap index; sets `enabled` last (release) when options.enabled.
+/// `module` and `options` must be the ones the layout was planned with. Probe ids are indices
+/// into `probes`.
 [[nodiscard]] Status init_region(std::span<uint8_t> region, const RegionLayout& layout,
                                  const bytecode::Module& module, std::span<const ProbeSpec> probes,
                                  const RegionOptions& options);
@@ -38,6 +39,9 @@ struct ProbeSpec {
                                         std::span<const ProbeSpec> probes);
 
 void set_enabled(std::span<uint8_t> region, const RegionLayout& layout, bool enabled);
+/// Replaces the feature flags, e.g. to add abi::kFeatureTlsSelfPointer once every thread has
+/// been checked. Takes effect from the next hit.
+void set_features(std::span<uint8_t> region, const RegionLayout& layout, uint32_t features);
 [[nodiscard]] Status set_probe_enabled(std::span<uint8_t> region, const RegionLayout& layout,
                                        uint32_t probe_id, bool enabled);
 
@@ -45,4 +49,4 @@ void set_enabled(std::span<uint8_t> region, const RegionLayout& layout, bool ena
 /// may get the same fs base. Call while that thread is stopped at its exit event.
 void forget_thread(std::span<uint8_t> region, const RegionLayout& layout, uint32_t tid);
 
-}  // namespace dprobe::agent
+} // namespace dprobe::agent

@@ -24,8 +24,7 @@ Result<SharedRegion> SharedRegion::create(uint64_t size) {
 }
 
 SharedRegion::SharedRegion(SharedRegion&& other) noexcept
-    : fd_(std::move(other.fd_)),
-      data_(std::exchange(other.data_, nullptr)),
+    : fd_(std::move(other.fd_)), data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)) {}
 
 SharedRegion& SharedRegion::operator=(SharedRegion&& other) noexcept {
@@ -38,7 +37,9 @@ SharedRegion& SharedRegion::operator=(SharedRegion&& other) noexcept {
   return *this;
 }
 
-SharedRegion::~SharedRegion() { unmap(); }
+SharedRegion::~SharedRegion() {
+  unmap();
+}
 
 void SharedRegion::unmap() {
   if (data_ != nullptr) ::munmap(data_, size_);
@@ -46,4 +47,4 @@ void SharedRegion::unmap() {
   size_ = 0;
 }
 
-}  // namespace dprobe::agent
+} // namespace dprobe::agent

@@ -36,4 +36,4 @@ class SharedRegion {
   uint64_t size_ = 0;
 };
 
-}  // namespace dprobe::agent
+} // namespace dprobe::agent

@@ -1,5 +1,6 @@
 #include "probes/probe_session.h"
 
+#include <elf.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,10 +10,14 @@
 
 #include <fmt/format.h>
 
+#include "probes/agent_engine.h"
 #include "probes/breakpoint_engine.h"
+#include "probes/mechanism_planner.h"
+#include "probes/process_watch.h"
 #include "probes/hit_context.h"
 #include "probes/run_to_entry.h"
 #include "probes/site_resolver.h"
+#include "process/auxv.h"
 #include "process/maps.h"
 #include "process/tracee.h"
 
@@ -29,10 +34,11 @@ void print_site(std::FILE* out, pid_t pid, const ProbeSite& site) {
   for (const auto& name : site.probe_names) {
     fmt::print(out,
                "{}: pid {} address {:#x} ({} {}+{}, file address {:#x}), instruction '{}', "
-               "mechanism {} (breakpoints through ptrace are the only mechanism in this build)\n",
+               "mechanism {} ({})\n",
                name, pid, site.address, site.file_path,
                site.function.empty() ? "?" : site.function, site.function_offset,
-               site.file_vaddr, site.instruction.text, mechanism_name(site.mechanism));
+               site.file_vaddr, site.instruction.text, mechanism_name(site.mechanism),
+               site.mechanism_reason);
   }
 }
 
@@ -46,6 +52,13 @@ bool needs_libraries(const lang::CompiledScript& script, SiteResolver& resolver,
     }
   }
   return false;
+}
+
+bool has_interpreter(pid_t pid) {
+  auto auxv = process::read_auxv(pid);
+  if (!auxv) return false;
+  auto base = process::aux_value(*auxv, AT_BASE);
+  return base && *base != 0;
 }
 
 // A launched command that cannot be probed must not run unprobed behind the user's back.
@@ -73,11 +86,13 @@ class Session {
 
   Result<SessionEnd> run() {
     if (auto st = start(); !st) return std::unexpected(st.error());
-    auto end = loop();
+    auto end = running_free_ ? loop_free() : loop();
     if (!end) return end;
-    if (!exited_) {
-      if (auto st = detach(); !st) return std::unexpected(st.error());
-    }
+    Status detached;
+    if (!exited_) detached = running_free_ ? reattach_and_detach() : detach();
+    if (agent_) agent_->collect(runtime_, options_.diagnostics);
+    if (!detached) return std::unexpected(detached.error());
+    if (launched_ && exited_) ::waitpid(pid_, nullptr, WNOHANG);
     return end;
   }
 
@@ -88,6 +103,8 @@ class Session {
                             : process::Tracee::attach(options_.pid);
     if (!tracee) return std::unexpected(tracee.error());
     tracee_ = std::move(*tracee);
+    pid_ = tracee_->pid();
+    launched_ = launching;
 
     auto armed = arm(launching);
     if (!armed) {
@@ -100,6 +117,17 @@ class Session {
     }
     if (options_.on_armed) options_.on_armed();
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
+    if (has_boost_sites() && engine_->sites().empty()) {
+      // Running free: an int3 handled by the agent must not stop in ptrace first. Nothing
+      // needs dprobe on the hit path any more, so let go of the process.
+      if (launching) {
+        if (auto st = tracee_->resume(pid_); !st) return st;
+      }
+      if (auto st = tracee_->detach(); !st) return st;
+      tracee_.reset();
+      running_free_ = true;
+      return {};
+    }
     if (auto st = tracee_->resume_all(); !st) return st;
     if (launching) {
       // The launched thread was handed to us at exec (or at its entry point): release it.
@@ -108,11 +136,34 @@ class Session {
     return {};
   }
 
+  bool has_boost_sites() const {
+    if (!agent_) return false;
+    return std::any_of(agent_->sites().begin(), agent_->sites().end(),
+                       [](const ProbeSite& s) { return s.mechanism == Mechanism::Int3Boost; });
+  }
+
+  // Decides jump / int3-boost / int3-ptrace for every site, from the code the process runs.
+  Status choose_mechanisms(std::vector<ProbeSite>& sites, const std::string& agent_problem) {
+    for (auto& site : sites) {
+      // Planned from the file's bytes: the site's own bytes were checked against the process,
+      // and a patch left by a killed dprobe must not be mistaken for the program's code.
+      const std::vector<uint8_t>& function_code = site.function_code;
+      auto choice = choose_mechanism(site, function_code, agent_problem, options_.mechanism);
+      if (!choice) return std::unexpected(choice.error());
+      site.mechanism = choice->mechanism;
+      site.mechanism_reason = std::move(choice->reason);
+      site.replaced = std::move(choice->replaced);
+    }
+    return {};
+  }
+
   Status arm(bool launching) {
     const pid_t pid = tracee_->pid();
     auto maps = process::read_maps(pid);
     if (!maps) return std::unexpected(maps.error());
-    if (launching && needs_libraries(script_, resolver_, *maps)) {
+    // A dynamically linked program is let run to its entry point first: its libraries are
+    // mapped then, and its threads have TLS, which the agent's fastest path relies on.
+    if (launching && (needs_libraries(script_, resolver_, *maps) || has_interpreter(pid))) {
       if (auto st = run_to_entry(*tracee_); !st) return st;
       maps = process::read_maps(pid);
       if (!maps) return std::unexpected(maps.error());
@@ -123,12 +174,43 @@ class Session {
         });
     if (!sites) return std::unexpected(sites.error());
 
+    std::string agent_problem = options_.mechanism == Mechanism::Int3Ptrace
+                                    ? "not used with --mechanism int3-ptrace"
+                                    : "";
+    if (auto st = choose_mechanisms(*sites, agent_problem); !st) return st;
+    std::vector<ProbeSite> agent_sites, ptrace_sites;
+    for (auto& site : *sites) {
+      (site.mechanism == Mechanism::Int3Ptrace ? ptrace_sites : agent_sites).push_back(std::move(site));
+    }
+    if (!agent_sites.empty()) {
+      bool boost = std::any_of(agent_sites.begin(), agent_sites.end(), [](const ProbeSite& s) {
+        return s.mechanism == Mechanism::Int3Boost;
+      });
+      auto agent = AgentEngine::place(*tracee_, script_, static_cast<uint32_t>(agent_sites.size()), boost);
+      if (!agent) {
+        if (options_.mechanism) return std::unexpected(agent.error());
+        // The agent could not be placed (seccomp, no memfd, ...): breakpoints still work.
+        for (auto& site : agent_sites) {
+          site.mechanism = Mechanism::Int3Ptrace;
+          site.mechanism_reason = "in-target agent unavailable: " + agent.error().text();
+          ptrace_sites.push_back(std::move(site));
+        }
+        agent_sites.clear();
+      } else {
+        agent_ = std::move(*agent);
+        if (auto st = agent_->arm(*tracee_, std::move(agent_sites)); !st) return st;
+      }
+    }
+
     engine_ = std::make_unique<BreakpointEngine>(
         *tracee_, [this](const ProbeSite& site, pid_t tid, const process::Registers& regs) {
           on_hit(site, tid, regs);
         });
-    if (auto st = engine_->arm(std::move(*sites)); !st) return st;
+    if (auto st = engine_->arm(std::move(ptrace_sites)); !st) return st;
     if (options_.verbose) {
+      if (agent_) {
+        for (const auto& site : agent_->sites()) print_site(options_.diagnostics, pid, site);
+      }
       for (const auto& site : engine_->sites()) print_site(options_.diagnostics, pid, site);
     }
     return {};
@@ -142,9 +224,10 @@ class Session {
 
   Result<SessionEnd> loop() {
     for (;;) {
+      if (agent_) agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      auto event = tracee_->next_event(100);
+      auto event = tracee_->next_event(agent_ ? 10 : 100);
       if (!event) {
         if (event.error().errno_value == EINTR) continue;
         return std::unexpected(event.error());
@@ -170,8 +253,9 @@ class Session {
         if (auto st = tracee_->resume(ev.tid, ev.signal); !st) return std::unexpected(st.error());
         return false;
       case EventKind::Exec:
-        // The old image, with every site and slot, is gone.
+        // The old image, with every site and slot, is gone (and the agent with it).
         engine_->forget_all();
+        if (agent_) agent_->forget_all();
         comms_.clear();
         if (options_.verbose) {
           fmt::print(options_.diagnostics, "process {} called exec: its probes are gone\n",
@@ -180,8 +264,13 @@ class Session {
         if (auto st = tracee_->resume(ev.tid); !st) return std::unexpected(st.error());
         return false;
       case EventKind::Fork:
-        // The child is not followed: it must run its own copy of the code without our int3s.
+        // The child is not followed: it must run its own copy of the code without our patches.
         if (auto st = engine_->clean_fork_child(ev.child); !st) return std::unexpected(st.error());
+        if (agent_) {
+          if (auto st = agent_->clean_fork_child(*tracee_, ev.child); !st) {
+            return std::unexpected(st.error());
+          }
+        }
         [[fallthrough]];
       case EventKind::VFork:
         // A vfork child shares our memory until it execs; it cannot be cleaned separately.
@@ -202,6 +291,41 @@ class Session {
   Status detach() {
     if (auto st = tracee_->stop_all(); !st) return st;
     auto disarmed = engine_->disarm();
+    Status agent_disarmed;
+    if (agent_) agent_disarmed = agent_->disarm(*tracee_);
+    auto detached = tracee_->detach();
+    if (!disarmed) return disarmed;
+    if (!agent_disarmed) return agent_disarmed;
+    return detached;
+  }
+
+  // Running free: dprobe only reads the shared region, and watches for the process's end.
+  Result<SessionEnd> loop_free() {
+    auto watch = ProcessWatch::open(pid_, launched_);
+    if (!watch) return std::unexpected(watch.error());
+    for (;;) {
+      agent_->poll(runtime_);
+      if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
+      if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
+      if (watch->wait_exit(10)) {
+        exited_ = true;
+        return SessionEnd::TargetExited;
+      }
+    }
+  }
+
+  // Takes the process again to restore its code, then lets it go for good.
+  Status reattach_and_detach() {
+    auto tracee = process::Tracee::attach(pid_);
+    if (!tracee) {
+      if (process_gone(pid_)) {
+        exited_ = true;
+        return {};
+      }
+      return with_context(tracee.error(), "restoring the original code");
+    }
+    tracee_ = std::move(*tracee);
+    auto disarmed = agent_->disarm(*tracee_);
     auto detached = tracee_->detach();
     if (!disarmed) return disarmed;
     return detached;
@@ -214,7 +338,11 @@ class Session {
   SiteResolver resolver_;
   std::unique_ptr<process::Tracee> tracee_;
   std::unique_ptr<BreakpointEngine> engine_;
+  std::unique_ptr<AgentEngine> agent_;
   CommCache comms_;
+  pid_t pid_ = 0;
+  bool launched_ = false;
+  bool running_free_ = false;
   bool exited_ = false;
 };
 

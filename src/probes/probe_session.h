@@ -7,11 +7,13 @@
 #include <atomic>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
 #include "lang/compiler.h"
+#include "probes/probe_site.h"
 #include "runtime/probe_runtime.h"
 
 namespace dprobe::probes {
@@ -20,6 +22,7 @@ struct SessionOptions {
   std::vector<std::string> command;  ///< -c: launch this command (argv)
   pid_t pid = 0;                     ///< -p: attach to this running process
   bool verbose = false;              ///< -v: print each site, its mechanism and why
+  std::optional<Mechanism> mechanism;  ///< --mechanism: use this one or refuse the probe
   std::FILE* diagnostics = stderr;   ///< where -v lines and notes go
   std::string working_directory;     ///< relative probe paths resolve against this
   /// Called once every probe is armed, before BEGIN runs and the target resumes (bpftrace

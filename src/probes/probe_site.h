@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -12,8 +14,13 @@ namespace dprobe::probes {
 
 /// How a site is reached when a thread executes it.
 enum class Mechanism {
+  Jump,        ///< jmp rel32 to a trampoline that calls the in-target agent: no trap at all
+  Int3Boost,   ///< int3 handled by the agent's SIGTRAP handler; boosted copy jumps back
   Int3Ptrace,  ///< int3 trap reported to dprobe through ptrace; copy single-stepped out of line
 };
+
+/// Parses "jump", "int3-boost", "int3-ptrace".
+[[nodiscard]] std::optional<Mechanism> parse_mechanism(std::string_view name);
 
 [[nodiscard]] const char* mechanism_name(Mechanism m);
 
@@ -24,10 +31,16 @@ struct ProbeSite {
   std::string file_path;                 ///< absolute path of the probed file
   std::string function;                  ///< containing function ("" when unknown)
   uint64_t function_offset = 0;
+  uint64_t function_size = 0;            ///< 0 when unknown
+  std::vector<uint8_t> function_code;    ///< the function's bytes as in the file (empty: unknown)
   uint64_t file_vaddr = 0;               ///< link-time address in the file
   uint64_t address = 0;                  ///< run-time address in the target
   x86_64::Instruction instruction;       ///< the original instruction, at `address`
   Mechanism mechanism = Mechanism::Int3Ptrace;
+  std::string mechanism_reason;          ///< why this mechanism (and not a faster one)
+  std::vector<x86_64::Instruction> replaced;  ///< Jump: the whole instructions the jmp overwrites
+  uint32_t agent_probe_id = 0;           ///< Jump/Int3Boost: index in the agent's probe table
+  std::vector<uint8_t> patch;            ///< bytes written at `address` when armed
 
   // Set when armed.
   uint64_t slot_address = 0;             ///< out-of-line copy of the instruction

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -29,7 +30,38 @@ bool same_file(const process::Mapping& m, const elf::ElfFile& file) {
          (m.device == file.device() || m.path == file.path());
 }
 
+bool has_agent_region(std::span<const process::Mapping> maps) {
+  return std::any_of(maps.begin(), maps.end(), [](const process::Mapping& m) {
+    return m.path.find("memfd:dprobe-region") != std::string::npos;
+  });
+}
+
+bool in_anonymous_code(uint64_t address, std::span<const process::Mapping> maps) {
+  return std::any_of(maps.begin(), maps.end(), [&](const process::Mapping& m) {
+    return address >= m.start && address < m.end && m.executable && m.path.empty();
+  });
+}
+
 }  // namespace
+
+// A dprobe killed with -9 leaves its patches armed (harmless: the agent keeps serving them).
+// A new session recognises them, plans from the file's bytes, and restores those at the end:
+// that is how restarting dprobe cleans up. Recognised only in a process that holds a dprobe
+// region: a jmp rel32 into anonymous executable memory (a trampoline), or an int3 (served by
+// the agent's SIGTRAP handler), with the rest of the instruction as in the file.
+bool is_leftover_patch(std::span<const uint8_t> live, uint64_t address,
+                       const x86_64::Instruction& original, std::span<const process::Mapping> maps) {
+  if (!has_agent_region(maps) || live.empty()) return false;
+  if (live[0] == 0xCC) {
+    return std::equal(live.begin() + 1, live.begin() + original.length, original.bytes.begin() + 1);
+  }
+  if (live[0] == 0xE9 && live.size() >= 5) {
+    int32_t rel = 0;
+    std::memcpy(&rel, live.data() + 1, sizeof rel);
+    return in_anonymous_code(address + 5 + static_cast<int64_t>(rel), maps);
+  }
+  return false;
+}
 
 SiteResolver::SiteResolver(std::string working_directory)
     : working_directory_(std::move(working_directory)) {}
@@ -79,10 +111,12 @@ Result<FileLocation> SiteResolver::locate(const lang::AttachPoint& ap) {
   if (function != nullptr && function->size != 0) {
     loc.function = function->name;
     loc.function_offset = loc.file_vaddr - function->address;
+    loc.function_size = function->size;
     // Decode the whole function from its start: a probe must sit on an instruction boundary,
     // or the int3 would corrupt the middle of an instruction.
     auto bytes = elf.read_at_vaddr(function->address, function->size);
     if (!bytes) return with_context(bytes.error(), ap.raw);
+    loc.function_code = *bytes;
     auto insns = x86_64::decode_all(*bytes, function->address);
     std::span<const x86_64::Instruction> decoded;
     if (insns) decoded = *insns;
@@ -174,12 +208,15 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
       // The process must run exactly the bytes we planned from the file; otherwise the file
       // changed after the process mapped it, or someone else patched the code.
       const auto& insn = loc->instruction;
-      std::vector<uint8_t> live(insn.length);
-      if (auto st = read_target(*address, live); !st) return with_context(st.error(), ap.raw);
-      if (!std::equal(live.begin(), live.end(), insn.bytes.begin())) {
+      std::vector<uint8_t> live(std::max<size_t>(insn.length, 5));
+      if (auto st = read_target(*address, live); !st) {
+        live.resize(insn.length);
+        if (auto again = read_target(*address, live); !again) return with_context(again.error(), ap.raw);
+      }
+      if (!std::equal(live.begin(), live.begin() + insn.length, insn.bytes.begin()) &&
+          !is_leftover_patch(live, *address, insn, maps)) {
         if (live[0] == 0xCC && insn.bytes[0] != 0xCC) {
-          return fail("{}: process {} already has a breakpoint at {:#x} (another debugger, or "
-                      "a dprobe that was killed?)",
+          return fail("{}: process {} already has a breakpoint at {:#x} (another debugger?)",
                       ap.raw, pid, *address);
         }
         return fail("{}: {} changed since process {} mapped it (code at {:#x} differs from the "
@@ -193,11 +230,14 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
       site.file_path = loc->file_path;
       site.function = loc->function;
       site.function_offset = loc->function_offset;
+      site.function_size = loc->function_size;
+      site.function_code = loc->function_code;
       site.file_vaddr = loc->file_vaddr;
       site.address = *address;
       // Decode again at the run-time address so branch targets and RIP-relative operands
       // are absolute addresses in the process.
-      auto at_runtime = x86_64::decode(std::span<const uint8_t>(live), *address);
+      // (From the file's bytes: the process may still hold a patch a killed dprobe left.)
+      auto at_runtime = x86_64::decode(std::span<const uint8_t>(insn.bytes.data(), insn.length), *address);
       if (!at_runtime) return with_context(at_runtime.error(), ap.raw);
       site.instruction = *at_runtime;
       sites.push_back(std::move(site));

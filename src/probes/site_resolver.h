@@ -27,6 +27,8 @@ struct FileLocation {
   std::string file_path;  ///< absolute
   std::string function;
   uint64_t function_offset = 0;
+  uint64_t function_size = 0;
+  std::vector<uint8_t> function_code;  ///< the function's bytes in the file (empty: unknown)
   uint64_t file_vaddr = 0;
   x86_64::Instruction instruction;  ///< decoded from the file, at file_vaddr
 };
@@ -57,6 +59,12 @@ class SiteResolver {
   std::string working_directory_;
   std::map<std::string, std::unique_ptr<elf::ElfFile>> files_;
 };
+
+/// Whether `live` (the process's bytes at `original`'s run-time address) is a patch left by a
+/// dprobe that was killed, over code that is otherwise the file's.
+[[nodiscard]] bool is_leftover_patch(std::span<const uint8_t> live, uint64_t address,
+                                     const x86_64::Instruction& original,
+                                     std::span<const process::Mapping> maps);
 
 /// Where file offset `file_offset` of the file (device, inode) is mapped in a process.
 [[nodiscard]] Result<uint64_t> runtime_address(const elf::ElfFile& file, uint64_t file_vaddr,

@@ -23,7 +23,8 @@ class XolArea {
 
   /// Returns a slot address within +-2 GiB of `near`. The world must be stopped: mapping a
   /// region runs a system call in thread `tid`.
-  [[nodiscard]] Result<uint64_t> allocate(process::Tracee& tracee, pid_t tid, uint64_t near);
+  [[nodiscard]] Result<uint64_t> allocate(process::Tracee& tracee, pid_t tid, uint64_t near,
+                                          size_t size = kSlotSize);
 
  private:
   struct Region {

@@ -33,4 +33,10 @@ std::optional<uint64_t> aux_value(std::span<const AuxEntry> auxv, uint64_t type)
   return std::nullopt;
 }
 
+Result<uint64_t> read_hwcap2(pid_t pid) {
+  auto auxv = read_auxv(pid);
+  if (!auxv) return std::unexpected(auxv.error());
+  return aux_value(*auxv, AT_HWCAP2).value_or(0);
+}
+
 } // namespace dprobe::process

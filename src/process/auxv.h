@@ -26,4 +26,10 @@ struct AuxEntry {
 /// The value of the first entry of `type`, if present.
 [[nodiscard]] std::optional<uint64_t> aux_value(std::span<const AuxEntry> auxv, uint64_t type);
 
+/// HWCAP2_FSGSBASE (<asm/hwcap2.h>): the kernel lets user code run rdfsbase/wrfsbase.
+constexpr uint64_t kHwcap2FsGsBase = uint64_t{1} << 1;
+
+/// AT_HWCAP2 of process `pid`; 0 when the kernel did not provide one (no bits set).
+[[nodiscard]] Result<uint64_t> read_hwcap2(pid_t pid);
+
 } // namespace dprobe::process

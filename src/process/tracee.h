@@ -24,6 +24,7 @@
 #include "process/child_waiter.h"
 #include "process/maps.h"
 #include "process/ptrace_calls.h"
+#include "process/shared_mapping.h"
 #include "process/thread_table.h"
 
 namespace dprobe::process {
@@ -120,6 +121,19 @@ class Tracee {
   /// Maps `length` bytes of anonymous private memory within ±(2 GiB - 16 MiB) of `near` by a
   /// remote mmap(MAP_FIXED_NOREPLACE) in thread `tid`; returns the address.
   [[nodiscard]] Result<uint64_t> map_memory_near(pid_t tid, uint64_t near, size_t length, int prot);
+  /// Creates a memfd in the target ("/memfd:dprobe-region" in its maps), sizes it to `length`
+  /// rounded up to pages, maps it MAP_SHARED read/write there and in dprobe, then closes the
+  /// target's fd: afterwards the target's fd table is as before and only the mapping remains.
+  /// The file is sealed against shrinking, so the target cannot make dprobe's view fault.
+  /// Runs remote calls in stopped thread `tid` (stop the world first). On failure everything
+  /// done in the target is undone and the error is one line.
+  [[nodiscard]] Result<std::unique_ptr<SharedMapping>> map_shared_region(pid_t tid, size_t length);
+  /// Maps anonymous private memory with `prot` anywhere in the target and writes `bytes` there
+  /// through /proc/PID/mem (works for read+exec pages); returns the address. On failure nothing
+  /// stays mapped.
+  [[nodiscard]] Result<uint64_t> map_code(pid_t tid, std::span<const uint8_t> bytes, int prot);
+  /// Remote munmap in stopped thread `tid`.
+  [[nodiscard]] Status unmap(pid_t tid, uint64_t address, size_t length);
 
   /// Detaches a fork/vfork child reported by an event, letting it run.
   [[nodiscard]] Status detach_child(pid_t child);

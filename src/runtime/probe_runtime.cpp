@@ -12,9 +12,27 @@ ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out)
   for (const bytecode::PrintfFormat& format : script.module.formats) {
     formats_.push_back(output::parse_printf_format(format.format));
   }
+  compiled_.reserve(formats_.size());
+  for (size_t i = 0; i < formats_.size(); ++i) {
+    compiled_.emplace_back(formats_[i], script.module.formats[i].args);
+  }
 }
 
+// Output still buffered is not written here: the stream may be closed already (flush() first).
 ProbeRuntime::~ProbeRuntime() = default;
+
+namespace {
+/// Buffered printf output is written once it reaches this size.
+constexpr size_t kPendingLimit = 256 * 1024;
+} // namespace
+
+void ProbeRuntime::flush() {
+  if (!pending_.empty()) {
+    std::fwrite(pending_.data(), 1, pending_.size(), out_);
+    pending_.clear();
+  }
+  std::fflush(out_);
+}
 
 void ProbeRuntime::run(uint32_t program_index, const HitContext& ctx, MemoryReader& memory) {
   if (program_index >= script_.module.programs.size()) {
@@ -57,6 +75,7 @@ std::string ProbeRuntime::format_maps() const {
 }
 
 void ProbeRuntime::print_maps() {
+  flush();
   const std::string text = "\n\n" + format_maps();
   std::fwrite(text.data(), 1, text.size(), out_);
   std::fflush(out_);
@@ -88,14 +107,27 @@ void ProbeRuntime::host_delete(void* ctx, uint32_t map, const uint8_t* key, uint
   self->maps_.remove(map, std::string_view(reinterpret_cast<const char*>(key), key_size));
 }
 
+void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
+  if (format >= compiled_.size()) return;
+  compiled_[format].append(pending_, args);
+  if (pending_.size() >= kPendingLimit) {
+    std::fwrite(pending_.data(), 1, pending_.size(), out_);
+    pending_.clear();
+  }
+}
+
+bool ProbeRuntime::merge_map_entry(uint32_t map, std::string_view key, uint64_t value) {
+  if (map >= script_.module.maps.size()) return false;
+  const auto op = script_.module.maps[map].value == bytecode::MapValueKind::Count
+                      ? bytecode::UpdateOp::Add
+                      : bytecode::UpdateOp::Set;
+  return maps_.update(map, key, op, value);
+}
+
 void ProbeRuntime::host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size) {
   auto* self = static_cast<ProbeRuntime*>(ctx);
-  if (format >= self->formats_.size()) return;
-  const std::string text =
-      output::format_printf(self->formats_[format], self->script_.module.formats[format].args,
-                            std::span<const uint8_t>(args, size));
-  std::fwrite(text.data(), 1, text.size(), self->out_);
-  std::fflush(self->out_);
+  self->emit_printf(format, std::span<const uint8_t>(args, size));
+  self->flush();
 }
 
 void ProbeRuntime::host_exit(void* ctx) {

@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bytecode/module.h"
@@ -50,6 +52,17 @@ class ProbeRuntime {
   /// Programs stopped by a VM fault (bad bytecode, step limit, bad program index); stays 0.
   [[nodiscard]] uint64_t vm_errors() const { return vm_errors_; }
 
+  /// A printf event produced elsewhere (the in-target agent's ring buffer), formatted exactly
+  /// like one from run(). Buffered in the runtime (written in large blocks): call flush() after
+  /// a batch, before anything else writes to the output.
+  void emit_printf(uint32_t format, std::span<const uint8_t> args);
+  /// Folds one entry produced elsewhere (an agent shard) into map `map`: count maps add, other
+  /// maps take the value. False when dropped (unknown map, wrong key size, map full).
+  bool merge_map_entry(uint32_t map, std::string_view key, uint64_t value);
+  void request_exit() { exit_requested_ = true; }
+  /// Writes the buffered printf output and flushes the stream.
+  void flush();
+
   /// Every map in name order, as bpftrace prints them (without the leading "\n\n").
   [[nodiscard]] std::string format_maps() const;
   [[nodiscard]] const MapStore& maps() const { return maps_; }
@@ -70,6 +83,8 @@ class ProbeRuntime {
   std::FILE* out_;
   bytecode::VmModuleTables tables_;
   std::vector<output::ParsedFormat> formats_;
+  std::vector<output::CompiledFormat> compiled_; ///< one per formats_ entry, refers to it
+  std::string pending_;                          ///< formatted printf output not yet written
   MapStore maps_;
   std::unique_ptr<bytecode::VmState> state_;
   MemoryReader* memory_ = nullptr; ///< set only while run() executes

@@ -68,6 +68,11 @@ int main(int argc, char** argv) {
   app.add_option("-c", command, "run CMD and probe it from its first instruction");
   app.add_option("-o", output_file, "write output to FILE instead of stdout");
   app.add_flag("-v", verbose, "print each probe's address, instruction and mechanism");
+  std::string mechanism;
+  app.add_option("--mechanism", mechanism,
+                 "use this mechanism for every probe or refuse it: jump, int3-boost, int3-ptrace "
+                 "(default: the fastest that is safe at each site)")
+      ->check(CLI::IsMember({"jump", "int3-boost", "int3-ptrace"}));
   app.set_version_flag("-V,--version", fmt::format("dprobe v{}", DPROBE_VERSION));
   app.footer(
       "examples:\n"
@@ -104,6 +109,7 @@ int main(int argc, char** argv) {
   dprobe::probes::SessionOptions options;
   options.pid = pid;
   options.verbose = verbose;
+  if (!mechanism.empty()) options.mechanism = dprobe::probes::parse_mechanism(mechanism);
   options.working_directory = current_directory();
   if (!command.empty()) {
     auto words = dprobe::cli::split_command(command);

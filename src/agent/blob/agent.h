@@ -15,15 +15,15 @@ namespace dprobe::agent::blob {
 
 using abi::RegionHeader;
 
-inline uint8_t* region_base(RegionHeader* h) { return reinterpret_cast<uint8_t*>(h); }
+inline uint8_t* region_base(RegionHeader* h) {
+  return reinterpret_cast<uint8_t*>(h);
+}
 
-template <class T>
-inline T* area(RegionHeader* h, const abi::AreaRef& ref) {
+template <class T> inline T* area(RegionHeader* h, const abi::AreaRef& ref) {
   return reinterpret_cast<T*>(region_base(h) + ref.offset);
 }
 
-template <class T>
-inline T* at_offset(RegionHeader* h, uint64_t offset) {
+template <class T> inline T* at_offset(RegionHeader* h, uint64_t offset) {
   return reinterpret_cast<T*>(region_base(h) + offset);
 }
 
@@ -38,7 +38,7 @@ bool ensure_prepared(RegionHeader* h);
 const bytecode::VmModule& prepared_module(RegionHeader* h);
 
 // --- threads.cpp
-/// Offset of `size` fresh (zeroed) arena bytes, 64-byte aligned; 0 when the arena is full.
+/// Offset of `size` fresh (zeroed) arena bytes, kArenaAlign-aligned; 0 when the arena is full.
 uint64_t arena_alloc(RegionHeader* h, uint64_t size);
 abi::ThreadSlot* claim_thread_slot(RegionHeader* h, uint64_t fs_base);
 uint64_t* make_thread_block(RegionHeader* h, abi::ThreadSlot* slot);
@@ -48,8 +48,8 @@ bytecode::VmState* make_level_state(RegionHeader* h, abi::ThreadSlot* slot, uint
 inline abi::ThreadSlot* find_thread_slot(RegionHeader* h, uint64_t fs_base) {
   // The common case inline: the slot the hash names is already ours.
   const uint32_t count = h->thread_slot_count;
-  abi::ThreadSlot* slot = area<abi::ThreadSlot>(h, h->thread_slots) +
-                          (static_cast<uint32_t>(mix64(fs_base)) & (count - 1));
+  abi::ThreadSlot* slot =
+      area<abi::ThreadSlot>(h, h->thread_slots) + thread_slot_index(fs_base, count);
   if (__builtin_expect(count != 0 && __atomic_load_n(&slot->key, __ATOMIC_RELAXED) == fs_base, 1)) {
     return slot;
   }
@@ -84,11 +84,6 @@ bool map_lookup(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t
                 uint32_t key_size, uint64_t* value);
 void map_delete(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
                 uint32_t key_size);
-/// The fast path of a recognised count program: adds `value` to the key's existing entry in
-/// this thread's table (`block` is the thread block). False when there is no entry yet; the
-/// caller then runs the program through the VM, which creates it.
-bool map_fast_add(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
-                  uint32_t key_size, uint64_t value);
 
 // --- ring.cpp
 /// Appends a printf event to the ring; false when it was dropped (counted).
@@ -98,7 +93,7 @@ bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_
 /// One probe hit, from a trampoline or the SIGTRAP handler.
 void dispatch_hit(RegionHeader* h, uint32_t probe_id, const abi::SavedRegisters& regs);
 
-}  // namespace dprobe::agent::blob
+} // namespace dprobe::agent::blob
 
 extern "C" {
 /// The entry points named in the blob header.

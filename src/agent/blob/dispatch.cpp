@@ -15,8 +15,8 @@ namespace {
 /// What the VmHost callbacks of one hit need.
 struct HitEnv {
   RegionHeader* h;
-  uint64_t* block;  ///< the thread block, null on the shared path
-  uint64_t pid;     ///< 0 when not fetched
+  uint64_t* block; ///< the thread block, null on the shared path
+  uint64_t pid;    ///< 0 when not fetched
 };
 
 bool host_read(void* ctx, uint64_t address, void* dst, uint64_t length) {
@@ -66,18 +66,18 @@ void record_vm_error(RegionHeader* h, bytecode::VmStatus status) {
 
 uint64_t argument(const abi::SavedRegisters& regs, uint32_t n) {
   switch (n) {
-    case 0:
-      return regs.rdi;
-    case 1:
-      return regs.rsi;
-    case 2:
-      return regs.rdx;
-    case 3:
-      return regs.rcx;
-    case 4:
-      return regs.r8;
-    default:
-      return regs.r9;
+  case 0:
+    return regs.rdi;
+  case 1:
+    return regs.rsi;
+  case 2:
+    return regs.rdx;
+  case 3:
+    return regs.rcx;
+  case 4:
+    return regs.r8;
+  default:
+    return regs.r9;
   }
 }
 
@@ -93,7 +93,8 @@ void fill_context(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
   context.pid = 0;
   context.tid = 0;
   context.nsecs = 0;
-  for (char& c : context.comm) c = 0;
+  for (char& c : context.comm)
+    c = 0;
   const uint32_t flags = probe.context_flags;
   if (__builtin_expect(flags != 0, 0)) {
     fill_identity(slot, flags, context);
@@ -101,17 +102,17 @@ void fill_context(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
   }
 }
 
+/// Runs the probe's programs through the VM.
 void run_programs(RegionHeader* h, const abi::ProbeEntry& probe, const abi::SavedRegisters& regs,
                   abi::ThreadSlot* slot, uint64_t* block, bytecode::VmState& state) {
   const auto* programs = area<const abi::ProgramDesc>(h, h->programs);
   const auto* code = area<const bytecode::Insn>(h, h->code);
   uint32_t count = probe.program_count;
   if (count > abi::kMaxProgramsPerProbe) count = abi::kMaxProgramsPerProbe;
-  // Built for the first program that needs the interpreter.
-  bool interpreter_ready = false;
   bytecode::VmContext context;
-  HitEnv env{h, block, 0};
-  const bytecode::VmHost host{&env,        &host_read,   &host_lookup, &host_update,
+  fill_context(h, probe, regs, slot, context);
+  HitEnv env{h, block, context.pid};
+  const bytecode::VmHost host{&env,         &host_read,   &host_lookup, &host_update,
                               &host_delete, &host_printf, &host_exit};
   for (uint32_t i = 0; i < count; ++i) {
     const uint32_t index = probe.programs[i];
@@ -121,20 +122,6 @@ void run_programs(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
     }
     // ProgramDescs were checked by ensure_prepared.
     const abi::ProgramDesc& desc = programs[index];
-    const uint32_t fast = load_relaxed(&desc.fast);
-    if (fast != abi::kFastNone && block != nullptr) {
-      const uint64_t key = fast == abi::kFastCountByArg ? argument(regs, desc.fast_arg) : 0;
-      const uint32_t key_size = fast == abi::kFastCountByArg ? 8 : 0;
-      if (map_fast_add(h, block, desc.fast_map, reinterpret_cast<const uint8_t*>(&key), key_size,
-                       1)) {
-        continue;
-      }
-    }
-    if (!interpreter_ready) {
-      fill_context(h, probe, regs, slot, context);
-      env.pid = context.pid;
-      interpreter_ready = true;
-    }
     const bytecode::VmProgram program{code + desc.code_offset, desc.length, desc.frame_size};
     const bytecode::VmStatus status =
         bytecode::vm_run(program, prepared_module(h), context, host, state);
@@ -145,10 +132,94 @@ void run_programs(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
   }
 }
 
+/// The table kFastCount/kFastCountByArg update: this thread's table of the probe's map, when
+/// the hint is usable and the table exists; null otherwise.
+__attribute__((always_inline)) inline uint8_t* fast_entries(RegionHeader* h,
+                                                            const abi::ProbeEntry& probe,
+                                                            uint64_t* block,
+                                                            const abi::MapDesc** desc_out) {
+  const uint32_t map = probe.fast_map;
+  if (map >= h->map_count) return nullptr;
+  const abi::MapDesc& desc = area<const abi::MapDesc>(h, h->map_descs)[map];
+  const uint64_t table = block[h->probe_capacity + map];
+  if (table == 0 || desc.mode != abi::kMapSharded) return nullptr;
+  *desc_out = &desc;
+  return region_base(h) + table + sizeof(abi::MapTableHeader);
+}
+
+/// kFastCount (`@m = count()`), when this thread's entry exists: false sends the hit on to
+/// finish_hit. Inline in dispatch_hit, so the common count costs no call and no saved register.
+/// Reads only what a hit already touched or this thread's own table, and checks what the
+/// controller's hint names.
+__attribute__((always_inline)) inline bool run_fast_count(RegionHeader* h,
+                                                          const abi::ProbeEntry& probe,
+                                                          uint64_t* block) {
+  if (load_relaxed(&probe.fast) != abi::kFastCount) return false;
+  const abi::MapDesc* desc = nullptr;
+  uint8_t* entries = fast_entries(h, probe, block, &desc);
+  if (entries == nullptr) return false;
+  // A map without keys has one entry, the first.
+  auto* e = reinterpret_cast<abi::MapTableEntry*>(entries);
+  if (desc->key_size != 0 || desc->capacity != 1 || load_relaxed(&e->state) != abi::kEntryLive) {
+    return false;
+  }
+  local_add(&e->value, 1);
+  return true;
+}
+
+/// kFastCountByArg (`@m[argN] = count()`), when this thread's entry for the key exists; false
+/// sends the hit to the interpreter, which creates it.
+bool run_fast_by_arg(RegionHeader* h, const abi::ProbeEntry& probe,
+                     const abi::SavedRegisters& regs, uint64_t* block) {
+  if (load_relaxed(&probe.fast) != abi::kFastCountByArg) return false;
+  const abi::MapDesc* desc = nullptr;
+  uint8_t* entries = fast_entries(h, probe, block, &desc);
+  if (entries == nullptr || desc->key_size != 8) return false;
+  const uint64_t key = argument(regs, probe.fast_arg);
+  const uint32_t hash = hash_key(reinterpret_cast<const uint8_t*>(&key), 8);
+  const uint32_t mask = desc->capacity - 1;
+  constexpr uint64_t kStride = abi::map_entry_stride(8);
+  uint32_t i = hash & mask;
+  for (uint32_t n = 0;; ++n, i = (i + 1) & mask) {
+    if (n > mask) return false;
+    auto* e = reinterpret_cast<abi::MapTableEntry*>(entries + i * kStride);
+    const uint32_t state = load_relaxed(&e->state);
+    if (state == abi::kEntryLive) {
+      if (e->hash == hash && load_unaligned(reinterpret_cast<uint8_t*>(e + 1)) == key) {
+        local_add(&e->value, 1);
+        return true;
+      }
+    } else if (state != abi::kEntryDeleted) {
+      return false; // absent, or being inserted: the VM decides
+    }
+  }
+}
+
 inline uint64_t read_fs_base() {
   uint64_t base;
   __asm__ volatile("rdfsbase %0" : "=r"(base));
   return base;
+}
+
+/// The TLS ABI's self pointer: only under kFeatureTlsSelfPointer (faults when fs base is 0).
+inline uint64_t read_tls_self() {
+  uint64_t base;
+  __asm__ volatile("movq %%fs:0, %0" : "=r"(base));
+  return base;
+}
+
+/// The calling thread's identity (its fs base), 0 when there is none to use.
+uint64_t thread_identity(RegionHeader* h) {
+  const uint32_t features = h->features;
+  if (features & abi::kFeatureTlsSelfPointer) {
+    const uint64_t self = read_tls_self();
+    // Where rdfsbase works, check the controller's claim for this thread once more (this is the
+    // slow path): a runtime whose first TLS word is something else gets no slot.
+    if ((features & abi::kFeatureFsGsBase) && read_fs_base() != self) return 0;
+    return self;
+  }
+  if (features & abi::kFeatureFsGsBase) return read_fs_base();
+  return 0;
 }
 
 /// Runs the programs on pooled scratch: for hits without a thread slot (no FSGSBASE, fs base 0
@@ -165,38 +236,12 @@ void run_pooled(RegionHeader* h, const abi::ProbeEntry& probe, const abi::SavedR
   release_scratch(scratch);
 }
 
-}  // namespace
-
-void dispatch_hit(RegionHeader* h, uint32_t probe_id, const abi::SavedRegisters& regs) {
-  if (load_acquire(&h->enabled) == 0) return;
-  if (__builtin_expect(load_acquire(&h->module_state) != abi::kModuleReady, 0) &&
-      !ensure_prepared(h)) {
-    count_event(&h->counters.invalid_region);
-    return;
-  }
-  if (__builtin_expect(probe_id >= h->probe_capacity, 0)) {
-    count_event(&h->counters.bad_probe_ids);
-    return;
-  }
-  abi::ProbeEntry& probe = area<abi::ProbeEntry>(h, h->probes)[probe_id];
-  if (load_relaxed(&probe.enabled) == 0) return;
-
-  abi::ThreadSlot* slot = nullptr;
-  uint64_t* block = nullptr;
-  if (h->features & abi::kFeatureFsGsBase) {
-    const uint64_t fs_base = read_fs_base();
-    if (fs_base != 0) slot = find_thread_slot(h, fs_base);
-    if (slot != nullptr) block = thread_block(h, slot);
-  }
-  if (__builtin_expect(block == nullptr, 0)) {
-    // The shared path: atomic counters, shared map tables, pooled scratch.
-    fetch_add(&probe.shared_hits, uint64_t{1});
-    count_event(&h->counters.fallback_hits);
-    run_pooled(h, probe, regs, nullptr, nullptr);
-    return;
-  }
-
-  local_add(&block[probe_id], 1);
+/// The rest of a hit already counted in the thread's block: the interpreter, on this thread's
+/// scratch for its nesting level.
+__attribute__((noinline)) void continue_hit(RegionHeader* h, const abi::ProbeEntry& probe,
+                                            const abi::SavedRegisters& regs, abi::ThreadSlot* slot,
+                                            uint64_t* block) {
+  __asm__ volatile("cld" ::: "memory"); // see agent_dispatch
   // Nesting: a signal handler interrupting us on this thread enters here with depth + 1 (or
   // with our depth if it came before our store: then it finishes with that level before we use
   // it). Both stores are single instructions on memory only this thread writes.
@@ -214,12 +259,88 @@ void dispatch_hit(RegionHeader* h, uint32_t probe_id, const abi::SavedRegisters&
   store_relaxed(&slot->depth, depth);
 }
 
-}  // namespace dprobe::agent::blob
+/// The rest of a hit already counted in the thread's block that kFastCount did not take.
+__attribute__((noinline)) void finish_hit(RegionHeader* h, const abi::ProbeEntry& probe,
+                                          const abi::SavedRegisters& regs, abi::ThreadSlot* slot,
+                                          uint64_t* block) {
+  if (!run_fast_by_arg(h, probe, regs, block)) continue_hit(h, probe, regs, slot, block);
+}
+
+/// A hit the inline path could not take: first hit of the region or of this thread, no
+/// thread identity, bad probe id.
+__attribute__((noinline)) void slow_hit(RegionHeader* h, uint32_t probe_id,
+                                        const abi::SavedRegisters& regs) {
+  __asm__ volatile("cld" ::: "memory"); // see agent_dispatch
+  if (load_acquire(&h->module_state) != abi::kModuleReady && !ensure_prepared(h)) {
+    count_event(&h->counters.invalid_region);
+    return;
+  }
+  if (probe_id >= h->probe_capacity) {
+    count_event(&h->counters.bad_probe_ids);
+    return;
+  }
+  abi::ProbeEntry& probe = area<abi::ProbeEntry>(h, h->probes)[probe_id];
+  if (load_relaxed(&probe.enabled) == 0) return;
+  abi::ThreadSlot* slot = nullptr;
+  uint64_t* block = nullptr;
+  const uint64_t fs_base = thread_identity(h);
+  if (fs_base != 0) slot = find_thread_slot(h, fs_base);
+  if (slot != nullptr) block = thread_block(h, slot);
+  if (block == nullptr) {
+    // The shared path: atomic counters, shared map tables, pooled scratch.
+    fetch_add(&probe.shared_hits, uint64_t{1});
+    count_event(&h->counters.fallback_hits);
+    run_pooled(h, probe, regs, nullptr, nullptr);
+    return;
+  }
+  local_add(&block[probe_id], 1);
+  if (!run_fast_count(h, probe, block)) finish_hit(h, probe, regs, slot, block);
+}
+
+} // namespace
+
+void dispatch_hit(RegionHeader* h, uint32_t probe_id, const abi::SavedRegisters& regs) {
+  if (load_acquire(&h->enabled) == 0) return;
+  // After exit() no probe program runs any more, as if tracing had already stopped (the
+  // controller notices the flag within one poll).
+  if (load_relaxed(&h->exit_requested) != 0) return;
+  // The common case, inline and free of calls: a prepared region, a known thread whose slot
+  // sits where its fs base hashes to, programs on the fast path. Anything else: slow_hit.
+  const uint32_t features = h->features;
+  if (__builtin_expect(
+          load_acquire(&h->module_state) != abi::kModuleReady || probe_id >= h->probe_capacity ||
+              (features & (abi::kFeatureFsGsBase | abi::kFeatureTlsSelfPointer)) == 0 ||
+              h->thread_slot_count == 0,
+          0)) {
+    slow_hit(h, probe_id, regs);
+    return;
+  }
+  abi::ProbeEntry& probe = area<abi::ProbeEntry>(h, h->probes)[probe_id];
+  if (load_relaxed(&probe.enabled) == 0) return;
+  const uint64_t fs_base =
+      (features & abi::kFeatureTlsSelfPointer) ? read_tls_self() : read_fs_base();
+  abi::ThreadSlot* slot =
+      area<abi::ThreadSlot>(h, h->thread_slots) + thread_slot_index(fs_base, h->thread_slot_count);
+  const uint64_t block_offset = load_relaxed(&slot->block);
+  if (__builtin_expect(fs_base == 0 || load_relaxed(&slot->key) != fs_base || block_offset == 0,
+                       0)) {
+    slow_hit(h, probe_id, regs);
+    return;
+  }
+  uint64_t* block = at_offset<uint64_t>(h, block_offset);
+  local_add(&block[probe_id], 1);
+  if (__builtin_expect(!run_fast_count(h, probe, block), 0)) {
+    finish_hit(h, probe, regs, slot, block);
+  }
+}
+
+} // namespace dprobe::agent::blob
 
 extern "C" void agent_dispatch(dprobe::abi::RegionHeader* region, uint32_t probe_id,
                                dprobe::abi::SavedRegisters* regs) {
-  // The probed code may run with DF set (between std and cld); our code assumes it clear. The
-  // trampoline restores rflags afterwards.
-  __asm__ volatile("cld" ::: "memory");
+  // The probed code may run with DF set (between std and cld), and compiled code assumes it
+  // clear once it uses string instructions. The inline path of dispatch_hit uses none (it copies
+  // and fills nothing), so only slow_hit and continue_hit pay for a cld; the trampoline restores
+  // rflags afterwards.
   dprobe::agent::blob::dispatch_hit(region, probe_id, *regs);
 }

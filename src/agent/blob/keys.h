@@ -18,6 +18,12 @@ inline uint64_t mix64(uint64_t x) {
   return x;
 }
 
+/// Where a thread's slot is looked for first: one multiply, its high half (thread control blocks
+/// differ in the bits above the page offset, which the product carries upward).
+inline uint32_t thread_slot_index(uint64_t fs_base, uint32_t count) {
+  return static_cast<uint32_t>((fs_base * 0x9e3779b97f4a7c15ull) >> 32) & (count - 1);
+}
+
 inline uint32_t hash_key(const uint8_t* key, uint32_t size) {
   uint64_t h = 0x9e3779b97f4a7c15ull ^ size;
   uint32_t i = 0;
@@ -47,4 +53,4 @@ inline bool keys_equal(const uint8_t* a, const uint8_t* b, uint32_t size) {
   return true;
 }
 
-}  // namespace dprobe::agent::blob
+} // namespace dprobe::agent::blob

@@ -19,7 +19,8 @@ namespace {
 constexpr uint32_t kBusyWaitLimit = 256;
 
 void copy_key(uint8_t* dst, const uint8_t* src, uint32_t size) {
-  for (uint32_t i = 0; i < size; ++i) dst[i] = src[i];
+  for (uint32_t i = 0; i < size; ++i)
+    dst[i] = src[i];
 }
 
 struct Table {
@@ -29,13 +30,15 @@ struct Table {
   uint32_t mask;
   uint32_t max_entries;
   uint32_t key_size;
-  bool shared;  ///< other threads write this table: atomic value updates, bounded busy waits
+  bool shared; ///< other threads write this table: atomic value updates, bounded busy waits
 };
 
 inline abi::MapTableEntry* entry_at(const Table& t, uint32_t i) {
   return reinterpret_cast<abi::MapTableEntry*>(t.entries + i * t.stride);
 }
-inline uint8_t* entry_key(abi::MapTableEntry* e) { return reinterpret_cast<uint8_t*>(e + 1); }
+inline uint8_t* entry_key(abi::MapTableEntry* e) {
+  return reinterpret_cast<uint8_t*>(e + 1);
+}
 
 void apply(const Table& t, abi::MapTableEntry* e, uint32_t op, uint64_t value) {
   if (op == static_cast<uint32_t>(bytecode::UpdateOp::Add)) {
@@ -51,7 +54,7 @@ void apply(const Table& t, abi::MapTableEntry* e, uint32_t op, uint64_t value) {
 
 /// Waits (boundedly) for a Busy entry to settle; returns its state then.
 uint32_t settle(const Table& t, abi::MapTableEntry* e, uint32_t state) {
-  if (!t.shared) return state;  // only a nested call of ours can be inserting: it will not finish
+  if (!t.shared) return state; // only a nested call of ours can be inserting: it will not finish
   for (uint32_t spin = 0; state == abi::kEntryBusy && spin < kBusyWaitLimit; ++spin) {
     __builtin_ia32_pause();
     state = load_acquire(&e->state);
@@ -69,7 +72,7 @@ Find find(const Table& t, const uint8_t* key, bool insert, abi::MapTableEntry** 
   for (uint32_t n = 0; n <= t.mask; ++n, i = (i + 1) & t.mask) {
     abi::MapTableEntry* e = entry_at(t, i);
     uint32_t state = load_acquire(&e->state);
-    for (;;) {  // re-examines this entry after a lost race; each entry changes state few times
+    for (;;) { // re-examines this entry after a lost race; each entry changes state few times
       if (state == abi::kEntryEmpty) {
         if (!insert) return Find::Absent;
         if (load_relaxed(&t.header->used) >= t.max_entries) return Find::Full;
@@ -83,7 +86,7 @@ Find find(const Table& t, const uint8_t* key, bool insert, abi::MapTableEntry** 
       }
       if (state == abi::kEntryBusy) {
         state = settle(t, e, state);
-        if (state == abi::kEntryBusy) break;  // treat as another key
+        if (state == abi::kEntryBusy) break; // treat as another key
         continue;
       }
       if (e->hash != hash || !keys_equal(entry_key(e), key, t.key_size)) break;
@@ -131,7 +134,7 @@ bool table_for(RegionHeader* h, uint64_t* block, uint32_t map_id, bool create, T
   return true;
 }
 
-}  // namespace
+} // namespace
 
 bool map_update(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
                 uint32_t key_size, uint32_t op, uint64_t value) {
@@ -147,21 +150,6 @@ bool map_update(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t
   }
   count_event(&h->counters.dropped_map_updates);
   return false;
-}
-
-bool map_fast_add(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
-                  uint32_t key_size, uint64_t value) {
-  Table t;
-  abi::MapTableEntry* e = nullptr;
-  if (!table_for(h, block, map_id, false, &t) || t.shared || t.key_size != key_size) return false;
-  if (key_size == 0) {
-    e = entry_at(t, 0);
-    if (load_relaxed(&e->state) != abi::kEntryLive) return false;
-  } else if (find(t, key, false, &e) != Find::Found) {
-    return false;
-  }
-  local_add(&e->value, value);
-  return true;
 }
 
 bool map_lookup(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
@@ -188,4 +176,4 @@ void map_delete(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t
   compare_swap(&e->state, &expected, static_cast<uint32_t>(abi::kEntryDeleted));
 }
 
-}  // namespace dprobe::agent::blob
+} // namespace dprobe::agent::blob

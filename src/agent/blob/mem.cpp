@@ -10,7 +10,8 @@ extern "C" {
 void* memcpy(void* dst, const void* src, size_t n) {
   auto* d = static_cast<uint8_t*>(dst);
   const auto* s = static_cast<const uint8_t*>(src);
-  for (size_t i = 0; i < n; ++i) d[i] = s[i];
+  for (size_t i = 0; i < n; ++i)
+    d[i] = s[i];
   return dst;
 }
 
@@ -18,16 +19,19 @@ void* memmove(void* dst, const void* src, size_t n) {
   auto* d = static_cast<uint8_t*>(dst);
   const auto* s = static_cast<const uint8_t*>(src);
   if (d < s) {
-    for (size_t i = 0; i < n; ++i) d[i] = s[i];
+    for (size_t i = 0; i < n; ++i)
+      d[i] = s[i];
   } else {
-    for (size_t i = n; i > 0; --i) d[i - 1] = s[i - 1];
+    for (size_t i = n; i > 0; --i)
+      d[i - 1] = s[i - 1];
   }
   return dst;
 }
 
 void* memset(void* dst, int value, size_t n) {
   auto* d = static_cast<uint8_t*>(dst);
-  for (size_t i = 0; i < n; ++i) d[i] = static_cast<uint8_t>(value);
+  for (size_t i = 0; i < n; ++i)
+    d[i] = static_cast<uint8_t>(value);
   return dst;
 }
 
@@ -40,4 +44,4 @@ int memcmp(const void* a, const void* b, size_t n) {
   return 0;
 }
 
-}  // extern "C"
+} // extern "C"

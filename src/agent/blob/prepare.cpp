@@ -19,7 +19,9 @@ static_assert(sizeof(bytecode::Insn) == 16, "instructions are 16 bytes");
 
 namespace {
 
-bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool is_power_of_two(uint64_t v) {
+  return v != 0 && (v & (v - 1)) == 0;
+}
 
 /// The area lies inside the region, aligned, and holds at least `need` bytes.
 bool area_ok(const RegionHeader& h, const abi::AreaRef& a, uint64_t need) {
@@ -80,47 +82,7 @@ bool validate(RegionHeader* h) {
   return true;
 }
 
-using bytecode::Insn;
-using bytecode::Op;
-
-bool is_count_update(const Insn& load_one, const Insn& update, const abi::MapDesc& map,
-                     const abi::ProgramDesc& p) {
-  return load_one.op == Op::LoadImm && load_one.imm == 1 &&
-         load_one.dst < bytecode::kNumRegisters && update.op == Op::MapUpdate &&
-         update.a == load_one.dst && update.b == static_cast<uint8_t>(bytecode::UpdateOp::Add) &&
-         update.imm <= p.frame_size && map.key_size <= p.frame_size - update.imm &&
-         map.mode == abi::kMapSharded;
-}
-
-/// Recognises the shapes of abi::FastPath. Only exact matches: anything else the VM runs.
-void classify(RegionHeader* h, abi::ProgramDesc& p) {
-  const Insn* code = area<const Insn>(h, h->code) + p.code_offset;
-  const abi::MapDesc* maps = area<const abi::MapDesc>(h, h->map_descs);
-  uint32_t fast = abi::kFastNone;
-  uint32_t map = 0;
-  uint32_t arg = 0;
-  if (p.length == 3 && code[1].aux < h->map_count && code[2].op == Op::Ret &&
-      maps[code[1].aux].key_size == 0 && is_count_update(code[0], code[1], maps[code[1].aux], p)) {
-    fast = abi::kFastCount;
-    map = code[1].aux;
-  } else if (p.length == 5 && code[3].aux < h->map_count && code[4].op == Op::Ret &&
-             code[0].op == Op::LoadCtx && code[0].dst < bytecode::kNumRegisters &&
-             code[0].aux <= static_cast<uint32_t>(bytecode::CtxField::Arg5) &&
-             code[1].op == Op::Store64 && code[1].a == code[0].dst && code[1].imm == code[3].imm &&
-             maps[code[3].aux].key_size == 8 &&
-             is_count_update(code[2], code[3], maps[code[3].aux], p)) {
-    fast = abi::kFastCountByArg;
-    map = code[3].aux;
-    arg = code[0].aux - static_cast<uint32_t>(bytecode::CtxField::Arg0);
-  }
-  p.fast_map = map;
-  p.fast_arg = arg;
-  store_release(&p.fast, fast);
-}
-
 void build_module(RegionHeader* h) {
-  auto* programs = area<abi::ProgramDesc>(h, h->programs);
-  for (uint32_t i = 0; i < h->program_count; ++i) classify(h, programs[i]);
   auto* views = area<bytecode::VmString>(h, h->string_views);
   const auto* strings = area<abi::StringDesc>(h, h->string_descs);
   const char* bytes = area<const char>(h, h->string_bytes);
@@ -137,7 +99,7 @@ void build_module(RegionHeader* h) {
   module->string_count = h->string_count;
 }
 
-}  // namespace
+} // namespace
 
 bool ensure_prepared(RegionHeader* h) {
   const uint32_t state = load_acquire(&h->module_state);
@@ -156,6 +118,8 @@ const bytecode::VmModule& prepared_module(RegionHeader* h) {
   return *reinterpret_cast<const bytecode::VmModule*>(h->agent_private);
 }
 
-void count_event(uint64_t* counter) { fetch_add(counter, uint64_t{1}); }
+void count_event(uint64_t* counter) {
+  fetch_add(counter, uint64_t{1});
+}
 
-}  // namespace dprobe::agent::blob
+} // namespace dprobe::agent::blob

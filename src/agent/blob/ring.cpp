@@ -16,7 +16,7 @@ inline uint64_t record_header(uint32_t size, uint32_t meta) {
   return static_cast<uint64_t>(size) | (static_cast<uint64_t>(meta) << 32);
 }
 
-}  // namespace
+} // namespace
 
 bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_t size) {
   auto* ring = area<abi::RingHeader>(h, h->ring);
@@ -27,15 +27,18 @@ bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_
     count_event(&h->counters.dropped_events);
     return false;
   }
-  uint64_t head = load_relaxed(&ring->head);
+  uint64_t head = 0;
   uint64_t pad = 0;
   bool reserved = false;
   for (uint32_t attempt = 0; attempt < kReserveAttempts; ++attempt) {
+    // tail first, then head: the consumer never moves tail past head, so head - tail cannot
+    // underflow (a head older than the tail would make a ring with room look full).
     const uint64_t tail = load_acquire(&ring->tail);
+    head = load_relaxed(&ring->head);
     const uint64_t to_end = capacity - (head & (capacity - 1));
     pad = need > to_end ? to_end : 0;
     const uint64_t used = head - tail;
-    if (used > capacity || pad + need > capacity - used) break;  // full (or a corrupt tail)
+    if (used > capacity || pad + need > capacity - used) break; // full (or a corrupt tail)
     if (compare_swap(&ring->head, &head, head + pad + need)) {
       reserved = true;
       break;
@@ -46,8 +49,9 @@ bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_
     return false;
   }
   if (pad != 0) {
-    store_release(reinterpret_cast<uint64_t*>(data + (head & (capacity - 1))),
-                  record_header(static_cast<uint32_t>(pad), abi::kRecordPadding | abi::kRecordCommitted));
+    store_release(
+        reinterpret_cast<uint64_t*>(data + (head & (capacity - 1))),
+        record_header(static_cast<uint32_t>(pad), abi::kRecordPadding | abi::kRecordCommitted));
   }
   uint8_t* record = data + ((head + pad) & (capacity - 1));
   auto* header = reinterpret_cast<uint64_t*>(record);
@@ -55,10 +59,11 @@ bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_
   // (a thread that died in a signal handler) can skip it.
   store_relaxed(header, record_header(static_cast<uint32_t>(need), 0));
   uint8_t* payload = record + sizeof(abi::RecordHeader);
-  for (uint32_t i = 0; i < size; ++i) payload[i] = args[i];
-  store_release(header, record_header(static_cast<uint32_t>(need),
-                                      format_id | abi::kRecordCommitted));
+  for (uint32_t i = 0; i < size; ++i)
+    payload[i] = args[i];
+  store_release(header,
+                record_header(static_cast<uint32_t>(need), format_id | abi::kRecordCommitted));
   return true;
 }
 
-}  // namespace dprobe::agent::blob
+} // namespace dprobe::agent::blob

@@ -19,12 +19,28 @@ namespace {
 // uc_mcontext.gregs[23] in this order.
 constexpr uint64_t kGregsOffset = 40;
 enum Greg : uint32_t {
-  kR8, kR9, kR10, kR11, kR12, kR13, kR14, kR15, kRdi, kRsi, kRbp, kRbx, kRdx, kRax, kRcx,
-  kRsp, kRip, kEflags,
+  kR8,
+  kR9,
+  kR10,
+  kR11,
+  kR12,
+  kR13,
+  kR14,
+  kR15,
+  kRdi,
+  kRsi,
+  kRbp,
+  kRbx,
+  kRdx,
+  kRax,
+  kRcx,
+  kRsp,
+  kRip,
+  kEflags,
 };
 // siginfo_t: si_signo, si_errno, si_code.
 constexpr uint64_t kSiCodeOffset = 8;
-constexpr int kSiKernel = 0x80;  // what an int3 reports; kill() and tgkill() report <= 0
+constexpr int kSiKernel = 0x80; // what an int3 reports; kill() and tgkill() report <= 0
 
 constexpr uint64_t kSigDfl = 0;
 constexpr uint64_t kSigIgn = 1;
@@ -49,7 +65,8 @@ int64_t find_trap(RegionHeader* h, uint64_t address) {
   const uint32_t which = load_acquire(&h->trap_generation) & 1;
   uint64_t count = load_relaxed(&h->trap_count[which]);
   const abi::AreaRef ref = h->trap_index[which];
-  if (count > ref.size / sizeof(abi::TrapIndexEntry)) count = ref.size / sizeof(abi::TrapIndexEntry);
+  if (count > ref.size / sizeof(abi::TrapIndexEntry))
+    count = ref.size / sizeof(abi::TrapIndexEntry);
   const auto* index = area<const abi::TrapIndexEntry>(h, ref);
   uint64_t lo = 0;
   uint64_t hi = count;
@@ -88,9 +105,9 @@ void pass_on(RegionHeader* h, int signal, void* info, void* ucontext) {
   }
 }
 
-}  // namespace
+} // namespace
 
-}  // namespace dprobe::agent::blob
+} // namespace dprobe::agent::blob
 
 extern "C" void agent_sigtrap(int signal, void* info, void* ucontext) {
   using namespace dprobe::agent::blob;

@@ -30,7 +30,9 @@ inline long syscall6(long nr, long a, long b, long c, long d, long e, long f) {
   return ret;
 }
 
-inline long syscall0(long nr) { return syscall6(nr, 0, 0, 0, 0, 0, 0); }
+inline long syscall0(long nr) {
+  return syscall6(nr, 0, 0, 0, 0, 0, 0);
+}
 
 /// struct iovec.
 struct IoVec {
@@ -44,4 +46,4 @@ struct TimeSpec {
   int64_t nanoseconds;
 };
 
-}  // namespace dprobe::agent::blob
+} // namespace dprobe::agent::blob

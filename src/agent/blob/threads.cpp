@@ -26,22 +26,28 @@ uint64_t publish_offset(uint64_t* slot, uint64_t fresh) {
 }
 
 void copy_bytes(char* dst, const char* src, uint32_t n) {
-  for (uint32_t i = 0; i < n; ++i) dst[i] = src[i];
+  for (uint32_t i = 0; i < n; ++i)
+    dst[i] = src[i];
 }
 
-}  // namespace
+} // namespace
 
 uint64_t arena_alloc(RegionHeader* h, uint64_t size) {
-  size = (size + abi::kAreaAlign - 1) & ~(abi::kAreaAlign - 1);
+  constexpr uint64_t kAlign = abi::kArenaAlign;
+  size = (size + kAlign - 1) & ~(kAlign - 1);
+  const uint64_t base = h->arena.offset;
   uint64_t used = load_relaxed(&h->arena_used);
   // A CAS loop rather than fetch_add: a refused large request must not use up the space
   // smaller requests (a new thread's block) still fit in.
   for (;;) {
-    if (used > h->arena.size || size > h->arena.size - used) {
+    // Aligned from the region's base, not the arena's: two threads' blocks and tables never
+    // share a cache line pair (the adjacent-line prefetcher moves lines in 128-byte pairs).
+    const uint64_t start = ((base + used + kAlign - 1) & ~(kAlign - 1)) - base;
+    if (used > h->arena.size || start > h->arena.size || size > h->arena.size - start) {
       count_event(&h->counters.arena_exhausted);
       return 0;
     }
-    if (compare_swap(&h->arena_used, &used, used + size)) return h->arena.offset + used;
+    if (compare_swap(&h->arena_used, &used, start + size)) return base + start;
   }
 }
 
@@ -50,7 +56,7 @@ abi::ThreadSlot* claim_thread_slot(RegionHeader* h, uint64_t fs_base) {
   if (count == 0) return nullptr;
   auto* slots = area<abi::ThreadSlot>(h, h->thread_slots);
   const uint32_t mask = count - 1;
-  uint32_t i = static_cast<uint32_t>(mix64(fs_base)) & mask;
+  uint32_t i = thread_slot_index(fs_base, count);
   for (uint32_t n = 0; n < kMaxSlotProbes && n < count; ++n, i = (i + 1) & mask) {
     abi::ThreadSlot* slot = &slots[i];
     uint64_t key = load_relaxed(&slot->key);
@@ -84,7 +90,9 @@ abi::ScratchState* claim_scratch(RegionHeader* h) {
   return nullptr;
 }
 
-void release_scratch(abi::ScratchState* scratch) { store_release(&scratch->busy, uint64_t{0}); }
+void release_scratch(abi::ScratchState* scratch) {
+  store_release(&scratch->busy, uint64_t{0});
+}
 
 void fill_identity(abi::ThreadSlot* slot, uint32_t flags, bytecode::VmContext& context) {
   if (slot == nullptr) {
@@ -136,4 +144,4 @@ uint64_t monotonic_ns(RegionHeader* h) {
   return static_cast<uint64_t>(ts.seconds) * 1000000000ull + static_cast<uint64_t>(ts.nanoseconds);
 }
 
-}  // namespace dprobe::agent::blob
+} // namespace dprobe::agent::blob

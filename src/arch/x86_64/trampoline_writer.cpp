@@ -91,9 +91,15 @@ Result<Trampoline> write_trampoline(const TrampolineSpec& spec) {
   }
 
   CodeWriter w(spec.address);
-  put_lea_rsp(w, -kRedZone);           // the probed code may keep live data below its rsp
-  w.put_u8(0x9c);                      // pushfq, always: the frame layout is fixed
-  if (spec.save_flags) w.put_u8(0xfc); // cld: the dispatcher is compiled code
+  if (spec.save_flags) {
+    put_lea_rsp(w, -kRedZone); // the probed code may keep live data below its rsp
+    w.put_u8(0x9c);            // pushfq
+    w.put_u8(0xfc);            // cld: the dispatcher is compiled code
+  } else {
+    // The red zone and the frame's rflags slot in one step: nothing restores the flags, so
+    // pushfq (several microcoded uops, on every hit) would only fill a slot no one reads.
+    put_lea_rsp(w, -kRedZone - 8);
+  }
   for (Reg reg : kPushOrder)
     put_push(w, reg);
 

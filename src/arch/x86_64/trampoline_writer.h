@@ -56,7 +56,9 @@ struct Trampoline {
 };
 
 /// Writes the trampoline. Its entry sequence is fixed, since the agent reads the frame:
-///   lea rsp, [rsp-128]; pushfq; [cld]; push rax, rcx, rdx, rbx, rbp, rsi, rdi, r8 .. r15
+///   save_flags:  lea rsp, [rsp-128]; pushfq; cld
+///   otherwise:   lea rsp, [rsp-136]    (the rflags slot is left unwritten: nothing reads it)
+///   push rax, rcx, rdx, rbx, rbp, rsi, rdi, r8 .. r15
 ///   mov rdi, region; mov esi, probe_id; mov rdx, rsp; mov rbx, rsp; and rsp, -16
 ///   call dispatch (rel32 when in reach, else mov rax, imm64; call rax)
 ///   mov rsp, rbx; pop r15 .. r8, rdi, rsi, rbp, rbx, rdx, rcx

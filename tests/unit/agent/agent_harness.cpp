@@ -140,4 +140,4 @@ uint64_t Harness::scalar(uint32_t map_id) {
   return entries.begin()->second;
 }
 
-}  // namespace dprobe::agent::testing
+} // namespace dprobe::agent::testing

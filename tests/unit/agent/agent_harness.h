@@ -22,7 +22,9 @@ namespace dprobe::agent::testing {
 
 enum class AgentKind { Blob, Native };
 
-inline const char* kind_name(AgentKind kind) { return kind == AgentKind::Blob ? "Blob" : "Native"; }
+inline const char* kind_name(AgentKind kind) {
+  return kind == AgentKind::Blob ? "Blob" : "Native";
+}
 
 /// The embedded blob, copied into fresh pages of this process and made read+execute.
 class LoadedBlob {
@@ -92,7 +94,7 @@ class Harness {
   abi::DispatchFunction dispatch_ = nullptr;
 };
 
-}  // namespace dprobe::agent::testing
+} // namespace dprobe::agent::testing
 
 /// The natively linked agent's entry points and its stand-in blob header.
 extern "C" {

@@ -33,8 +33,8 @@ TEST(AgentBlob, RestorerIsRtSigreturn) {
   auto info = agent_blob_info();
   ASSERT_TRUE(info.has_value());
   const uint8_t* p = agent_blob().data() + info->restorer_offset;
-  const uint8_t expected[] = {0xb8, 0x0f, 0x00, 0x00, 0x00,  // mov eax, 15 (rt_sigreturn)
-                              0x0f, 0x05};                   // syscall
+  const uint8_t expected[] = {0xb8, 0x0f, 0x00, 0x00, 0x00, // mov eax, 15 (rt_sigreturn)
+                              0x0f, 0x05};                  // syscall
   EXPECT_EQ(std::memcmp(p, expected, sizeof expected), 0);
 }
 
@@ -46,8 +46,9 @@ TEST(AgentBlob, ImageForRegionPatchesOnlyTheRegionAddress) {
   std::memcpy(&address, image.data() + 48, 8);
   EXPECT_EQ(address, 0x7f0012345000u);
   size_t differing = 0;
-  for (size_t i = 0; i < image.size(); ++i) differing += image[i] != blob[i];
-  EXPECT_EQ(differing, 4u);  // the non-zero bytes of the address: 00 50 34 12 00 7f
+  for (size_t i = 0; i < image.size(); ++i)
+    differing += image[i] != blob[i];
+  EXPECT_EQ(differing, 4u); // the non-zero bytes of the address: 00 50 34 12 00 7f
 }
 
 TEST(AgentBlob, RejectsBadHeaders) {
@@ -64,9 +65,10 @@ TEST(AgentBlob, RejectsBadHeaders) {
 TEST(AgentBlob, RunsFromReadExecutePagesWithStateOnlyInTheRegion) {
   // The blob's pages are mapped without write permission: any write of its own would fault.
   testing::Harness h("uprobe:/bin/true:main { @ = count(); }", testing::AgentKind::Blob);
-  for (int i = 0; i < 10; ++i) h.hit(0);
+  for (int i = 0; i < 10; ++i)
+    h.hit(0);
   EXPECT_EQ(h.scalar(0), 10u);
 }
 
-}  // namespace
-}  // namespace dprobe::agent
+} // namespace
+} // namespace dprobe::agent

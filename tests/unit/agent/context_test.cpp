@@ -38,13 +38,14 @@ uint64_t now_ns() {
 }
 
 TEST_P(Context, AllSixArguments) {
-  Harness h(
-      "uprobe:/bin/true:f { printf(\"%d %d %d %d %d %d\\n\", arg0, arg1, arg2, arg3, arg4, arg5); }",
-      GetParam());
+  Harness h("uprobe:/bin/true:f { printf(\"%d %d %d %d %d %d\\n\", arg0, arg1, arg2, arg3, arg4, "
+            "arg5); }",
+            GetParam());
   h.hit(0, 1, 2, 3, 4, 5, 0xfffffffffffffffa);
   std::vector<PrintfEvent> events;
   ASSERT_EQ(h.reader().drain_events(events), 1u);
-  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(int_arg(events[0], 8 * i), i + 1);
+  for (size_t i = 0; i < 5; ++i)
+    EXPECT_EQ(int_arg(events[0], 8 * i), i + 1);
   EXPECT_EQ(int_arg(events[0], 40), 0xfffffffffffffffau);
 }
 
@@ -53,7 +54,7 @@ void expect_identity(Harness& h, const char* name) {
   std::thread([&h, name] {
     pthread_setname_np(pthread_self(), name);
     h.hit(0);
-    h.hit(0);  // from the per-thread cache, when there is one
+    h.hit(0); // from the per-thread cache, when there is one
   }).join();
   ASSERT_EQ(h.reader().drain_events(events), 2u);
   for (const PrintfEvent& e : events) {
@@ -91,7 +92,7 @@ TEST_P(Context, ForgottenThreadIdentityIsFetchedAgain) {
   pthread_setname_np(pthread_self(), "before");
   h.hit(0);
   pthread_setname_np(pthread_self(), "after");
-  h.hit(0);  // cached: still "before"
+  h.hit(0); // cached: still "before"
   forget_thread(h.region(), h.layout(), static_cast<uint32_t>(syscall(SYS_gettid)));
   h.hit(0);
   pthread_setname_np(pthread_self(), old_name);
@@ -132,10 +133,10 @@ TEST_P(Context, StrReadsGoodPointersAndYieldsEmptyForBadOnes) {
   h.hit(0, 1);
   h.hit(0, 0xffffffffffffff00ull);
   h.hit(0, reinterpret_cast<uint64_t>(long_text));
-  char* at_end = pages + 4096 - 6;  // "edge!" and its NUL end exactly at the unmapped page
+  char* at_end = pages + 4096 - 6; // "edge!" and its NUL end exactly at the unmapped page
   std::memcpy(at_end, "edge!", 6);
   h.hit(0, reinterpret_cast<uint64_t>(at_end));
-  std::memcpy(pages + 4096 - 3, "xyz", 3);  // no NUL before the unmapped page
+  std::memcpy(pages + 4096 - 3, "xyz", 3); // no NUL before the unmapped page
   h.hit(0, reinterpret_cast<uint64_t>(pages + 4096 - 3));
   munmap(pages, 4096);
   std::vector<PrintfEvent> events;
@@ -154,5 +155,5 @@ TEST_P(Context, StrReadsGoodPointersAndYieldsEmptyForBadOnes) {
 INSTANTIATE_TEST_SUITE_P(Agents, Context, ::testing::Values(AgentKind::Blob, AgentKind::Native),
                          [](const auto& info) { return testing::kind_name(info.param); });
 
-}  // namespace
-}  // namespace dprobe::agent
+} // namespace
+} // namespace dprobe::agent

@@ -26,23 +26,27 @@ void hit_from_threads(Harness& h, int threads, uint64_t hits, uint32_t probe = 0
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&h, hits, probe] {
-      for (uint64_t i = 0; i < hits; ++i) h.hit(probe);
+      for (uint64_t i = 0; i < hits; ++i)
+        h.hit(probe);
     });
   }
-  for (auto& w : workers) w.join();
+  for (auto& w : workers)
+    w.join();
 }
 
 uint32_t claimed_slots(const Harness& h) {
-  const auto* slots = reinterpret_cast<const abi::ThreadSlot*>(h.region().data() +
-                                                               h.layout().thread_slots.offset);
+  const auto* slots =
+      reinterpret_cast<const abi::ThreadSlot*>(h.region().data() + h.layout().thread_slots.offset);
   uint32_t n = 0;
-  for (uint32_t i = 0; i < h.layout().thread_slot_count; ++i) n += slots[i].key != 0;
+  for (uint32_t i = 0; i < h.layout().thread_slot_count; ++i)
+    n += slots[i].key != 0;
   return n;
 }
 
 TEST_P(Dispatch, CountFromOneThreadIsExact) {
   Harness h("uprobe:/bin/true:main { @ = count(); }", GetParam());
-  for (uint64_t i = 0; i < kHits; ++i) h.hit(0);
+  for (uint64_t i = 0; i < kHits; ++i)
+    h.hit(0);
   EXPECT_EQ(h.scalar(0), kHits);
   EXPECT_EQ(h.reader().probe_hits(0), kHits);
   const auto c = h.reader().counters();
@@ -66,6 +70,47 @@ TEST_P(Dispatch, CountFromFourThreadsIsExact) {
   }
 }
 
+TEST_P(Dispatch, CountWithTlsSelfPointerIdentityIsExact) {
+  RegionOptions options = Harness::default_options();
+  options.features |= abi::kFeatureTlsSelfPointer; // glibc: fs:0 holds the fs base
+  Harness h("uprobe:/bin/true:main { @ = count(); @k[arg0] = count(); }"
+            "uprobe:/bin/true:f { @c[arg1] = count(); }",
+            GetParam(), options);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.emplace_back([&h] {
+      for (uint64_t i = 0; i < kHits / 10; ++i) {
+        h.hit(0, i % 3);
+        h.hit(1, 0, i % 5);
+      }
+    });
+  }
+  for (auto& w : workers)
+    w.join();
+  EXPECT_EQ(h.scalar(0), 4 * (kHits / 10));
+  uint64_t keyed = 0;
+  for (const auto& [key, value] : h.map(2))
+    keyed += value;
+  EXPECT_EQ(keyed, 4 * (kHits / 10));
+  EXPECT_EQ(h.map(2).size(), 5u);
+  EXPECT_EQ(h.reader().counters().fallback_hits, 0u);
+  EXPECT_EQ(claimed_slots(h), 4u);
+}
+
+TEST_P(Dispatch, FeaturesChangeWhileRunning) {
+  Harness h("uprobe:/bin/true:main { @ = count(); }", GetParam());
+  h.hit(0);
+  set_features(h.region(), h.layout(), testing::host_features() | abi::kFeatureTlsSelfPointer);
+  h.hit(0);
+  set_features(h.region(), h.layout(), 0);
+  h.hit(0);
+  EXPECT_EQ(h.scalar(0), 3u);
+  EXPECT_EQ(h.reader().counters().fallback_hits, 1u);
+  if (testing::host_features() & abi::kFeatureFsGsBase) {
+    EXPECT_EQ(claimed_slots(h), 1u) << "rdfsbase and fs:0 name the same slot";
+  }
+}
+
 TEST_P(Dispatch, CountWithoutFsGsBaseUsesTheSharedPathExactly) {
   RegionOptions options = Harness::default_options();
   options.features = 0;
@@ -82,7 +127,7 @@ TEST_P(Dispatch, FullThreadTableFallsBackExactly) {
   RegionOptions options = Harness::default_options();
   options.thread_slots = 1;
   Harness h("uprobe:/bin/true:main { @ = count(); }", GetParam(), options);
-  h.hit(0);  // this thread takes the only slot
+  h.hit(0); // this thread takes the only slot
   hit_from_threads(h, 3, kHits / 4);
   EXPECT_EQ(h.scalar(0), 1 + 3 * (kHits / 4));
   EXPECT_EQ(h.reader().probe_hits(0), 1 + 3 * (kHits / 4));
@@ -91,7 +136,7 @@ TEST_P(Dispatch, FullThreadTableFallsBackExactly) {
 
 TEST_P(Dispatch, NoRoomForLevelScratchRunsOnThePoolExactly) {
   RegionOptions options = Harness::default_options();
-  options.arena_bytes = 4096;  // thread blocks and tables fit, a VmState never does
+  options.arena_bytes = 4096; // thread blocks and tables fit, a VmState never does
   Harness h("uprobe:/bin/true:main { @ = count(); }", GetParam(), options);
   hit_from_threads(h, 2, kHits / 10);
   EXPECT_EQ(h.scalar(0), 2 * (kHits / 10));
@@ -104,7 +149,7 @@ TEST_P(Dispatch, NoRoomForLevelScratchRunsOnThePoolExactly) {
 
 TEST_P(Dispatch, NoArenaAtAllStillCountsHitsAndCountsTheDroppedUpdates) {
   RegionOptions options = Harness::default_options();
-  options.arena_bytes = 64;  // one thread block, nothing else
+  options.arena_bytes = 64; // one thread block, nothing else
   Harness h("uprobe:/bin/true:main { @ = count(); }", GetParam(), options);
   hit_from_threads(h, 2, kHits / 10);
   EXPECT_EQ(h.scalar(0), 0u);
@@ -115,11 +160,13 @@ TEST_P(Dispatch, NoArenaAtAllStillCountsHitsAndCountsTheDroppedUpdates) {
 TEST_P(Dispatch, KeyedCountPerArgument) {
   Harness h("uprobe:/bin/true:main { @c[arg0] = count(); }", GetParam());
   for (uint64_t key = 0; key < 10; ++key) {
-    for (uint64_t i = 0; i <= key; ++i) h.hit(0, key * 1000);
+    for (uint64_t i = 0; i <= key; ++i)
+      h.hit(0, key * 1000);
   }
   const auto m = h.map(0);
   ASSERT_EQ(m.size(), 10u);
-  for (uint64_t key = 0; key < 10; ++key) EXPECT_EQ(m.at(testing::int_key(key * 1000)), key + 1);
+  for (uint64_t key = 0; key < 10; ++key)
+    EXPECT_EQ(m.at(testing::int_key(key * 1000)), key + 1);
 }
 
 TEST_P(Dispatch, KeyedCountFromFourThreadsMergesShards) {
@@ -127,13 +174,16 @@ TEST_P(Dispatch, KeyedCountFromFourThreadsMergesShards) {
   std::vector<std::thread> workers;
   for (int t = 0; t < 4; ++t) {
     workers.emplace_back([&h] {
-      for (uint64_t i = 0; i < 8000; ++i) h.hit(0, i % 8);
+      for (uint64_t i = 0; i < 8000; ++i)
+        h.hit(0, i % 8);
     });
   }
-  for (auto& w : workers) w.join();
+  for (auto& w : workers)
+    w.join();
   const auto m = h.map(0);
   ASSERT_EQ(m.size(), 8u);
-  for (uint64_t key = 0; key < 8; ++key) EXPECT_EQ(m.at(testing::int_key(key)), 4000u);
+  for (uint64_t key = 0; key < 8; ++key)
+    EXPECT_EQ(m.at(testing::int_key(key)), 4000u);
 }
 
 TEST_P(Dispatch, DisabledRegionAndProbeCountNothing) {
@@ -165,7 +215,8 @@ TEST_P(Dispatch, ProgramsOfOneSiteRunInOrder) {
   bytecode::Module module = testing::compile_script(
       "uprobe:/bin/true:main { @order = 1; } uprobe:/bin/true:main { @order = 2; }", &probes);
   ASSERT_EQ(probes.size(), 2u);
-  std::vector<ProbeSpec> site{ProbeSpec{{probes[0].programs[0], probes[1].programs[0]}, 0, 0, true}};
+  std::vector<ProbeSpec> site{
+      ProbeSpec{{probes[0].programs[0], probes[1].programs[0]}, 0, 0, true}};
   Harness h(module, site, GetParam());
   h.hit(0);
   EXPECT_EQ(h.scalar(0), 2u) << "the second program ran last";
@@ -177,7 +228,7 @@ TEST_P(Dispatch, ProgramsOfOneSiteRunInOrder) {
 
 TEST_P(Dispatch, InvalidRegionIsIgnoredAndCounted) {
   Harness h("uprobe:/bin/true:main { @ = count(); }", GetParam());
-  h.header()->code.offset = h.header()->size + 4096;  // before the first hit validates it
+  h.header()->code.offset = h.header()->size + 4096; // before the first hit validates it
   h.hit(0);
   h.hit(0);
   EXPECT_EQ(h.header()->module_state, abi::kModuleInvalid);
@@ -189,7 +240,7 @@ TEST_P(Dispatch, VmFaultIsCountedWithItsStatus) {
   bytecode::Module module;
   bytecode::Program p;
   p.name = "bad";
-  p.code = {bytecode::Insn{bytecode::Op::Mov, 200, 0, 0, 0, 0}};  // register 200 does not exist
+  p.code = {bytecode::Insn{bytecode::Op::Mov, 200, 0, 0, 0, 0}}; // register 200 does not exist
   module.programs.push_back(p);
   Harness h(module, {ProbeSpec{{0}, 0, 0, true}}, GetParam());
   h.hit(0);
@@ -210,5 +261,5 @@ TEST_P(Dispatch, ExitSetsTheFlag) {
 INSTANTIATE_TEST_SUITE_P(Agents, Dispatch, ::testing::Values(AgentKind::Blob, AgentKind::Native),
                          [](const auto& info) { return testing::kind_name(info.param); });
 
-}  // namespace
-}  // namespace dprobe::agent
+} // namespace
+} // namespace dprobe::agent

@@ -65,7 +65,8 @@ TEST(RegionLayout, ContextFlagsFollowWhatProgramsRead) {
   EXPECT_EQ(program_context_flags(module.programs[0]), abi::kNeedsComm | abi::kNeedsNsecs);
   EXPECT_EQ(program_context_flags(module.programs[1]), abi::kNeedsTid | abi::kNeedsPid);
   std::vector<ProbeSpec> none;
-  const bytecode::Module count = testing::compile_script("uprobe:/bin/true:f { @ = count(); }", &none);
+  const bytecode::Module count =
+      testing::compile_script("uprobe:/bin/true:f { @ = count(); }", &none);
   EXPECT_EQ(program_context_flags(count.programs[0]), 0u) << "count() needs no system call";
 }
 
@@ -158,6 +159,22 @@ TEST(RegionWriter, TrapIndexIsSortedAndDoubleBuffered) {
   EXPECT_EQ(header->trap_count[active], 2u) << "the old buffer stays intact";
 }
 
+TEST(RegionWriter, FreshMemoryKeepsItsArenaUntouched) {
+  std::vector<ProbeSpec> probes;
+  const bytecode::Module module = testing::compile_script(kScript, &probes);
+  RegionOptions options = Harness::default_options();
+  options.zero_arena = false;
+  const RegionLayout layout = *plan_region(module, 2, options);
+  auto memory = SharedRegion::create(layout.size);
+  ASSERT_TRUE(memory.has_value());
+  std::memset(memory->bytes().data() + layout.arena.offset, 0xa5, 64); // stands for "untouched"
+  ASSERT_TRUE(init_region(memory->bytes(), layout, module, probes, options).has_value());
+  EXPECT_EQ(memory->bytes()[layout.arena.offset], 0xa5);
+  options.zero_arena = true;
+  ASSERT_TRUE(init_region(memory->bytes(), layout, module, probes, options).has_value());
+  EXPECT_EQ(memory->bytes()[layout.arena.offset], 0);
+}
+
 TEST(SharedRegion, SizeIsSealed) {
   auto region = SharedRegion::create(16384);
   ASSERT_TRUE(region.has_value()) << region.error().text();
@@ -174,5 +191,5 @@ TEST(SharedRegion, SizeIsSealed) {
   EXPECT_FALSE(SharedRegion::create(100).has_value());
 }
 
-}  // namespace
-}  // namespace dprobe::agent
+} // namespace
+} // namespace dprobe::agent

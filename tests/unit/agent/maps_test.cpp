@@ -17,10 +17,9 @@ using testing::int_key;
 class Maps : public ::testing::TestWithParam<AgentKind> {};
 
 TEST_P(Maps, AssignmentsAndLookupsSeeTheLatestValue) {
-  Harness h(
-      "uprobe:/bin/true:f { @x[arg0] = arg1; }"
-      "uprobe:/bin/true:g { @y[arg0] = @x[arg0]; }",
-      GetParam());
+  Harness h("uprobe:/bin/true:f { @x[arg0] = arg1; }"
+            "uprobe:/bin/true:g { @y[arg0] = @x[arg0]; }",
+            GetParam());
   EXPECT_EQ(h.layout().maps[0].mode, abi::kMapShared);
   h.hit(0, 1, 100);
   h.hit(0, 2, 200);
@@ -38,12 +37,12 @@ TEST_P(Maps, AssignmentsAndLookupsSeeTheLatestValue) {
 }
 
 TEST_P(Maps, DeleteRemovesAndAKeyComesBackFromZero) {
-  Harness h(
-      "uprobe:/bin/true:f { @x[arg0] = count(); }"
-      "uprobe:/bin/true:g { delete(@x[arg0]); }",
-      GetParam());
+  Harness h("uprobe:/bin/true:f { @x[arg0] = count(); }"
+            "uprobe:/bin/true:g { delete(@x[arg0]); }",
+            GetParam());
   EXPECT_EQ(h.layout().maps[0].mode, abi::kMapShared);
-  for (int i = 0; i < 3; ++i) h.hit(0, 1);
+  for (int i = 0; i < 3; ++i)
+    h.hit(0, 1);
   h.hit(0, 2);
   h.hit(1, 1);
   EXPECT_EQ(h.map(0).count(int_key(1)), 0u);
@@ -52,7 +51,7 @@ TEST_P(Maps, DeleteRemovesAndAKeyComesBackFromZero) {
   ASSERT_EQ(x.size(), 2u);
   EXPECT_EQ(x.at(int_key(1)), 1u);
   EXPECT_EQ(x.at(int_key(2)), 1u);
-  h.hit(1, 99);  // deleting an absent key does nothing
+  h.hit(1, 99); // deleting an absent key does nothing
   EXPECT_EQ(h.map(0).size(), 2u);
 }
 
@@ -62,11 +61,14 @@ TEST_P(Maps, FullMapDropsNewKeysAndCountsThem) {
       testing::compile_script("uprobe:/bin/true:f { @c[arg0] = count(); }", &probes);
   module.maps[0].max_entries = 4;
   Harness h(module, probes, GetParam());
-  for (uint64_t key = 0; key < 10; ++key) h.hit(0, key);
-  for (uint64_t key = 0; key < 4; ++key) h.hit(0, key);  // known keys still update
+  for (uint64_t key = 0; key < 10; ++key)
+    h.hit(0, key);
+  for (uint64_t key = 0; key < 4; ++key)
+    h.hit(0, key); // known keys still update
   const auto m = h.map(0);
   ASSERT_EQ(m.size(), 4u);
-  for (const auto& [key, value] : m) EXPECT_EQ(value, 2u);
+  for (const auto& [key, value] : m)
+    EXPECT_EQ(value, 2u);
   EXPECT_EQ(h.reader().counters().dropped_map_updates, 6u);
 }
 
@@ -77,10 +79,12 @@ TEST_P(Maps, StringKeysFromManyThreads) {
   std::vector<std::thread> workers;
   for (int t = 0; t < 3; ++t) {
     workers.emplace_back([&h, &names] {
-      for (uint64_t i = 0; i < 3000; ++i) h.hit(0, reinterpret_cast<uint64_t>(names[i % 3]), i % 2);
+      for (uint64_t i = 0; i < 3000; ++i)
+        h.hit(0, reinterpret_cast<uint64_t>(names[i % 3]), i % 2);
     });
   }
-  for (auto& w : workers) w.join();
+  for (auto& w : workers)
+    w.join();
   const auto m = h.map(0);
   ASSERT_EQ(m.size(), 6u);
   for (const auto& [key, value] : m) {
@@ -113,10 +117,10 @@ TEST(MapMode, OnlyAddOnlyMapsAreSharded) {
   EXPECT_EQ(map_mode(m, 0), abi::kMapSharded);
   EXPECT_EQ(map_mode(m, 1), abi::kMapSharded);
   EXPECT_EQ(map_mode(m, 2), abi::kMapShared);
-  EXPECT_EQ(map_mode(m, 3), abi::kMapShared);  // looked up
+  EXPECT_EQ(map_mode(m, 3), abi::kMapShared); // looked up
   EXPECT_EQ(map_mode(m, 4), abi::kMapShared);
-  EXPECT_EQ(map_mode(m, 5), abi::kMapShared);  // deleted
+  EXPECT_EQ(map_mode(m, 5), abi::kMapShared); // deleted
 }
 
-}  // namespace
-}  // namespace dprobe::agent
+} // namespace
+} // namespace dprobe::agent

@@ -26,7 +26,8 @@ class Printf : public ::testing::TestWithParam<AgentKind> {};
 
 TEST_P(Printf, EventsCarryTheirArgumentsInOrder) {
   Harness h(kTwoInts, GetParam());
-  for (uint64_t i = 0; i < 1000; ++i) h.hit(0, i, i * 2 + 1);
+  for (uint64_t i = 0; i < 1000; ++i)
+    h.hit(0, i, i * 2 + 1);
   std::vector<PrintfEvent> events;
   EXPECT_EQ(h.reader().drain_events(events), 1000u);
   ASSERT_EQ(events.size(), 1000u);
@@ -49,14 +50,18 @@ TEST_P(Printf, FourThreadsKeepTheirOwnOrderWhileDprobeDrains) {
   std::vector<std::thread> workers;
   for (uint64_t t = 0; t < 4; ++t) {
     workers.emplace_back([&h, &running, t] {
-      for (uint64_t seq = 0; seq < kPerThread; ++seq) h.hit(0, t, seq);
+      for (uint64_t seq = 0; seq < kPerThread; ++seq)
+        h.hit(0, t, seq);
       running.fetch_sub(1);
     });
   }
   std::vector<PrintfEvent> events;
-  while (running.load() > 0) h.reader().drain_events(events);
-  for (auto& w : workers) w.join();
+  while (running.load() > 0)
+    h.reader().drain_events(events);
+  for (auto& w : workers)
+    w.join();
   h.reader().drain_events(events);
+  EXPECT_EQ(h.reader().counters().dropped_events, 0u);
   ASSERT_EQ(events.size(), 4 * kPerThread);
   uint64_t next[4] = {0, 0, 0, 0};
   for (const PrintfEvent& e : events) {
@@ -74,16 +79,20 @@ TEST_P(Printf, FullRingDropsAndCountsThenRecovers) {
   options.ring_bytes = 4096;
   Harness h(kTwoInts, GetParam(), options);
   // 24-byte records: 170 fit (4080 bytes); the 171st would need a 16-byte pad it has no room for.
-  for (uint64_t i = 0; i < 500; ++i) h.hit(0, i, 0);
+  for (uint64_t i = 0; i < 500; ++i)
+    h.hit(0, i, 0);
   EXPECT_EQ(h.reader().counters().dropped_events, 330u);
   std::vector<PrintfEvent> events;
   EXPECT_EQ(h.reader().drain_events(events), 170u);
-  for (uint64_t i = 0; i < 170; ++i) EXPECT_EQ(arg(events[i], 0), i);
+  for (uint64_t i = 0; i < 170; ++i)
+    EXPECT_EQ(arg(events[i], 0), i);
   // Space is back; these wrap around the end of the ring behind a padding record.
   events.clear();
-  for (uint64_t i = 0; i < 10; ++i) h.hit(0, 1000 + i, 0);
+  for (uint64_t i = 0; i < 10; ++i)
+    h.hit(0, 1000 + i, 0);
   EXPECT_EQ(h.reader().drain_events(events), 10u);
-  for (uint64_t i = 0; i < 10; ++i) EXPECT_EQ(arg(events[i], 0), 1000 + i);
+  for (uint64_t i = 0; i < 10; ++i)
+    EXPECT_EQ(arg(events[i], 0), 1000 + i);
   EXPECT_EQ(h.reader().counters().dropped_events, 330u);
 }
 
@@ -96,7 +105,8 @@ TEST_P(Printf, WrapsAroundManyTimes) {
   std::vector<PrintfEvent> events;
   uint64_t seq = 0;
   for (int round = 0; round < 200; ++round) {
-    for (int i = 0; i < 7; ++i) h.hit(0, reinterpret_cast<uint64_t>(text), seq++);
+    for (int i = 0; i < 7; ++i)
+      h.hit(0, reinterpret_cast<uint64_t>(text), seq++);
     h.reader().drain_events(events);
   }
   ASSERT_EQ(events.size(), seq);
@@ -118,7 +128,8 @@ TEST_P(Printf, DrainStopsAtUnfinishedRecordAndSkipsItWhenItsProducerIsGone) {
   ring->head = 24;
   h.hit(0, 77, 0);
   std::vector<PrintfEvent> events;
-  for (int i = 0; i < 100; ++i) ASSERT_EQ(h.reader().drain_events(events), 0u) << "drain " << i;
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(h.reader().drain_events(events), 0u) << "drain " << i;
   EXPECT_EQ(h.reader().problems().skipped_records, 0u);
   h.reader().set_stuck_timeout(std::chrono::milliseconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
@@ -130,16 +141,18 @@ TEST_P(Printf, DrainStopsAtUnfinishedRecordAndSkipsItWhenItsProducerIsGone) {
 
 TEST_P(Printf, MaxEventsLimitsOneDrain) {
   Harness h(kTwoInts, GetParam());
-  for (uint64_t i = 0; i < 10; ++i) h.hit(0, i, 0);
+  for (uint64_t i = 0; i < 10; ++i)
+    h.hit(0, i, 0);
   std::vector<PrintfEvent> events;
   EXPECT_EQ(h.reader().drain_events(events, 3), 3u);
   EXPECT_EQ(h.reader().drain_events(events), 7u);
   ASSERT_EQ(events.size(), 10u);
-  for (uint64_t i = 0; i < 10; ++i) EXPECT_EQ(arg(events[i], 0), i);
+  for (uint64_t i = 0; i < 10; ++i)
+    EXPECT_EQ(arg(events[i], 0), i);
 }
 
 INSTANTIATE_TEST_SUITE_P(Agents, Printf, ::testing::Values(AgentKind::Blob, AgentKind::Native),
                          [](const auto& info) { return testing::kind_name(info.param); });
 
-}  // namespace
-}  // namespace dprobe::agent
+} // namespace
+} // namespace dprobe::agent

@@ -27,7 +27,8 @@ void read_everything(RegionReader& reader) {
     (void)reader.probe_hits(probe);
   }
   std::vector<PrintfEvent> events;
-  for (int i = 0; i < 3; ++i) reader.drain_events(events);
+  for (int i = 0; i < 3; ++i)
+    reader.drain_events(events);
   for (const PrintfEvent& e : events) {
     ASSERT_LT(e.format_id, reader.layout().format_count);
     ASSERT_EQ(e.args.size(), reader.layout().format_sizes[e.format_id]);
@@ -55,7 +56,8 @@ TEST(ReaderGarbage, RandomBytesEverywhere) {
     // Whole region, or only the agent-written parts, or sparse words.
     const int mode = round % 3;
     if (mode == 0) {
-      for (auto& b : region) b = static_cast<uint8_t>(rng());
+      for (auto& b : region)
+        b = static_cast<uint8_t>(rng());
     } else if (mode == 1) {
       for (uint64_t off = h->layout().thread_slots.offset; off < region.size(); ++off) {
         region[off] = static_cast<uint8_t>(rng());
@@ -64,7 +66,7 @@ TEST(ReaderGarbage, RandomBytesEverywhere) {
       for (int i = 0; i < 20000; ++i) {
         const uint64_t off = rng() % (region.size() / 8) * 8;
         uint64_t value = rng();
-        if (rng() % 2) value = rng() % region.size();  // plausible offsets hurt the most
+        if (rng() % 2) value = rng() % region.size(); // plausible offsets hurt the most
         std::memcpy(region.data() + off, &value, 8);
       }
     }
@@ -82,7 +84,7 @@ TEST(ReaderGarbage, PlausibleHeaderWithGarbageBehind) {
   std::span<uint8_t> region = h->region();
   std::mt19937_64 rng(99);
   const RegionLayout& l = h->layout();
-  const auto kept = [&](uint64_t off) {  // the tables read_layout itself parses
+  const auto kept = [&](uint64_t off) { // the tables read_layout itself parses
     return (off >= l.map_descs.offset && off < l.map_descs.offset + l.map_descs.size) ||
            (off >= l.vm_formats.offset && off < l.vm_formats.offset + l.vm_formats.size);
   };
@@ -141,7 +143,8 @@ TEST(ReaderGarbage, WritesOnlyTheRingItConsumes) {
   auto h = busy_region();
   std::span<uint8_t> region = h->region();
   std::mt19937_64 rng(7);
-  for (auto& b : region) b = static_cast<uint8_t>(rng());
+  for (auto& b : region)
+    b = static_cast<uint8_t>(rng());
   const std::vector<uint8_t> before(region.begin(), region.end());
   read_everything(h->reader());
   const uint64_t ring_begin = h->layout().ring.offset;
@@ -220,12 +223,13 @@ TEST(ReaderGarbage, TargetedTableCorruption) {
   }
   const auto c = reader.map_entries(0);
   uint64_t total = 0;
-  for (const auto& e : c) total += e.value;
+  for (const auto& e : c)
+    total += e.value;
   EXPECT_EQ(total, 50u) << "aliased blocks are read once";
   EXPECT_TRUE(reader.map_entries(2).empty());
   EXPECT_GT(reader.problems().bad_tables, 0u);
   EXPECT_EQ(reader.probe_hits(0), 50u);
 }
 
-}  // namespace
-}  // namespace dprobe::agent
+} // namespace
+} // namespace dprobe::agent

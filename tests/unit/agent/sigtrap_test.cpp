@@ -14,7 +14,7 @@
 #include "abi/agent_blob.h"
 #include "agent_harness.h"
 
-extern "C" dprobe::abi::AgentBlobHeader agent_blob_header;  // the native agent's stand-in
+extern "C" dprobe::abi::AgentBlobHeader agent_blob_header; // the native agent's stand-in
 
 namespace dprobe::agent {
 namespace {
@@ -40,7 +40,9 @@ int rt_sigaction(int signal, const KernelSigaction* act, KernelSigaction* old) {
 }
 
 int g_foreign_traps = 0;
-void foreign_handler(int, siginfo_t*, void*) { ++g_foreign_traps; }
+void foreign_handler(int, siginfo_t*, void*) {
+  ++g_foreign_traps;
+}
 
 class Sigtrap : public ::testing::TestWithParam<AgentKind> {};
 
@@ -91,7 +93,8 @@ TEST_P(Sigtrap, ProbeInt3RunsTheProbeAndResumesAtTheBoostedCopy) {
 
   auto* fn = reinterpret_cast<int (*)(int)>(probed);
   int wrong = 0;
-  for (int i = 0; i < 300; ++i) wrong += fn(41 + i % 3) != 42 + i % 3;
+  for (int i = 0; i < 300; ++i)
+    wrong += fn(41 + i % 3) != 42 + i % 3;
   g_foreign_traps = 0;
   reinterpret_cast<void (*)()>(foreign)();
 
@@ -102,7 +105,8 @@ TEST_P(Sigtrap, ProbeInt3RunsTheProbeAndResumesAtTheBoostedCopy) {
   EXPECT_EQ(wrong, 0);
   const auto m = h.map(0);
   ASSERT_EQ(m.size(), 3u);
-  for (int key = 41; key <= 43; ++key) EXPECT_EQ(m.at(testing::int_key(key)), 100u);
+  for (int key = 41; key <= 43; ++key)
+    EXPECT_EQ(m.at(testing::int_key(key)), 100u);
   EXPECT_EQ(h.reader().probe_hits(0), 300u);
   EXPECT_EQ(g_foreign_traps, 1);
   EXPECT_EQ(h.reader().counters().foreign_traps, 1u);
@@ -111,5 +115,5 @@ TEST_P(Sigtrap, ProbeInt3RunsTheProbeAndResumesAtTheBoostedCopy) {
 INSTANTIATE_TEST_SUITE_P(Agents, Sigtrap, ::testing::Values(AgentKind::Blob, AgentKind::Native),
                          [](const auto& info) { return testing::kind_name(info.param); });
 
-}  // namespace
-}  // namespace dprobe::agent
+} // namespace
+} // namespace dprobe::agent

@@ -1,5 +1,6 @@
 #include "process/auxv.h"
 
+#include <asm/hwcap2.h>
 #include <elf.h>
 #include <sys/auxv.h>
 #include <unistd.h>
@@ -27,6 +28,19 @@ TEST(Auxv, OwnProcessMatchesGetauxval) {
   ASSERT_TRUE(auxv) << auxv.error().text();
   EXPECT_EQ(aux_value(*auxv, AT_ENTRY), ::getauxval(AT_ENTRY));
   EXPECT_EQ(aux_value(*auxv, AT_BASE), ::getauxval(AT_BASE));
+}
+
+TEST(Auxv, Hwcap2OfOwnProcessMatchesGetauxval) {
+  auto hwcap2 = read_hwcap2(::getpid());
+  ASSERT_TRUE(hwcap2) << hwcap2.error().text();
+  EXPECT_EQ(*hwcap2, ::getauxval(AT_HWCAP2));
+  EXPECT_EQ(kHwcap2FsGsBase, uint64_t{HWCAP2_FSGSBASE});
+}
+
+TEST(Auxv, Hwcap2OfMissingProcessIsAnError) {
+  auto hwcap2 = read_hwcap2(0x7ffffff0);
+  ASSERT_FALSE(hwcap2);
+  EXPECT_EQ(hwcap2.error().errno_value, ENOENT);
 }
 
 } // namespace

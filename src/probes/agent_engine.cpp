@@ -1,0 +1,377 @@
+#include "probes/agent_engine.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "agent/agent_blob.h"
+#include "agent/region_writer.h"
+#include "arch/x86_64/jump_planner.h"
+#include "arch/x86_64/relocator.h"
+#include "process/auxv.h"
+
+namespace dprobe::probes {
+namespace {
+
+/// struct kernel_sigaction of rt_sigaction(2) on x86-64.
+struct KernelSigaction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+constexpr uint64_t kSaRestorer = 0x04000000;
+constexpr uint64_t kHwcap2FsGsBase = 1u << 1;
+
+pid_t any_thread(const process::Tracee& tracee) {
+  auto threads = tracee.threads();
+  return threads.empty() ? tracee.pid() : threads.front();
+}
+
+/// Installs the agent's SIGTRAP handler; returns the disposition it replaced.
+Result<KernelSigaction> install_trap_handler(process::Tracee& tracee, pid_t tid, uint64_t handler,
+                                             uint64_t restorer) {
+  KernelSigaction act{handler, SA_SIGINFO | SA_ONSTACK | kSaRestorer, restorer, 0};
+  std::array<uint8_t, 2 * sizeof(KernelSigaction)> scratch{};
+  std::memcpy(scratch.data(), &act, sizeof act);
+  auto page = tracee.map_code(tid, scratch, PROT_READ | PROT_WRITE);
+  if (!page) return std::unexpected(page.error());
+  auto done = tracee.remote_syscall(
+      tid, SYS_rt_sigaction, {SIGTRAP, *page, *page + sizeof(KernelSigaction), 8, 0, 0});
+  KernelSigaction old{};
+  Status read = tracee.read_memory(
+      *page + sizeof(KernelSigaction),
+      std::span<uint8_t>(reinterpret_cast<uint8_t*>(&old), sizeof old));
+  (void)tracee.unmap(tid, *page, 4096);
+  if (!done) return std::unexpected(done.error());
+  if (!read) return std::unexpected(read.error());
+  return old;
+}
+
+// The agent may read a thread's identity with `mov rax, fs:[0]` (much cheaper than rdfsbase)
+// only when every thread has its TLS set up: fs base non-zero and pointing at itself (the
+// glibc/musl thread control block). Threads created later get their TLS before they run.
+bool thread_pointers_valid(const process::Tracee& tracee) {
+  auto threads = tracee.threads();
+  if (threads.empty()) return false;
+  for (pid_t tid : threads) {
+    auto regs = tracee.get_registers(tid);
+    if (!regs || regs->fs_base == 0) return false;
+    uint64_t self = 0;
+    if (!tracee.read_memory(regs->fs_base,
+                            std::span<uint8_t>(reinterpret_cast<uint8_t*>(&self), sizeof self)) ||
+        self != regs->fs_base) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+AgentEngine::AgentEngine(const lang::CompiledScript& script, agent::RegionLayout layout,
+                         agent::RegionOptions options)
+    : script_(script), layout_(std::move(layout)), options_(options) {}
+
+AgentEngine::~AgentEngine() = default;
+
+Result<std::unique_ptr<AgentEngine>> AgentEngine::place(process::Tracee& tracee,
+                                                        const lang::CompiledScript& script,
+                                                        uint32_t probe_count,
+                                                        bool with_trap_handler) {
+  const pid_t tid = any_thread(tracee);
+  agent::RegionOptions options;
+  options.probe_capacity = probe_count;
+  options.ring_bytes = 4u << 20;  // EXPERIMENT
+  // The region stays mapped in the target after dprobe leaves (trampolines may still point at
+  // it): keep its address space modest. Pages are only committed when touched.
+  options.arena_bytes = 16u << 20;
+  auto hwcap2 = process::read_hwcap2(tracee.pid());
+  if (hwcap2 && (*hwcap2 & kHwcap2FsGsBase) != 0) options.features |= abi::kFeatureFsGsBase;
+  options.enabled = false;  // enabled once every probe entry is written (arm)
+  options.zero_arena = false;  // a fresh memfd reads as zeros; writing them would commit it all
+  if (thread_pointers_valid(tracee)) options.features |= abi::kFeatureTlsSelfPointer;
+
+  auto layout = agent::plan_region(script.module, probe_count, options);
+  if (!layout) return with_context(layout.error(), "planning the agent's shared region");
+  auto info = agent::agent_blob_info();
+  if (!info) return std::unexpected(info.error());
+
+  std::unique_ptr<AgentEngine> engine(new AgentEngine(script, *layout, options));
+  auto region = tracee.map_shared_region(tid, layout->size);
+  if (!region) return with_context(region.error(), "mapping the shared region");
+  engine->region_ = std::move(*region);
+
+  auto image = agent::agent_image_for(engine->region_->target_address);
+  auto code = tracee.map_code(tid, image, PROT_READ | PROT_EXEC);
+  if (!code) return with_context(code.error(), "placing the agent");
+  engine->dispatch_ = *code + info->dispatch_offset;
+  engine->code_start_ = *code;
+  engine->code_size_ = image.size();
+
+  if (with_trap_handler) {
+    auto old = install_trap_handler(tracee, tid, *code + info->sigtrap_offset,
+                                    *code + info->restorer_offset);
+    if (!old) return with_context(old.error(), "installing the agent's SIGTRAP handler");
+    engine->options_.sigtrap_prev_handler = old->handler;
+    engine->options_.sigtrap_prev_flags = old->flags;
+  }
+  return engine;
+}
+
+Status AgentEngine::prepare_jump(process::Tracee& tracee, pid_t tid, ProbeSite& site) {
+  const std::string& name = site.probe_names.front();
+  auto slot = slots_.allocate(tracee, tid, site.address,
+                              x86_64::max_trampoline_size(site.replaced.size()));
+  if (!slot) return with_context(slot.error(), name);
+  x86_64::TrampolineSpec spec;
+  spec.address = *slot;
+  spec.probe_id = site.agent_probe_id;
+  spec.region = region_->target_address;
+  spec.dispatch = dispatch_;
+  // At a function's entry the ABI leaves the status flags undefined: no need to restore them.
+  spec.save_flags = site.function_offset != 0;
+  spec.replaced = site.replaced;
+  auto trampoline = x86_64::write_trampoline(spec);
+  if (!trampoline) return fail("{}: {}", name, trampoline.error().message);
+  if (auto st = tracee.write_memory(*slot, trampoline->code); !st) return with_context(st.error(), name);
+
+  x86_64::JumpPlan plan;
+  plan.replaced = site.replaced;
+  for (const auto& insn : site.replaced) plan.length += insn.length;
+  plan.at_function_entry = site.function_offset == 0;
+  site.patch = x86_64::encode_jump_patch(plan, *slot);
+  if (site.patch.empty()) return fail("{}: trampoline at {:#x} is out of jump range", name, *slot);
+  site.slot_address = *slot;
+  trampolines_[&site - sites_.data()] = std::move(*trampoline);
+  return {};
+}
+
+Status AgentEngine::prepare_boost(process::Tracee& tracee, pid_t tid, ProbeSite& site) {
+  const std::string& name = site.probe_names.front();
+  auto slot = slots_.allocate(tracee, tid, site.address);
+  if (!slot) return with_context(slot.error(), name);
+  auto code = x86_64::relocate(site.instruction, *slot);
+  if (!code) return fail("{}: {}", name, code.error().message);
+  if (auto st = tracee.write_memory(*slot, code->code); !st) return with_context(st.error(), name);
+  site.slot_address = *slot;
+  site.slot = std::move(*code);
+  site.patch = {0xCC};
+  return {};
+}
+
+Status AgentEngine::move_threads_out_of(process::Tracee& tracee,
+                                        const x86_64::Trampoline& trampoline) {
+  for (pid_t tid : tracee.threads()) {
+    auto regs = tracee.get_registers(tid);
+    if (!regs) return std::unexpected(regs.error());
+    const bool in_syscall = static_cast<int64_t>(regs->orig_rax) >= 0;
+    auto moved = x86_64::relocated_pc(trampoline, regs->rip, in_syscall);
+    if (!moved) return std::unexpected(moved.error());
+    if (!*moved) continue;
+    // This thread is stopped inside the bytes the jump replaces: it continues at the same
+    // point of the relocated copy, which ends with a jump back.
+    regs->rip = **moved;
+    if (auto st = tracee.set_registers(tid, *regs); !st) return st;
+  }
+  return {};
+}
+
+Status AgentEngine::arm(process::Tracee& tracee, std::vector<ProbeSite> sites) {
+  sites_ = std::move(sites);
+  trampolines_.assign(sites_.size(), std::nullopt);
+  const pid_t tid = any_thread(tracee);
+  std::vector<agent::ProbeSpec> specs;
+  for (size_t i = 0; i < sites_.size(); ++i) {
+    ProbeSite& site = sites_[i];
+    site.agent_probe_id = static_cast<uint32_t>(i);
+    Status prepared = site.mechanism == Mechanism::Jump ? prepare_jump(tracee, tid, site)
+                                                        : prepare_boost(tracee, tid, site);
+    if (!prepared) return prepared;
+    agent::ProbeSpec spec;
+    spec.programs = site.programs;
+    spec.address = site.address;
+    spec.resume_address = site.mechanism == Mechanism::Int3Boost ? site.slot_address : 0;
+    specs.push_back(std::move(spec));
+  }
+
+  std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  options_.enabled = true;
+  if (auto st = agent::init_region(region, layout_, script_.module, specs, options_); !st) {
+    return with_context(st.error(), "initialising the shared region");
+  }
+  auto reader = agent::RegionReader::create(region, layout_);
+  if (!reader) return std::unexpected(reader.error());
+  reader_.emplace(std::move(*reader));
+
+  // All threads are stopped: none executes the bytes we rewrite.
+  for (size_t i = 0; i < sites_.size(); ++i) {
+    ProbeSite& site = sites_[i];
+    if (trampolines_[i]) {
+      if (auto st = move_threads_out_of(tracee, *trampolines_[i]); !st) {
+        (void)disarm(tracee);
+        return with_context(st.error(), site.probe_names.front());
+      }
+    }
+    if (auto st = tracee.write_memory(site.address, site.patch); !st) {
+      (void)disarm(tracee);
+      return with_context(st.error(), site.probe_names.front());
+    }
+    site.armed = true;
+  }
+  return {};
+}
+
+void AgentEngine::poll(runtime::ProbeRuntime& runtime) {
+  if (!reader_) return;
+  // Each event goes from the ring straight into the runtime's output buffer (no allocation per
+  // event). Batches bound the time between tail updates, so producers see room sooner.
+  const auto emit = [](void* context, uint32_t format, std::span<const uint8_t> args) {
+    static_cast<runtime::ProbeRuntime*>(context)->emit_printf(format, args);
+  };
+  // A busy ring is drained again after a short pause instead of after the caller's next wait:
+  // the ring stays small (cache-resident in the target), so it must not wait for long.
+  constexpr size_t kBusyEvents = 2048;
+  constexpr auto kBusyPause = std::chrono::microseconds(500);
+  constexpr auto kBusyBudget = std::chrono::milliseconds(50);
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    size_t drained = 0;
+    while (size_t n = reader_->visit_events(emit, &runtime, 16384)) drained += n;
+    if (drained < kBusyEvents || std::chrono::steady_clock::now() - start > kBusyBudget) break;
+    if (reader_->exit_requested()) break;
+    std::this_thread::sleep_for(kBusyPause);
+  }
+  runtime.flush();
+  if (reader_->exit_requested()) runtime.request_exit();
+}
+
+bool AgentEngine::inside_hit(uint64_t pc) const {
+  if (pc >= code_start_ && pc < code_start_ + code_size_) return true;
+  for (size_t i = 0; i < trampolines_.size(); ++i) {
+    if (trampolines_[i] && pc >= sites_[i].slot_address && pc < trampolines_[i]->dispatch_return) {
+      return true;
+    }
+  }
+  return false;
+}
+
+Status AgentEngine::finish_hits_in_progress(process::Tracee& tracee) {
+  for (int round = 0; round < 100; ++round) {
+    std::vector<pid_t> busy;
+    for (pid_t tid : tracee.threads()) {
+      auto regs = tracee.get_registers(tid);
+      if (regs && inside_hit(regs->rip)) busy.push_back(tid);
+    }
+    if (busy.empty()) return {};
+    // Only these threads run, briefly: the agent's hit path is short and never blocks.
+    for (pid_t tid : busy) {
+      if (auto st = tracee.resume(tid); !st) return st;
+    }
+    ::usleep(100);
+    if (auto st = tracee.stop_all(); !st) return st;
+  }
+  return fail("threads stayed inside the agent: the last hits may be partly counted");
+}
+
+Status AgentEngine::disarm(process::Tracee& tracee) {
+  // Best effort: if a thread cannot be brought out of a hit, its last hit may be partly counted.
+  (void)finish_hits_in_progress(tracee);
+  Status result;
+  for (auto& site : sites_) {
+    if (!site.armed) continue;
+    // Whole original instructions go back. A thread already inside a trampoline or slot runs
+    // on through the relocated copy and jumps back; one holding a SIGTRAP from an int3 not yet
+    // handled still finds its probe in the agent's trap index and resumes in the slot.
+    std::span<const uint8_t> original(site.instruction.bytes.data(), site.patch.size());
+    std::vector<uint8_t> bytes;
+    if (site.mechanism == Mechanism::Jump) {
+      for (const auto& insn : site.replaced) bytes.insert(bytes.end(), insn.bytes.begin(), insn.bytes.begin() + insn.length);
+      original = bytes;
+    }
+    if (auto st = tracee.write_memory(site.address, original); !st && result) result = st;
+    site.armed = false;
+  }
+  return result;
+}
+
+void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics) {
+  if (!reader_) return;
+  poll(runtime);
+  for (uint32_t map = 0; map < layout_.map_count; ++map) {
+    for (const auto& entry : reader_->map_entries(map)) {
+      runtime.merge_map_entry(map, entry.key, entry.value);
+    }
+  }
+  const abi::RegionCounters counters = reader_->counters();
+  if (counters.dropped_events != 0) {
+    fmt::print(diagnostics, "dprobe: {} printf events lost (ring buffer full)\n",
+               counters.dropped_events);
+  }
+  if (counters.dropped_map_updates != 0) {
+    fmt::print(diagnostics, "dprobe: {} map updates lost (map full)\n", counters.dropped_map_updates);
+  }
+  if (counters.dropped_hits != 0) {
+    fmt::print(diagnostics, "dprobe: {} hits not run (no scratch space free)\n",
+               counters.dropped_hits);
+  }
+  // Nothing reads the region any more: hits in threads still inside a trampoline run nothing.
+  std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  agent::set_enabled(region, layout_, false);
+  release_region_memory();
+}
+
+void AgentEngine::release_region_memory() {
+  // The region stays mapped in the target (inert trampolines still name it), but its big areas
+  // are only written while enabled: give their pages back, so sessions that come and go on one
+  // process do not pile up memory. The header, probe table and trap index stay, for a thread
+  // that still takes a pending SIGTRAP into the agent's handler. A hit that passed the
+  // enabled check just before it was cleared gets a moment to finish first.
+  ::usleep(10'000);
+  auto* base = static_cast<uint8_t*>(region_->local);
+  for (const abi::AreaRef& area : {layout_.ring, layout_.arena, layout_.scratch}) {
+    const uint64_t page = 4096;
+    uint64_t start = (area.offset + page - 1) & ~(page - 1);
+    uint64_t end = (area.offset + area.size) & ~(page - 1);
+    if (end > start && end <= region_->length) ::madvise(base + start, end - start, MADV_REMOVE);
+  }
+}
+
+Status AgentEngine::clean_fork_child(process::Tracee& tracee, pid_t child) {
+  for (const auto& site : sites_) {
+    if (!site.armed) continue;
+    std::vector<uint8_t> original;
+    if (site.mechanism == Mechanism::Jump) {
+      for (const auto& insn : site.replaced) original.insert(original.end(), insn.bytes.begin(), insn.bytes.begin() + insn.length);
+    } else {
+      original.push_back(site.instruction.bytes[0]);
+    }
+    if (auto st = tracee.write_memory_of(child, site.address, original); !st) return st;
+  }
+  return {};
+}
+
+std::string AgentEngine::describe() const {
+  const char* identity = (options_.features & abi::kFeatureTlsSelfPointer) != 0
+                             ? "the TLS self-pointer (fs:0)"
+                             : (options_.features & abi::kFeatureFsGsBase) != 0
+                                   ? "rdfsbase"
+                                   : "none: every hit takes the shared, atomic path";
+  return fmt::format("agent: region at {:#x} ({} bytes), thread identity by {}",
+                     region_ ? region_->target_address : 0, layout_.size, identity);
+}
+
+uint64_t AgentEngine::hits(const ProbeSite& site) {
+  return reader_ ? reader_->probe_hits(site.agent_probe_id) : 0;
+}
+
+}  // namespace dprobe::probes

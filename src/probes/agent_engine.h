@@ -1,0 +1,90 @@
+// patch -> hits for the in-target mechanisms: jump (trampoline -> agent) and int3-boost (the
+// agent's SIGTRAP handler). Hits run inside the target; dprobe only reads the shared region.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "agent/region_layout.h"
+#include "agent/region_reader.h"
+#include "arch/x86_64/trampoline_writer.h"
+#include "common/result.h"
+#include "lang/compiler.h"
+#include "probes/probe_site.h"
+#include "probes/xol_area.h"
+#include "process/tracee.h"
+#include "runtime/probe_runtime.h"
+
+namespace dprobe::probes {
+
+class AgentEngine {
+ public:
+  /// Maps the shared region and the agent's code into the process, and installs the agent's
+  /// SIGTRAP handler when `with_trap_handler`. Precondition: all threads are stopped.
+  [[nodiscard]] static Result<std::unique_ptr<AgentEngine>> place(process::Tracee& tracee,
+                                                                  const lang::CompiledScript& script,
+                                                                  uint32_t probe_count,
+                                                                  bool with_trap_handler);
+  ~AgentEngine();
+
+  /// Writes trampolines and boosted copies, fills the region, then patches every site, moving
+  /// threads stopped inside replaced bytes into the copies. Precondition: all threads stopped.
+  [[nodiscard]] Status arm(process::Tracee& tracee, std::vector<ProbeSite> sites);
+
+  /// Prints the printf events waiting in the ring; notes the script's exit().
+  void poll(runtime::ProbeRuntime& runtime);
+
+  /// Restores every original byte. Trampolines, slots, the agent and its SIGTRAP handler stay
+  /// mapped as inert code: a thread interrupted inside them may return there later.
+  /// Precondition: all threads are stopped (a fresh attach is fine).
+  [[nodiscard]] Status disarm(process::Tracee& tracee);
+
+  /// Final read: the last events, every map merged into the runtime, lost-event notes.
+  void collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics);
+
+  /// A fork child got a copy of the patches: give it the original bytes.
+  [[nodiscard]] Status clean_fork_child(process::Tracee& tracee, pid_t child);
+
+  /// After exec the old image, with the agent and every patch in it, is gone.
+  void forget_all() { sites_.clear(); trampolines_.clear(); }
+
+  [[nodiscard]] const std::vector<ProbeSite>& sites() const { return sites_; }
+  /// How the agent finds a thread's private state, for debugging.
+  [[nodiscard]] std::string describe() const;
+  /// Hits counted by the agent for one site.
+  [[nodiscard]] uint64_t hits(const ProbeSite& site);
+
+ private:
+  AgentEngine(const lang::CompiledScript& script, agent::RegionLayout layout,
+              agent::RegionOptions options);
+
+  [[nodiscard]] Status prepare_jump(process::Tracee& tracee, pid_t tid, ProbeSite& site);
+  [[nodiscard]] Status prepare_boost(process::Tracee& tracee, pid_t tid, ProbeSite& site);
+  [[nodiscard]] Status move_threads_out_of(process::Tracee& tracee,
+                                           const x86_64::Trampoline& trampoline);
+  /// A thread whose PC is in the agent, or in a trampoline before the dispatcher returned,
+  /// is in the middle of a hit.
+  [[nodiscard]] bool inside_hit(uint64_t pc) const;
+  /// Lets threads stopped in the middle of a hit finish it, so maps read afterwards hold
+  /// whole hits only. Precondition and postcondition: all threads are stopped.
+  [[nodiscard]] Status finish_hits_in_progress(process::Tracee& tracee);
+  void release_region_memory();
+
+  const lang::CompiledScript& script_;
+  agent::RegionLayout layout_;
+  agent::RegionOptions options_;
+  std::unique_ptr<process::SharedMapping> region_;
+  std::optional<agent::RegionReader> reader_;
+  uint64_t dispatch_ = 0;
+  uint64_t code_start_ = 0;  ///< the agent's code in the target
+  uint64_t code_size_ = 0;
+  XolArea slots_;
+  std::vector<ProbeSite> sites_;
+  std::vector<std::optional<x86_64::Trampoline>> trampolines_;  ///< per site (Jump only)
+};
+
+}  // namespace dprobe::probes
