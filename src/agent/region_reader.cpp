@@ -175,7 +175,13 @@ size_t RegionReader::visit_events(EventVisitor visit, void* context, size_t max_
       } else {
         const uint32_t args_size = layout_.format_sizes[format];
         if (scratch_.size() < args_size) scratch_.resize(args_size);
-        std::memcpy(scratch_.data(), data + pos + sizeof(abi::RecordHeader), args_size);
+        // Word by word (the sizes are small; the library call would cost more than the copy).
+        const uint8_t* payload = data + pos + sizeof(abi::RecordHeader);
+        uint32_t i = 0;
+        for (; i + 8 <= args_size; i += 8)
+          std::memcpy(scratch_.data() + i, payload + i, 8);
+        for (; i < args_size; ++i)
+          scratch_[i] = payload[i];
         visit(context, format, std::span<const uint8_t>(scratch_.data(), args_size));
         ++visited;
       }

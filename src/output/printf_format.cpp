@@ -157,27 +157,49 @@ void append_segment(std::string& out, const FormatSegment& segment, FieldKind ki
   out += text;
 }
 
-void append_unsigned(std::string& out, uint64_t v) {
-  char buf[20];
-  char* end = buf + sizeof buf;
-  char* p = end;
-  do {
-    *--p = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  out.append(p, static_cast<size_t>(end - p));
+constexpr char kDigitPairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                               "31323334353637383940414243444546474849505152535455565758596061"
+                               "62636465666768697071727374757677787980818283848586878889909192"
+                               "93949596979899";
+
+/// Small copies inline: the library memcpy's call costs more than the bytes here.
+char* copy_small(char* dst, const char* src, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    dst[i] = src[i];
+  return dst + n;
 }
 
-void append_signed(std::string& out, int64_t v) {
-  if (v < 0) {
-    out += '-';
-    append_unsigned(out, 0 - static_cast<uint64_t>(v));
-  } else {
-    append_unsigned(out, static_cast<uint64_t>(v));
+/// Writes `v` in decimal at dst (at most 20 bytes), returns the end.
+char* write_unsigned(char* dst, uint64_t v) {
+  unsigned digits = 1;
+  for (uint64_t rest = v; rest >= 10; rest /= 10)
+    ++digits;
+  char* p = dst + digits;
+  while (v >= 100) {
+    const unsigned pair = static_cast<unsigned>(v % 100) * 2;
+    v /= 100;
+    *--p = kDigitPairs[pair + 1];
+    *--p = kDigitPairs[pair];
   }
+  if (v >= 10) {
+    const unsigned pair = static_cast<unsigned>(v) * 2;
+    *--p = kDigitPairs[pair + 1];
+    *--p = kDigitPairs[pair];
+  } else {
+    *--p = static_cast<char>('0' + v);
+  }
+  return dst + digits;
 }
 
-void append_hex(std::string& out, uint64_t v, const char* digits) {
+char* write_signed(char* dst, int64_t v) {
+  if (v < 0) {
+    *dst++ = '-';
+    return write_unsigned(dst, 0 - static_cast<uint64_t>(v));
+  }
+  return write_unsigned(dst, static_cast<uint64_t>(v));
+}
+
+char* write_hex(char* dst, uint64_t v, const char* digits) {
   char buf[16];
   char* end = buf + sizeof buf;
   char* p = end;
@@ -185,7 +207,7 @@ void append_hex(std::string& out, uint64_t v, const char* digits) {
     *--p = digits[v & 15];
     v >>= 4;
   } while (v != 0);
-  out.append(p, static_cast<size_t>(end - p));
+  return copy_small(dst, p, static_cast<size_t>(end - p));
 }
 
 } // namespace
@@ -244,9 +266,51 @@ CompiledFormat::CompiledFormat(const ParsedFormat& format,
     } else if (plain && kind == FieldKind::String && narrow && c.conversion == 's') {
       step.op = Op::String;
     }
+    if (step.op == Op::Generic) fast_ = false;
+    max_length_ += step.prefix.size() + kMaxValueLength;
     steps_.push_back(std::move(step));
   }
+  max_length_ += format.trailing.size();
   args_size_ = static_cast<uint32_t>(std::min<uint64_t>(offset, UINT32_MAX));
+}
+
+char* CompiledFormat::write_value(char* dst, const Step& step, const uint8_t* args) {
+  const uint8_t* field = args + step.offset;
+  const uint64_t v = step.op == Op::String ? 0 : bytecode::load_u64_le(field);
+  switch (step.op) {
+  case Op::Int32:
+    return write_signed(dst, static_cast<int32_t>(static_cast<uint32_t>(v)));
+  case Op::UInt32:
+    return write_unsigned(dst, static_cast<uint32_t>(v));
+  case Op::Int64:
+    return write_signed(dst, static_cast<int64_t>(v));
+  case Op::UInt64:
+    return write_unsigned(dst, v);
+  case Op::Hex32:
+    return write_hex(dst, static_cast<uint32_t>(v), "0123456789abcdef");
+  case Op::Hex64:
+    return write_hex(dst, v, "0123456789abcdef");
+  case Op::HexUpper32:
+    return write_hex(dst, static_cast<uint32_t>(v), "0123456789ABCDEF");
+  case Op::HexUpper64:
+    return write_hex(dst, v, "0123456789ABCDEF");
+  case Op::String: {
+    const uint32_t n = bytecode::string_field_length(field);
+    std::memcpy(dst, field, n);
+    return dst + n;
+  }
+  case Op::Generic:
+    break;
+  }
+  return dst;
+}
+
+char* CompiledFormat::write(char* dst, std::span<const uint8_t> args) const {
+  for (const Step& step : steps_) {
+    dst = copy_small(dst, step.prefix.data(), step.prefix.size());
+    dst = write_value(dst, step, args.data());
+  }
+  return copy_small(dst, format_->trailing.data(), format_->trailing.size());
 }
 
 void CompiledFormat::append(std::string& out, std::span<const uint8_t> args) const {
@@ -262,39 +326,8 @@ void CompiledFormat::append(std::string& out, std::span<const uint8_t> args) con
       continue;
     }
     out += step.prefix;
-    const uint8_t* field = args.data() + step.offset;
-    const uint64_t v = step.op == Op::String ? 0 : bytecode::load_u64_le(field);
-    switch (step.op) {
-    case Op::Int32:
-      append_signed(out, static_cast<int32_t>(static_cast<uint32_t>(v)));
-      break;
-    case Op::UInt32:
-      append_unsigned(out, static_cast<uint32_t>(v));
-      break;
-    case Op::Int64:
-      append_signed(out, static_cast<int64_t>(v));
-      break;
-    case Op::UInt64:
-      append_unsigned(out, v);
-      break;
-    case Op::Hex32:
-      append_hex(out, static_cast<uint32_t>(v), "0123456789abcdef");
-      break;
-    case Op::Hex64:
-      append_hex(out, v, "0123456789abcdef");
-      break;
-    case Op::HexUpper32:
-      append_hex(out, static_cast<uint32_t>(v), "0123456789ABCDEF");
-      break;
-    case Op::HexUpper64:
-      append_hex(out, v, "0123456789ABCDEF");
-      break;
-    case Op::String:
-      out.append(reinterpret_cast<const char*>(field), bytecode::string_field_length(field));
-      break;
-    case Op::Generic:
-      break;
-    }
+    char value[kMaxValueLength];
+    out.append(value, static_cast<size_t>(write_value(value, step, args.data()) - value));
   }
   out += format_->trailing;
 }

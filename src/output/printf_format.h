@@ -70,6 +70,16 @@ class CompiledFormat {
   /// Appends what format_printf(format, kinds, args) returns to `out`.
   void append(std::string& out, std::span<const uint8_t> args) const;
 
+  /// Every conversion has a fast form: write() may be used for complete arguments.
+  [[nodiscard]] bool fast() const { return fast_; }
+  /// Bytes of packed arguments write() needs.
+  [[nodiscard]] uint32_t args_size() const { return args_size_; }
+  /// The most bytes write() produces.
+  [[nodiscard]] size_t max_length() const { return max_length_; }
+  /// Only when fast() and args.size() >= args_size(): writes the text append() would append at
+  /// `dst`, which has room for max_length() bytes, and returns the end of what it wrote.
+  char* write(char* dst, std::span<const uint8_t> args) const;
+
  private:
   enum class Op : uint8_t { Generic, Int32, UInt32, Int64, UInt64, Hex32, Hex64, HexUpper32,
                             HexUpper64, String };
@@ -79,10 +89,17 @@ class CompiledFormat {
     uint32_t size = 0;   ///< of the argument
     std::string prefix;  ///< rendered (fast ops only)
   };
+  /// The most bytes one fast conversion writes (a string field's 63 characters).
+  static constexpr size_t kMaxValueLength = 64;
+  /// The value of a fast step (no prefix) at dst; `args` are complete.
+  static char* write_value(char* dst, const Step& step, const uint8_t* args);
+
   const ParsedFormat* format_;
   std::span<const bytecode::FieldKind> kinds_;
   std::vector<Step> steps_;
   uint32_t args_size_ = 0; ///< bytes every fast step needs present
+  bool fast_ = true;
+  size_t max_length_ = 0;
 };
 
 } // namespace dprobe::output

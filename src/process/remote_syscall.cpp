@@ -234,7 +234,9 @@ Result<uint64_t> Tracee::remote_syscall(pid_t tid, long number, std::array<uint6
   } else if (original_stop == StopKind::GroupStop || group_seen) {
     if (auto r = retrap_group_stop(after); !r && restored) restored = r;
   } else {
-    after.stop = StopKind::Quiet;
+    // Not left in our SIGTRAP stop: if dprobe died now, the kernel would deliver that SIGTRAP
+    // to the program on detach and kill it. An interrupt stop is harmless to be left in.
+    if (auto r = retrap_group_stop(after); !r && restored) restored = r;
   }
   for (int s : deferred)
     ::syscall(SYS_tgkill, pid_, tid, s);

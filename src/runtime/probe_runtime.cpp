@@ -5,6 +5,12 @@
 
 namespace dprobe::runtime {
 
+namespace {
+/// Bytes of printf output buffered before they are written.
+constexpr size_t kPendingSize = 256 * 1024;
+} // namespace
+
+
 ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out)
     : script_(script), out_(out), tables_(script.module), maps_(script.module.maps),
       state_(std::make_unique<bytecode::VmState>()) {
@@ -16,21 +22,19 @@ ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out)
   for (size_t i = 0; i < formats_.size(); ++i) {
     compiled_.emplace_back(formats_[i], script.module.formats[i].args);
   }
+  pending_ = std::make_unique<char[]>(kPendingSize);
 }
 
 // Output still buffered is not written here: the stream may be closed already (flush() first).
 ProbeRuntime::~ProbeRuntime() = default;
 
-namespace {
-/// Buffered printf output is written once it reaches this size.
-constexpr size_t kPendingLimit = 256 * 1024;
-} // namespace
+void ProbeRuntime::write_pending() {
+  if (pending_used_ != 0) std::fwrite(pending_.get(), 1, pending_used_, out_);
+  pending_used_ = 0;
+}
 
 void ProbeRuntime::flush() {
-  if (!pending_.empty()) {
-    std::fwrite(pending_.data(), 1, pending_.size(), out_);
-    pending_.clear();
-  }
+  write_pending();
   std::fflush(out_);
 }
 
@@ -109,11 +113,23 @@ void ProbeRuntime::host_delete(void* ctx, uint32_t map, const uint8_t* key, uint
 
 void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   if (format >= compiled_.size()) return;
-  compiled_[format].append(pending_, args);
-  if (pending_.size() >= kPendingLimit) {
-    std::fwrite(pending_.data(), 1, pending_.size(), out_);
-    pending_.clear();
+  const output::CompiledFormat& compiled = compiled_[format];
+  if (compiled.fast() && args.size() >= compiled.args_size() &&
+      compiled.max_length() <= kPendingSize) {
+    if (kPendingSize - pending_used_ < compiled.max_length()) write_pending();
+    char* at = pending_.get() + pending_used_;
+    pending_used_ += static_cast<size_t>(compiled.write(at, args) - at);
+    return;
   }
+  text_.clear();
+  compiled.append(text_, args);
+  if (kPendingSize - pending_used_ < text_.size()) write_pending();
+  if (text_.size() > kPendingSize) {
+    std::fwrite(text_.data(), 1, text_.size(), out_);
+    return;
+  }
+  std::memcpy(pending_.get() + pending_used_, text_.data(), text_.size());
+  pending_used_ += text_.size();
 }
 
 bool ProbeRuntime::merge_map_entry(uint32_t map, std::string_view key, uint64_t value) {

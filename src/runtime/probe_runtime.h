@@ -84,7 +84,10 @@ class ProbeRuntime {
   bytecode::VmModuleTables tables_;
   std::vector<output::ParsedFormat> formats_;
   std::vector<output::CompiledFormat> compiled_; ///< one per formats_ entry, refers to it
-  std::string pending_;                          ///< formatted printf output not yet written
+  void write_pending();
+  std::unique_ptr<char[]> pending_; ///< formatted printf output not yet written
+  size_t pending_used_ = 0;         ///< bytes of pending_ in use
+  std::string text_;                ///< one event's text on the generic path
   MapStore maps_;
   std::unique_ptr<bytecode::VmState> state_;
   MemoryReader* memory_ = nullptr; ///< set only while run() executes

@@ -242,6 +242,7 @@ __attribute__((noinline)) void continue_hit(RegionHeader* h, const abi::ProbeEnt
                                             const abi::SavedRegisters& regs, abi::ThreadSlot* slot,
                                             uint64_t* block) {
   __asm__ volatile("cld" ::: "memory"); // see agent_dispatch
+  if (ring_printf_fast(h, probe, regs)) return; // printf of arguments only: no VM (ring.cpp)
   // Nesting: a signal handler interrupting us on this thread enters here with depth + 1 (or
   // with our depth if it came before our store: then it finishes with that level before we use
   // it). Both stores are single instructions on memory only this thread writes.

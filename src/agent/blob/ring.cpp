@@ -59,10 +59,73 @@ bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_
   // (a thread that died in a signal handler) can skip it.
   store_relaxed(header, record_header(static_cast<uint32_t>(need), 0));
   uint8_t* payload = record + sizeof(abi::RecordHeader);
-  for (uint32_t i = 0; i < size; ++i)
+  // Whole words where possible (records are 8-byte aligned; args may not be).
+  uint32_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t word;
+    __builtin_memcpy(&word, args + i, 8);
+    *reinterpret_cast<uint64_t*>(payload + i) = word;
+  }
+  for (; i < size; ++i)
     payload[i] = args[i];
   store_release(header,
                 record_header(static_cast<uint32_t>(need), format_id | abi::kRecordCommitted));
+  return true;
+}
+
+namespace {
+
+uint64_t saved_argument(const abi::SavedRegisters& regs, uint32_t n) {
+  switch (n) {
+  case 0:
+    return regs.rdi;
+  case 1:
+    return regs.rsi;
+  case 2:
+    return regs.rdx;
+  case 3:
+    return regs.rcx;
+  case 4:
+    return regs.r8;
+  default:
+    return regs.r9;
+  }
+}
+
+} // namespace
+
+bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,
+                      const abi::SavedRegisters& regs) {
+  // The shape `printf(fmt, argA, argB, ...)` and nothing else: one program without context
+  // needs, made of (ldctx r, argN; st64 frame[off + 8i], r) pairs, printf of exactly those
+  // bytes, ret. The VM would emit the same record; checking the shape costs a few loads.
+  constexpr uint32_t kMaxArgs = 6;
+  if (probe.program_count != 1 || probe.context_flags != 0) return false;
+  const uint32_t index = probe.programs[0];
+  if (index >= h->program_count) return false;
+  const abi::ProgramDesc& desc = area<const abi::ProgramDesc>(h, h->programs)[index];
+  if (desc.length < 3 || desc.length > 2 * kMaxArgs + 2 || desc.length % 2 != 0) return false;
+  // ProgramDescs were checked against code_length by ensure_prepared.
+  const bytecode::Insn* code = area<const bytecode::Insn>(h, h->code) + desc.code_offset;
+  const uint32_t args = (desc.length - 2) / 2;
+  const bytecode::Insn& printf = code[2 * args];
+  if (printf.op != bytecode::Op::Printf || code[2 * args + 1].op != bytecode::Op::Ret) return false;
+  const uint64_t offset = printf.imm & 0xffffffffu;
+  if ((printf.imm >> 32) != 8ull * args || printf.aux >= h->format_count) return false;
+  const auto* formats = area<const bytecode::VmFormatInfo>(h, h->vm_formats);
+  if (formats[printf.aux].args_size != 8 * args) return false;
+  uint64_t values[kMaxArgs];
+  for (uint32_t i = 0; i < args; ++i) {
+    const bytecode::Insn& load = code[2 * i];
+    const bytecode::Insn& store = code[2 * i + 1];
+    if (load.op != bytecode::Op::LoadCtx || store.op != bytecode::Op::Store64 ||
+        load.aux > static_cast<uint32_t>(bytecode::CtxField::Arg5) || store.a != load.dst ||
+        store.imm != offset + 8ull * i) {
+      return false;
+    }
+    values[i] = saved_argument(regs, load.aux);
+  }
+  ring_emit(h, printf.aux, reinterpret_cast<const uint8_t*>(values), 8 * args);
   return true;
 }
 

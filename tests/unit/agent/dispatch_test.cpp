@@ -5,7 +5,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "agent_harness.h"
@@ -68,6 +70,39 @@ TEST_P(Dispatch, CountFromFourThreadsIsExact) {
   if (testing::host_features() & abi::kFeatureFsGsBase) {
     EXPECT_EQ(claimed_slots(h), 4u) << "one private slot per thread";
   }
+}
+
+TEST_P(Dispatch, ThreadsWriteNoSharedLinePair) {
+  if (!(testing::host_features() & abi::kFeatureFsGsBase)) GTEST_SKIP() << "no FSGSBASE";
+  // Two threads' blocks and map tables, written on every hit, must not share a 128-byte pair of
+  // cache lines (the adjacent-line prefetcher would bounce it between the cores).
+  Harness h("uprobe:/bin/true:main { @ = count(); }", GetParam());
+  hit_from_threads(h, 2, 10);
+  const auto* slots =
+      reinterpret_cast<const abi::ThreadSlot*>(h.region().data() + h.layout().thread_slots.offset);
+  std::vector<std::pair<uint64_t, uint64_t>> written; // [begin, end) per thread
+  for (uint32_t i = 0; i < h.layout().thread_slot_count; ++i) {
+    if (slots[i].key == 0) continue;
+    const uint64_t block = slots[i].block;
+    ASSERT_NE(block, 0u);
+    EXPECT_EQ(block % abi::kArenaAlign, 0u);
+    const uint64_t block_end = block + abi::thread_block_size(h.layout().probe_capacity, 1);
+    uint64_t table = 0;
+    std::memcpy(&table, h.region().data() + block + 8ull * h.layout().probe_capacity, 8);
+    ASSERT_NE(table, 0u);
+    EXPECT_EQ(table % abi::kArenaAlign, 0u);
+    written.emplace_back(block / 128, (block_end + 127) / 128);
+    written.emplace_back(table / 128, (table + abi::map_table_size(0, 1) + 127) / 128);
+  }
+  ASSERT_EQ(written.size(), 4u);
+  for (size_t a = 0; a < 2; ++a) {
+    for (size_t b = 2; b < 4; ++b) {
+      const bool overlap =
+          written[a].first < written[b].second && written[b].first < written[a].second;
+      EXPECT_FALSE(overlap) << "line pairs " << written[a].first << " and " << written[b].first;
+    }
+  }
+  EXPECT_EQ(h.scalar(0), 20u);
 }
 
 TEST_P(Dispatch, CountWithTlsSelfPointerIdentityIsExact) {

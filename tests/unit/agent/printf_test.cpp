@@ -96,6 +96,69 @@ TEST_P(Printf, FullRingDropsAndCountsThenRecovers) {
   EXPECT_EQ(h.reader().counters().dropped_events, 330u);
 }
 
+TEST_P(Printf, DrainingZeroesEveryConsumedByteAcrossTheWrap) {
+  RegionOptions options = Harness::default_options();
+  options.ring_bytes = 4096;
+  Harness h(kTwoInts, GetParam(), options);
+  auto* ring = reinterpret_cast<abi::RingHeader*>(h.region().data() + h.layout().ring.offset);
+  const uint8_t* data = reinterpret_cast<const uint8_t*>(ring + 1);
+  const uint64_t capacity = h.layout().ring_capacity();
+  auto all_zero = [&] {
+    for (uint64_t i = 0; i < capacity; ++i)
+      if (data[i] != 0) return false;
+    return true;
+  };
+  uint64_t next = 0;
+  // 24-byte records: rounds of 100 wrap (behind a padding record) every second round.
+  for (int round = 0; round < 7; ++round) {
+    for (int i = 0; i < 100; ++i)
+      h.hit(0, next++, 0);
+    std::vector<uint64_t> seen;
+    const size_t n = h.reader().visit_events(
+        [](void* context, uint32_t format, std::span<const uint8_t> args) {
+          ASSERT_EQ(format, 0u);
+          ASSERT_EQ(args.size(), 16u);
+          static_cast<std::vector<uint64_t>*>(context)->push_back(bytecode::load_u64_le(args.data()));
+        },
+        &seen);
+    ASSERT_EQ(n, 100u) << "round " << round;
+    ASSERT_EQ(seen.size(), 100u);
+    EXPECT_EQ(seen.front(), next - 100);
+    EXPECT_EQ(seen.back(), next - 1);
+    EXPECT_EQ(ring->tail, ring->head);
+    EXPECT_TRUE(all_zero()) << "round " << round;
+  }
+  EXPECT_EQ(h.reader().counters().dropped_events, 0u);
+}
+
+TEST_P(Printf, ShapesNearTheDirectPathGiveTheVmResult) {
+  // Arguments in any order and repeated take the direct path; anything computed, a context
+  // field that is not a register, or a second statement goes through the VM. Same events.
+  struct Case {
+    const char* script;
+    std::vector<uint64_t> expected;
+  };
+  const Case cases[] = {
+      {"uprobe:/bin/true:main { printf(\"%d %d %d\\n\", arg2, arg0, arg2); }", {30, 10, 30}},
+      {"uprobe:/bin/true:main { printf(\"%d\\n\", arg0 + 1); }", {11}},
+      {"uprobe:/bin/true:main { printf(\"%d %d\\n\", arg1, 7); }", {20, 7}},
+      {"uprobe:/bin/true:main { printf(\"%d\\n\", arg1); printf(\"%d\\n\", arg0); }", {20}},
+      {"uprobe:/bin/true:main { printf(\"%d %d %d %d %d %d\\n\", arg5, arg4, arg3, arg2, arg1, "
+       "arg0); }",
+       {60, 50, 40, 30, 20, 10}},
+  };
+  for (const Case& c : cases) {
+    Harness h(c.script, GetParam());
+    h.hit(0, 10, 20, 30, 40, 50, 60);
+    std::vector<PrintfEvent> events;
+    ASSERT_GE(h.reader().drain_events(events), 1u) << c.script;
+    ASSERT_EQ(events[0].args.size(), 8 * c.expected.size()) << c.script;
+    for (size_t i = 0; i < c.expected.size(); ++i)
+      EXPECT_EQ(arg(events[0], i), c.expected[i]) << c.script << " arg " << i;
+    EXPECT_EQ(h.reader().counters().vm_errors, 0u);
+  }
+}
+
 TEST_P(Printf, WrapsAroundManyTimes) {
   RegionOptions options = Harness::default_options();
   options.ring_bytes = 4096;

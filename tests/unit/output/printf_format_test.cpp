@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <variant>
 #include <vector>
@@ -32,7 +33,49 @@ std::string format(std::string_view fmt, std::vector<Arg> args = {}) {
       packed.insert(packed.end(), field.begin(), field.end());
     }
   }
-  return format_printf(parse_printf_format(fmt), kinds, packed);
+  const ParsedFormat parsed = parse_printf_format(fmt);
+  std::string text = format_printf(parsed, kinds, packed);
+  // The compiled form must print the same bytes, appended to what is already there.
+  std::string appended = "prior";
+  CompiledFormat(parsed, kinds).append(appended, packed);
+  EXPECT_EQ(appended, "prior" + text) << fmt;
+  return text;
+}
+
+TEST(PrintfFormat, CompiledFastConversionsMatchSnprintf) {
+  const int64_t values[] = {0,          1,          -1,        9,         10,        -10,
+                            2147483647, -2147483648LL, 4294967295LL, 4294967296LL,
+                            INT64_MAX,  INT64_MIN,  123456789012345LL, -987654321};
+  for (const char* conversion : {"%d", "%i", "%u", "%x", "%X", "%ld", "%lld", "%lu", "%llu",
+                                 "%lx", "%lX", "%jd", "%zu", "%td", "%hd", "%5d", "%-3x", "%s"}) {
+    for (int64_t v : values) {
+      const std::string fmt = std::string("a%%b ") + conversion + " z\n";
+      std::vector<Arg> args;
+      if (std::string_view(conversion) == "%s") {
+        args.push_back(std::to_string(v));
+      } else {
+        args.push_back(v);
+      }
+      const std::string text = format(fmt, args);
+      char expected[128];
+      if (std::string_view(conversion) == "%s") {
+        std::snprintf(expected, sizeof expected, "a%%b %s z\n", std::to_string(v).c_str());
+        EXPECT_EQ(text, expected);
+      }
+    }
+  }
+  // Missing arguments and a NUL in the text go the generic way, with the same result.
+  format("%d %d\n", {5});
+  format(std::string_view("x\0y%d\n", 7), {5});
+  format("%s %d\n", {1, "two"});
+}
+
+TEST(PrintfFormat, CompiledIntegersExact) {
+  EXPECT_EQ(format("%d %u %x %X|%ld %lu %lx\n", {-1, -1, -1, 255, -1, -1, -1}),
+            "-1 4294967295 ffffffff FF|-1 18446744073709551615 ffffffffffffffff\n");
+  EXPECT_EQ(format("%d\n", {INT64_MIN}), "0\n");
+  EXPECT_EQ(format("%lld\n", {INT64_MIN}), "-9223372036854775808\n");
+  EXPECT_EQ(format("%d\n", {2147483648LL}), "-2147483648\n");
 }
 
 TEST(PrintfFormat, EachConversion) {

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -185,6 +186,39 @@ TEST(ProbeRuntime, NoMapsStillPrintsTheTrailer) {
   Capture out;
   FakeMemory memory;
   EXPECT_EQ(run_prog4(script, 0, out, memory), "x\n\n");
+}
+
+TEST(ProbeRuntime, EmittedEventsAreBufferedUntilFlushAndPrecedeTheMaps) {
+  const lang::CompiledScript script =
+      compile_ok("uprobe:./p:f { printf(\"%d %x %s|\\n\", arg0, arg1, comm); @n = count(); }");
+  Capture out;
+  ProbeRuntime runtime(script, out.file());
+  uint8_t args[8 + 8 + bytecode::kStringFieldSize] = {};
+  bytecode::store_u64_le(args, static_cast<uint64_t>(-7));
+  bytecode::store_u64_le(args + 8, 0xbeef);
+  std::memcpy(args + 16, "comm", 4);
+  runtime.emit_printf(0, args);
+  runtime.emit_printf(7, args); // unknown format: nothing
+  EXPECT_EQ(out.text(), "");
+  runtime.flush();
+  EXPECT_EQ(out.text(), "-7 beef comm|\n");
+  // Many events: written in blocks, all of them, in order.
+  std::string expected = "-7 beef comm|\n";
+  for (int i = 0; i < 30000; ++i) {
+    bytecode::store_u64_le(args, static_cast<uint64_t>(i));
+    runtime.emit_printf(0, args);
+    expected += std::to_string(i) + " beef comm|\n";
+  }
+  EXPECT_TRUE(runtime.merge_map_entry(0, "", 3));
+  runtime.print_maps();
+  expected += "\n\n@n: 3\n";
+  const std::string text = out.text();
+  // Compared by size and first difference: a failing EXPECT_EQ would print megabytes.
+  EXPECT_EQ(text.size(), expected.size());
+  const auto diff = std::mismatch(text.begin(), text.end(), expected.begin(), expected.end());
+  EXPECT_EQ(diff.first - text.begin(), static_cast<std::ptrdiff_t>(text.size()))
+      << std::string(diff.first, text.end()).substr(0, 40) << " vs "
+      << std::string(diff.second, expected.end()).substr(0, 40);
 }
 
 TEST(ProbeRuntime, StrOnAFaultingPointerIsEmpty) {
