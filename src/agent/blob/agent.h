@@ -97,6 +97,24 @@ bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,
 /// One probe hit, from a trampoline or the SIGTRAP handler.
 void dispatch_hit(RegionHeader* h, uint32_t probe_id, const abi::SavedRegisters& regs);
 
+/// Integer argument n (0..5) of the SysV calling convention, from the trampoline's frame.
+inline uint64_t saved_argument(const abi::SavedRegisters& regs, uint32_t n) {
+  switch (n) {
+  case 0:
+    return regs.rdi;
+  case 1:
+    return regs.rsi;
+  case 2:
+    return regs.rdx;
+  case 3:
+    return regs.rcx;
+  case 4:
+    return regs.r8;
+  default:
+    return regs.r9;
+  }
+}
+
 } // namespace dprobe::agent::blob
 
 extern "C" {

@@ -64,23 +64,6 @@ void record_vm_error(RegionHeader* h, bytecode::VmStatus status) {
   store_relaxed(&h->counters.last_vm_status, static_cast<uint64_t>(status));
 }
 
-uint64_t argument(const abi::SavedRegisters& regs, uint32_t n) {
-  switch (n) {
-  case 0:
-    return regs.rdi;
-  case 1:
-    return regs.rsi;
-  case 2:
-    return regs.rdx;
-  case 3:
-    return regs.rcx;
-  case 4:
-    return regs.r8;
-  default:
-    return regs.r9;
-  }
-}
-
 void fill_context(RegionHeader* h, const abi::ProbeEntry& probe, const abi::SavedRegisters& regs,
                   abi::ThreadSlot* slot, bytecode::VmContext& context) {
   context.args[0] = regs.rdi;
@@ -175,7 +158,7 @@ bool run_fast_by_arg(RegionHeader* h, const abi::ProbeEntry& probe,
   const abi::MapDesc* desc = nullptr;
   uint8_t* entries = fast_entries(h, probe, block, &desc);
   if (entries == nullptr || desc->key_size != 8) return false;
-  const uint64_t key = argument(regs, probe.fast_arg);
+  const uint64_t key = saved_argument(regs, probe.fast_arg);
   const uint32_t hash = hash_key(reinterpret_cast<const uint8_t*>(&key), 8);
   const uint32_t mask = desc->capacity - 1;
   constexpr uint64_t kStride = abi::map_entry_stride(8);

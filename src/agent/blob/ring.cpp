@@ -73,27 +73,6 @@ bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_
   return true;
 }
 
-namespace {
-
-uint64_t saved_argument(const abi::SavedRegisters& regs, uint32_t n) {
-  switch (n) {
-  case 0:
-    return regs.rdi;
-  case 1:
-    return regs.rsi;
-  case 2:
-    return regs.rdx;
-  case 3:
-    return regs.rcx;
-  case 4:
-    return regs.r8;
-  default:
-    return regs.r9;
-  }
-}
-
-} // namespace
-
 bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,
                       const abi::SavedRegisters& regs) {
   // The shape `printf(fmt, argA, argB, ...)` and nothing else: one program without context
