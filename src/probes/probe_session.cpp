@@ -142,7 +142,7 @@ class Session {
                        [](const ProbeSite& s) { return s.mechanism == Mechanism::Int3Boost; });
   }
 
-  // Decides jump / int3-boost / int3-ptrace for every site, from the code the process runs.
+  // Decides jump / int3-boost / int3-ptrace for every site.
   Status choose_mechanisms(std::vector<ProbeSite>& sites, const std::string& agent_problem) {
     for (auto& site : sites) {
       // Planned from the file's bytes: the site's own bytes were checked against the process,
