@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,10 +120,9 @@ class Session {
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
     if (has_boost_sites() && engine_->sites().empty()) {
       // Running free: an int3 handled by the agent must not stop in ptrace first. Nothing
-      // needs dprobe on the hit path any more, so let go of the process.
-      if (launching) {
-        if (auto st = tracee_->resume(pid_); !st) return st;
-      }
+      // needs dprobe on the hit path any more, so let go of the process -- straight from the
+      // stopped state: a thread resumed while still traced could hit an int3 whose SIGTRAP
+      // ptrace would then swallow at detach.
       if (auto st = tracee_->detach(); !st) return st;
       tracee_.reset();
       running_free_ = true;
@@ -314,6 +314,35 @@ class Session {
     }
   }
 
+  // Stopping the world may have caught int3 hits as ptrace stops; detach would drop their
+  // SIGTRAP and leave the thread one byte into the instruction. Such a thread is put back on
+  // the probed instruction, whose original bytes disarm restores (that one hit is not counted).
+  // Other signals caught meanwhile are sent again.
+  void settle_caught_events() {
+    for (;;) {
+      auto event = tracee_->next_event(0);
+      if (!event || !event->has_value()) return;
+      const process::Event& ev = **event;
+      if (ev.kind == process::EventKind::Trap && ev.siginfo.si_code == SI_KERNEL) {
+        auto regs = tracee_->get_registers(ev.tid);
+        if (regs && is_agent_trap(regs->rip - 1)) {
+          regs->rip -= 1;
+          (void)tracee_->set_registers(ev.tid, *regs);
+          continue;
+        }
+      }
+      if (ev.kind == process::EventKind::Trap || ev.kind == process::EventKind::Signal) {
+        ::syscall(SYS_tgkill, pid_, ev.tid, ev.signal);
+      }
+    }
+  }
+
+  bool is_agent_trap(uint64_t address) const {
+    return std::any_of(agent_->sites().begin(), agent_->sites().end(), [&](const ProbeSite& s) {
+      return s.mechanism == Mechanism::Int3Boost && s.address == address;
+    });
+  }
+
   // Takes the process again to restore its code, then lets it go for good.
   Status reattach_and_detach() {
     auto tracee = process::Tracee::attach(pid_);
@@ -325,6 +354,7 @@ class Session {
       return with_context(tracee.error(), "restoring the original code");
     }
     tracee_ = std::move(*tracee);
+    settle_caught_events();
     auto disarmed = agent_->disarm(*tracee_);
     auto detached = tracee_->detach();
     if (!disarmed) return disarmed;
