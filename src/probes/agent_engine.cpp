@@ -76,6 +76,16 @@ bool thread_pointers_valid(const process::Tracee& tracee) {
   return true;
 }
 
+/// What the patch at `site` covers, as the program had it.
+std::vector<uint8_t> original_bytes(const ProbeSite& site) {
+  if (site.mechanism != Mechanism::Jump) return {site.instruction.bytes[0]};
+  std::vector<uint8_t> bytes;
+  for (const auto& insn : site.replaced) {
+    bytes.insert(bytes.end(), insn.bytes.begin(), insn.bytes.begin() + insn.length);
+  }
+  return bytes;
+}
+
 }  // namespace
 
 AgentEngine::AgentEngine(const lang::CompiledScript& script, agent::RegionLayout layout,
@@ -289,13 +299,9 @@ Status AgentEngine::disarm(process::Tracee& tracee) {
     // Whole original instructions go back. A thread already inside a trampoline or slot runs
     // on through the relocated copy and jumps back; one holding a SIGTRAP from an int3 not yet
     // handled still finds its probe in the agent's trap index and resumes in the slot.
-    std::span<const uint8_t> original(site.instruction.bytes.data(), site.patch.size());
-    std::vector<uint8_t> bytes;
-    if (site.mechanism == Mechanism::Jump) {
-      for (const auto& insn : site.replaced) bytes.insert(bytes.end(), insn.bytes.begin(), insn.bytes.begin() + insn.length);
-      original = bytes;
+    if (auto st = tracee.write_memory(site.address, original_bytes(site)); !st && result) {
+      result = st;
     }
-    if (auto st = tracee.write_memory(site.address, original); !st && result) result = st;
     site.armed = false;
   }
   // Only now, with no way into a trampoline left, can threads caught in the middle of a hit be
@@ -350,13 +356,7 @@ void AgentEngine::release_region_memory() {
 Status AgentEngine::clean_fork_child(process::Tracee& tracee, pid_t child) {
   for (const auto& site : sites_) {
     if (!site.armed) continue;
-    std::vector<uint8_t> original;
-    if (site.mechanism == Mechanism::Jump) {
-      for (const auto& insn : site.replaced) original.insert(original.end(), insn.bytes.begin(), insn.bytes.begin() + insn.length);
-    } else {
-      original.push_back(site.instruction.bytes[0]);
-    }
-    if (auto st = tracee.write_memory_of(child, site.address, original); !st) return st;
+    if (auto st = tracee.write_memory_of(child, site.address, original_bytes(site)); !st) return st;
   }
   return {};
 }

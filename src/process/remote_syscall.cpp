@@ -42,41 +42,19 @@ bool usable_for_syscall(const Mapping& m) {
 Status Tracee::leave_syscall_event(ThreadInfo& t) {
   // At a PTRACE_EVENT_EXEC/CLONE/FORK stop the system call has not returned: the kernel would
   // overwrite RAX on the way out. Let it return and stop before any user instruction runs.
-  const pid_t tid = t.tid;
-  if (auto st = ptrace_interrupt(tid); !st) return st;
-  t.interrupt_pending = true;
-  if (auto st = ptrace_cont(tid, 0); !st) return st;
-  for (;;) {
-    auto status = wait_for_thread(tid);
-    if (!status) return std::unexpected(status.error());
-    DecodedStatus d = decode_wait_status(*status);
-    ThreadInfo& now = *threads_.find(tid);
-    switch (d.kind) {
-    case WaitKind::Exited:
-    case WaitKind::Killed:
-      handle_status(tid, *status);
-      return fail("thread {} exited", tid);
-    case WaitKind::EventStop:
-      now.interrupt_pending = false;
-      now.stop = is_stop_signal(d.signal) ? StopKind::GroupStop : StopKind::Interrupt;
-      return {};
-    case WaitKind::SignalStop:
-      // A signal came first: deliver it later, and this stop will do (our interrupt follows
-      // after the next resume and is handled as stale).
-      ::syscall(SYS_tgkill, pid_, tid, d.signal);
-      now.stop = StopKind::Quiet;
-      return {};
-    case WaitKind::PtraceEvent:
-    case WaitKind::SyscallStop:
-      if (auto st = ptrace_cont(tid, 0); !st) return st;
-      break;
-    }
-  }
+  // A signal that comes first is delivered later, and that stop will do (our interrupt follows
+  // after the next resume and is handled as stale).
+  return stop_in_interrupt(t, /*signal_stop_will_do=*/true);
 }
 
 Status Tracee::retrap_group_stop(ThreadInfo& t) {
   // Back from the injected call the thread sits in a SIGTRAP stop; PTRACE_LISTEN needs a
-  // PTRACE_EVENT_STOP. An interrupt brings it there without running user code.
+  // PTRACE_EVENT_STOP, and a dprobe that died now would leave that SIGTRAP to be delivered.
+  return stop_in_interrupt(t, /*signal_stop_will_do=*/false);
+}
+
+Status Tracee::stop_in_interrupt(ThreadInfo& t, bool signal_stop_will_do) {
+  // An interrupt, then a resume: the thread stops again before running any user instruction.
   const pid_t tid = t.tid;
   if (auto st = ptrace_interrupt(tid); !st) return st;
   t.interrupt_pending = true;
@@ -97,6 +75,10 @@ Status Tracee::retrap_group_stop(ThreadInfo& t) {
       return {};
     case WaitKind::SignalStop:
       ::syscall(SYS_tgkill, pid_, tid, d.signal);
+      if (signal_stop_will_do) {
+        now.stop = StopKind::Quiet;
+        return {};
+      }
       [[fallthrough]];
     case WaitKind::PtraceEvent:
     case WaitKind::SyscallStop:

@@ -178,6 +178,8 @@ class Tracee {
   Result<SyscallSite> syscall_site(uint64_t rip);
   Status leave_syscall_event(ThreadInfo& t);
   Status retrap_group_stop(ThreadInfo& t);
+  /// Brings a stopped thread to a PTRACE_EVENT_STOP without running user code.
+  Status stop_in_interrupt(ThreadInfo& t, bool signal_stop_will_do);
   std::string maps_path() const;
 
   pid_t pid_;
