@@ -147,6 +147,10 @@ enum FastPath : uint32_t {
   kFastCount = 1, ///< ldi r, 1; mapupd m add r; ret: `@m = count()`, m without keys
   kFastCountByArg =
       2, ///< ldctx r, argN; st64; ldi r', 1; mapupd m add r'; ret: `@m[argN] = count()`
+  /// `@m = count()` where nothing in the script reads, clears or otherwise updates m: the
+  /// probe's hit counter (ThreadBlock, shared_hits) is the count, and the controller adds the
+  /// hit counters of these probes into m. The hit touches no map table at all.
+  kFastHitCount = 3,
 };
 
 /// One probe site, indexed by the probe_id the trampoline passes.

@@ -1,6 +1,8 @@
 #include "agent/region_layout.h"
 
+#include <algorithm>
 #include <bit>
+#include <optional>
 #include <cstring>
 
 #include "bytecode/isa.h"
@@ -115,7 +117,66 @@ bool is_count_update(const bytecode::Insn& load_one, const bytecode::Insn& updat
          map.mode == abi::kMapSharded;
 }
 
+/// The map `@m = count()` alone updates, when `code` is exactly that program.
+std::optional<uint32_t> count_only_map(const std::vector<bytecode::Insn>& code) {
+  if (code.size() != 3 || code[2].op != bytecode::Op::Ret) return std::nullopt;
+  const bytecode::Insn& load = code[0];
+  const bytecode::Insn& update = code[1];
+  if (load.op != bytecode::Op::LoadImm || load.imm != 1 || update.op != bytecode::Op::MapUpdate ||
+      update.a != load.dst || update.b != static_cast<uint8_t>(bytecode::UpdateOp::Add)) {
+    return std::nullopt;
+  }
+  return update.aux;
+}
+
+/// Whether `op` never names a map. A whitelist: an opcode added later counts as touching every
+/// map until it is listed here, so a new way to read or clear a map cannot silently miss the
+/// hit counters.
+bool touches_no_map(bytecode::Op op) {
+  using bytecode::Op;
+  switch (op) {
+  case Op::MapLookup:
+  case Op::MapUpdate:
+  case Op::MapDelete:
+    return false;
+  case Op::Nop: case Op::Ret: case Op::Exit: case Op::LoadImm: case Op::Mov: case Op::Add:
+  case Op::Sub: case Op::Mul: case Op::UDiv: case Op::UMod: case Op::SDiv: case Op::SMod:
+  case Op::And: case Op::Or: case Op::Xor: case Op::Shl: case Op::LShr: case Op::AShr:
+  case Op::Eq: case Op::Ne: case Op::ULt: case Op::ULe: case Op::UGt: case Op::UGe:
+  case Op::SLt: case Op::SLe: case Op::SGt: case Op::SGe: case Op::Neg: case Op::Not:
+  case Op::LNot: case Op::LoadCtx: case Op::Load64: case Op::Store64: case Op::LoadString:
+  case Op::LoadCtxString: case Op::ReadString: case Op::Copy: case Op::StrEq: case Op::Jump:
+  case Op::JumpIfZero: case Op::JumpIfNotZero: case Op::Printf:
+    return true;
+  default:
+    return false;
+  }
+}
+
 } // namespace
+
+std::vector<bool> hit_counted_maps(const bytecode::Module& module) {
+  std::vector<bool> counted(module.maps.size(), true);
+  for (uint32_t id = 0; id < module.maps.size(); ++id) {
+    const bytecode::MapSchema& map = module.maps[id];
+    if (!map.key.empty() || map.value != bytecode::MapValueKind::Count) counted[id] = false;
+  }
+  for (const bytecode::Program& program : module.programs) {
+    if (count_only_map(program.code)) continue;
+    for (const bytecode::Insn& insn : program.code) {
+      if (touches_no_map(insn.op)) continue;
+      const bool names_one = insn.op == bytecode::Op::MapLookup ||
+                             insn.op == bytecode::Op::MapUpdate ||
+                             insn.op == bytecode::Op::MapDelete;
+      if (names_one && insn.aux < counted.size()) {
+        counted[insn.aux] = false;
+      } else {
+        std::fill(counted.begin(), counted.end(), false);
+      }
+    }
+  }
+  return counted;
+}
 
 FastPathInfo fast_path(const bytecode::Program& program, const RegionLayout& layout) {
   const std::vector<bytecode::Insn>& c = program.code;
@@ -127,7 +188,7 @@ FastPathInfo fast_path(const bytecode::Program& program, const RegionLayout& lay
     const MapLayout* map = map_of(c[1]);
     if (map != nullptr && map->key_size == 0 && map->capacity == 1 &&
         is_count_update(c[0], c[1], *map, program.frame_size)) {
-      return {abi::kFastCount, c[1].aux, 0};
+      return {map->hit_counted ? abi::kFastHitCount : abi::kFastCount, c[1].aux, 0};
     }
   }
   if (c.size() == 5 && c[4].op == bytecode::Op::Ret) {
@@ -202,8 +263,11 @@ Result<RegionLayout> plan_region(const bytecode::Module& module, uint32_t probe_
   layout.arena = cursor.take(align_up(options.arena_bytes, abi::kAreaAlign));
   layout.size = align_up(cursor.end(), kPage);
 
-  for (uint32_t id = 0; id < layout.map_count; ++id)
+  const std::vector<bool> counted = hit_counted_maps(module);
+  for (uint32_t id = 0; id < layout.map_count; ++id) {
     layout.maps.push_back(plan_map(module, id, options));
+    layout.maps.back().hit_counted = counted[id] && layout.maps.back().mode == abi::kMapSharded;
+  }
   for (const bytecode::PrintfFormat& format : module.formats) {
     layout.format_sizes.push_back(format.args_size());
   }

@@ -39,6 +39,9 @@ struct MapLayout {
   uint32_t max_entries = 1; ///< live entries one table accepts
   abi::MapMode mode = abi::kMapShared;
   bytecode::MapValueKind value_kind = bytecode::MapValueKind::Int;
+  /// Every use of the map in the script is `@m = count()` as a program of its own: probes that
+  /// run only that program count it with their hit counter (abi::kFastHitCount).
+  bool hit_counted = false;
 };
 
 struct RegionLayout {
@@ -86,6 +89,9 @@ struct FastPathInfo {
   uint32_t map = 0;
   uint32_t arg = 0; ///< kFastCountByArg: argument index
 };
+/// Per map of the module: whether every use of it is `@m = count()` as a program of its own.
+[[nodiscard]] std::vector<bool> hit_counted_maps(const bytecode::Module& module);
+
 [[nodiscard]] FastPathInfo fast_path(const bytecode::Program& program, const RegionLayout& layout);
 
 } // namespace dprobe::agent

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "agent/agent_blob.h"
+#include "agent/hit_counts.h"
 #include "agent/region_writer.h"
 #include "arch/x86_64/jump_planner.h"
 #include "arch/x86_64/relocator.h"
@@ -318,6 +319,16 @@ void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics
     for (const auto& entry : reader_->map_entries(map)) {
       runtime.merge_map_entry(map, entry.key, entry.value);
     }
+  }
+  // Hits of probes that count a map by their hit counter are that map's value (hit_counts.h).
+  std::vector<agent::ProbeSpec> specs(sites_.size());
+  for (const ProbeSite& site : sites_) {
+    if (site.agent_probe_id < specs.size()) specs[site.agent_probe_id].programs = site.programs;
+  }
+  const std::vector<uint64_t> counted =
+      agent::hit_counted_values(*reader_, script_.module, specs);
+  for (uint32_t map = 0; map < counted.size(); ++map) {
+    if (counted[map] != 0) runtime.merge_map_entry(map, {}, counted[map]);
   }
   const abi::RegionCounters counters = reader_->counters();
   if (counters.dropped_events != 0) {

@@ -274,10 +274,13 @@ __attribute__((noinline)) void slow_hit(RegionHeader* h, uint32_t probe_id,
     // The shared path: atomic counters, shared map tables, pooled scratch.
     fetch_add(&probe.shared_hits, uint64_t{1});
     count_event(&h->counters.fallback_hits);
-    run_pooled(h, probe, regs, nullptr, nullptr);
+    if (load_relaxed(&probe.fast) != abi::kFastHitCount) {
+      run_pooled(h, probe, regs, nullptr, nullptr);
+    }
     return;
   }
   local_add(&block[probe_id], 1);
+  if (load_relaxed(&probe.fast) == abi::kFastHitCount) return; // the hit counter is the count
   if (!run_fast_count(h, probe, block)) finish_hit(h, probe, regs, slot, block);
 }
 
@@ -313,6 +316,7 @@ void dispatch_hit(RegionHeader* h, uint32_t probe_id, const abi::SavedRegisters&
   }
   uint64_t* block = at_offset<uint64_t>(h, block_offset);
   local_add(&block[probe_id], 1);
+  if (__builtin_expect(load_relaxed(&probe.fast) == abi::kFastHitCount, 1)) return;
   if (__builtin_expect(!run_fast_count(h, probe, block), 0)) {
     finish_hit(h, probe, regs, slot, block);
   }

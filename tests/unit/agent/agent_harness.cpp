@@ -1,5 +1,7 @@
 #include "agent_harness.h"
 
+#include "agent/hit_counts.h"
+
 #include <sys/auxv.h>
 #include <sys/mman.h>
 
@@ -129,6 +131,12 @@ std::map<std::string, uint64_t> Harness::map(uint32_t map_id) {
   std::map<std::string, uint64_t> result;
   for (const output::MapEntry& e : reader_->map_entries(map_id)) {
     EXPECT_TRUE(result.emplace(e.key, e.value).second) << "key merged twice";
+  }
+  // As the engine merges them: a hit-counted map has no entries of its own.
+  const std::vector<uint64_t> counted = hit_counted_values(*reader_, module_, probes_);
+  if (map_id < counted.size() && counted[map_id] != 0) {
+    EXPECT_TRUE(result.empty()) << "hit-counted map with entries of its own";
+    result[""] += counted[map_id];
   }
   return result;
 }

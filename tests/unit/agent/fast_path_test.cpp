@@ -23,8 +23,15 @@ FastPathInfo classify(const char* script, uint32_t program = 0) {
   return fast_path(module.programs[program], *layout);
 }
 
+// A count updated by another program too: the map's table, not the hit counter, holds it.
+constexpr const char* kSharedCount =
+    "uprobe:/bin/true:f { @ = count(); } uprobe:/bin/true:g { @ = count(); @x = 1; }";
+
 TEST(FastPath, RecognisesBareCounts) {
   FastPathInfo f = classify("uprobe:/bin/true:f { @ = count(); }");
+  EXPECT_EQ(f.kind, abi::kFastHitCount);
+  EXPECT_EQ(f.map, 0u);
+  f = classify(kSharedCount);
   EXPECT_EQ(f.kind, abi::kFastCount);
   EXPECT_EQ(f.map, 0u);
   f = classify("uprobe:/bin/true:f { @a = count(); } uprobe:/bin/true:g { @b[arg3] = count(); }",
@@ -42,6 +49,21 @@ TEST(FastPath, LeavesEverythingElseToTheInterpreter) {
   // Looked up elsewhere: a shared map, updated atomically by the interpreter.
   EXPECT_EQ(classify("uprobe:/bin/true:f { @c = count(); } uprobe:/bin/true:g { @d = @c; }").kind,
             abi::kFastNone);
+}
+
+TEST(FastPath, CountsByHitsOnlyMapsNothingElseTouches) {
+  EXPECT_EQ(classify("uprobe:/bin/true:f { @c = count(); } uprobe:/bin/true:g { @c = count(); }", 1)
+                .kind,
+            abi::kFastHitCount);
+  EXPECT_NE(classify("uprobe:/bin/true:f { @c = count(); } uprobe:/bin/true:g { delete(@c); }").kind,
+            abi::kFastHitCount);
+  EXPECT_EQ(classify("uprobe:/bin/true:f { @c = count(); } uprobe:/bin/true:g /@c > 2/ { }").kind,
+            abi::kFastNone); // looked up: a shared map
+  // Only the map another program touches loses it.
+  EXPECT_EQ(classify("uprobe:/bin/true:f { @c = count(); } uprobe:/bin/true:g { @d = count(); "
+                     "@x = 1; }")
+                .kind,
+            abi::kFastHitCount);
 }
 
 class FastPathRuns : public ::testing::TestWithParam<AgentKind> {};
@@ -73,7 +95,24 @@ void compare_with_interpreter(AgentKind kind, const char* script) {
 }
 
 TEST_P(FastPathRuns, CountMatchesTheInterpreter) {
-  compare_with_interpreter(GetParam(), "uprobe:/bin/true:f { @ = count(); }");
+  compare_with_interpreter(GetParam(), kSharedCount);
+}
+
+TEST_P(FastPathRuns, HitCountedMapIsTheProbesHits) {
+  Harness h("uprobe:/bin/true:f { @ = count(); } uprobe:/bin/true:g { @ = count(); }", GetParam());
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 3; ++t) {
+    workers.emplace_back([&h, t] {
+      for (uint64_t i = 0; i < 3000; ++i)
+        h.hit(static_cast<uint32_t>(i % 2), i, t);
+    });
+  }
+  for (auto& w : workers)
+    w.join();
+  EXPECT_TRUE(h.reader().map_entries(0).empty()) << "no table entry is ever written";
+  EXPECT_EQ(h.reader().probe_hits(0) + h.reader().probe_hits(1), 9000u);
+  EXPECT_EQ(h.scalar(0), 9000u);
+  EXPECT_EQ(h.reader().counters().vm_errors, 0u);
 }
 
 TEST_P(FastPathRuns, CountByArgumentMatchesTheInterpreter) {

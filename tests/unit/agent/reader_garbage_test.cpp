@@ -40,6 +40,7 @@ void read_everything(RegionReader& reader) {
 /// A region with real activity in it: thread blocks, tables, ring records.
 std::unique_ptr<Harness> busy_region(RegionOptions options = Harness::default_options()) {
   options.arena_bytes = 1u << 20;
+  options.features |= abi::kFeatureTlsSelfPointer; // thread slots with or without FSGSBASE
   auto h = std::make_unique<Harness>(kScript, AgentKind::Native, options);
   for (uint64_t i = 0; i < 50; ++i) {
     h->hit(0, i % 5);
