@@ -42,6 +42,27 @@ inline constexpr uint32_t kFeatureFsGsBase = 1u << 0; ///< rdfsbase usable (AT_H
 /// at fs_base from its memory), never while a thread may still run before its TLS is set up
 /// (a launched static binary's first instructions): there the load would fault.
 inline constexpr uint32_t kFeatureTlsSelfPointer = 1u << 1;
+/// With kFeatureTlsSelfPointer: the C library keeps the thread's kernel tid as a 32-bit word at
+/// fs_base + RegionHeader::tls_tid_offset (glibc: struct pthread's `tid`, updated in a fork
+/// child before fork returns), and every fs base is 64-byte aligned below 2^47. The slot key
+/// then names the thread, not only its TLS block (thread_key): a forked child's thread, which
+/// has its parent's fs base, and a thread reusing an exited thread's TLS get slots of their own,
+/// so children count into the shared region without racing their parent, with their own pid.
+inline constexpr uint32_t kFeatureTlsTid = 1u << 2;
+/// glibc's offsetof(struct pthread, tid) on x86-64; the controller checks it on every thread.
+inline constexpr uint32_t kGlibcTlsTidOffset = 0x2d0;
+
+/// A thread slot's key: the fs base alone, or with kFeatureTlsTid the fs base (64-byte aligned,
+/// below 2^47: bits 6..46) with the tid (below 2^22, PID_MAX_LIMIT) rotated into bits 47..63
+/// and 0..4, so that distinct (fs base, tid) pairs never share a key.
+inline constexpr uint64_t thread_key(uint64_t fs_base, uint32_t tid) {
+  const uint64_t t = tid;
+  return fs_base ^ ((t << 47) | (t >> 17));
+}
+/// Whether `fs_base` is one thread_key keeps apart from every other (see kFeatureTlsTid).
+inline constexpr bool tls_tid_key_usable(uint64_t fs_base, uint32_t tid) {
+  return fs_base != 0 && (fs_base & 63) == 0 && (fs_base >> 47) == 0 && tid < (1u << 22);
+}
 
 /// Nesting levels per thread with their own scratch (a signal handler interrupting a probe may
 /// hit another probe); deeper hits run on the scratch pool.
@@ -100,6 +121,8 @@ struct RegionHeader {
   uint32_t scratch_count;
   uint32_t trap_generation; ///< active trap index = trap_generation & 1
   uint32_t trap_count[2];   ///< entries in trap_index[0] and [1]
+  uint32_t tls_tid_offset;  ///< see kFeatureTlsTid
+  uint32_t reserved_u32;
   /// int clock_gettime(clockid_t, struct timespec*) in the target (the vDSO's), 0: use the syscall.
   uint64_t clock_gettime;
   /// SIGTRAP disposition the agent's handler replaced: 0 SIG_DFL, 1 SIG_IGN, else the handler.
@@ -215,7 +238,7 @@ inline constexpr uint32_t kHaveComm = 1u << 2;
 /// signal handlers nested on it), except `have`, which the controller clears when the thread
 /// exits: glibc reuses thread control blocks, so a later thread may bring the same fs base.
 struct alignas(64) ThreadSlot {
-  uint64_t key;   ///< fs base; 0: free (claimed with compare-and-swap)
+  uint64_t key;   ///< thread_key (or the fs base); 0: free (claimed with compare-and-swap)
   uint32_t have;  ///< kHave*
   uint32_t depth; ///< nesting depth of agent calls on this thread
   uint32_t tid;

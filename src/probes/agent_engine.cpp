@@ -77,6 +77,26 @@ bool thread_pointers_valid(const process::Tracee& tracee) {
   return true;
 }
 
+// abi::kFeatureTlsTid: every thread keeps its own tid at fs_base + kGlibcTlsTidOffset (glibc),
+// with an fs base thread_key can combine with it. Checked on the threads there are; a C library
+// that keeps the tid elsewhere fails the check on its first thread.
+bool tls_tids_valid(const process::Tracee& tracee) {
+  auto threads = tracee.threads();
+  if (threads.empty()) return false;
+  for (pid_t tid : threads) {
+    auto regs = tracee.get_registers(tid);
+    if (!regs) return false;
+    uint32_t stored = 0;
+    if (!tracee.read_memory(regs->fs_base + abi::kGlibcTlsTidOffset,
+                            std::span<uint8_t>(reinterpret_cast<uint8_t*>(&stored), sizeof stored)) ||
+        stored != static_cast<uint32_t>(tid) ||
+        !abi::tls_tid_key_usable(regs->fs_base, stored)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 /// What the patch at `site` covers, as the program had it.
 std::vector<uint8_t> original_bytes(const ProbeSite& site) {
   if (site.mechanism != Mechanism::Jump) return {site.instruction.bytes[0]};
@@ -104,13 +124,21 @@ Result<std::unique_ptr<AgentEngine>> AgentEngine::place(process::Tracee& tracee,
   options.probe_capacity = probe_count;
   options.ring_bytes = 16u << 20;  // ~100 ms of 10M events/s; poll() drains a busy ring at once
   // The region stays mapped in the target after dprobe leaves (trampolines may still point at
-  // it): keep its address space modest. Pages are only committed when touched.
-  options.arena_bytes = 16u << 20;
+  // it): keep its address space modest. Pages are only committed when touched. Every thread
+  // (of the process and of followed children) gets its own table per keyed map, at full
+  // capacity (196 KiB for 4096 8-byte keys): 64 MiB hold about 300 such threads.
+  options.arena_bytes = 64u << 20;
   auto hwcap2 = process::read_hwcap2(tracee.pid());
   if (hwcap2 && (*hwcap2 & kHwcap2FsGsBase) != 0) options.features |= abi::kFeatureFsGsBase;
   options.enabled = false;  // enabled once every probe entry is written (arm)
   options.zero_arena = false;  // a fresh memfd reads as zeros; writing them would commit it all
-  if (thread_pointers_valid(tracee)) options.features |= abi::kFeatureTlsSelfPointer;
+  if (thread_pointers_valid(tracee)) {
+    options.features |= abi::kFeatureTlsSelfPointer;
+    if (tls_tids_valid(tracee)) {
+      options.features |= abi::kFeatureTlsTid;
+      options.tls_tid_offset = abi::kGlibcTlsTidOffset;
+    }
+  }
 
   auto layout = agent::plan_region(script.module, probe_count, options);
   if (!layout) return with_context(layout.error(), "planning the agent's shared region");
@@ -372,8 +400,24 @@ Status AgentEngine::clean_fork_child(process::Tracee& tracee, pid_t child) {
   return {};
 }
 
+bool AgentEngine::follows_children() const {
+  return (options_.features & abi::kFeatureTlsTid) != 0;
+}
+
+Status AgentEngine::release_child(process::Tracee& child) {
+  Status result;
+  for (const auto& site : sites_) {
+    if (!site.armed) continue;
+    if (auto st = child.write_memory(site.address, original_bytes(site)); !st && result) result = st;
+  }
+  (void)finish_hits_in_progress(child);
+  return result;
+}
+
 std::string AgentEngine::describe() const {
-  const char* identity = (options_.features & abi::kFeatureTlsSelfPointer) != 0
+  const char* identity = (options_.features & abi::kFeatureTlsTid) != 0
+                             ? "the TLS self-pointer (fs:0) and the tid glibc keeps in the TLS"
+                         : (options_.features & abi::kFeatureTlsSelfPointer) != 0
                              ? "the TLS self-pointer (fs:0)"
                              : (options_.features & abi::kFeatureFsGsBase) != 0
                                    ? "rdfsbase"

@@ -49,6 +49,13 @@ class AgentEngine {
   /// A fork child got a copy of the patches: give it the original bytes.
   [[nodiscard]] Status clean_fork_child(process::Tracee& tracee, pid_t child);
 
+  /// Whether a fork child can keep the patches and count into the shared region it inherits:
+  /// only when its threads get slots of their own (abi::kFeatureTlsTid), never its parent's.
+  [[nodiscard]] bool follows_children() const;
+  /// Restores the original bytes in a followed child, attached and stopped in `child`, and lets
+  /// its threads caught in the middle of a hit finish it. Leaves this engine's state alone.
+  [[nodiscard]] Status release_child(process::Tracee& child);
+
   /// After exec the old image, with the agent and every patch in it, is gone.
   void forget_all() { sites_.clear(); trampolines_.clear(); }
 

@@ -89,6 +89,9 @@ class Session {
     if (auto st = start(); !st) return std::unexpected(st.error());
     auto end = running_free_ ? loop_free() : loop();
     if (!end) return end;
+    if (*end == SessionEnd::TargetExited && !children_.empty()) end = wait_for_children();
+    if (!end) return end;
+    release_children(); // while the sites still say what is armed
     Status detached;
     if (!exited_) detached = running_free_ ? reattach_and_detach() : detach();
     if (agent_) agent_->collect(runtime_, options_.diagnostics);
@@ -264,9 +267,14 @@ class Session {
         if (auto st = tracee_->resume(ev.tid); !st) return std::unexpected(st.error());
         return false;
       case EventKind::Fork:
-        // The child is not followed: it must run its own copy of the code without our patches.
+        // Breakpoints need dprobe on every hit, and the child is not traced: it gets the
+        // original bytes back. Agent probes stay and count into the region the child inherits
+        // (its threads take slots of their own, with its pid) where the agent can tell the
+        // child's threads from ours; elsewhere the child is cleaned too.
         if (auto st = engine_->clean_fork_child(ev.child); !st) return std::unexpected(st.error());
-        if (agent_) {
+        if (agent_ && agent_->follows_children()) {
+          if (auto st = follow_child(ev.child); !st) return std::unexpected(st.error());
+        } else if (agent_) {
           if (auto st = agent_->clean_fork_child(*tracee_, ev.child); !st) {
             return std::unexpected(st.error());
           }
@@ -286,6 +294,43 @@ class Session {
         return true;
     }
     return false;
+  }
+
+  // Called while the child is still stopped at its birth: its pidfd names it for sure.
+  Status follow_child(pid_t child) {
+    auto watch = ProcessWatch::open(child, false);
+    if (!watch) return with_context(watch.error(), fmt::format("following child {}", child));
+    children_.push_back(std::move(*watch));
+    if (options_.verbose) {
+      fmt::print(options_.diagnostics, "process {} forked {}: its probes stay and count\n", pid_,
+                 child);
+    }
+    return {};
+  }
+
+  // The traced process is gone; the session lasts as long as a child it forked lives.
+  Result<SessionEnd> wait_for_children() {
+    for (;;) {
+      if (agent_) agent_->poll(runtime_);
+      if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
+      if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
+      std::erase_if(children_, [](ProcessWatch& w) { return w.wait_exit(0); });
+      if (children_.empty()) return SessionEnd::TargetExited;
+      (void)children_.front().wait_exit(10);
+    }
+  }
+
+  // Followed children still running when the session ends get their original code back.
+  // Best effort: a child that cannot be attached keeps inert patches (the region is disabled).
+  void release_children() {
+    for (ProcessWatch& child : children_) {
+      if (child.wait_exit(0)) continue;
+      auto tracee = process::Tracee::attach(child.pid());
+      if (!tracee) continue;
+      if (agent_) (void)agent_->release_child(**tracee);
+      (void)(*tracee)->detach();
+    }
+    children_.clear();
   }
 
   Status detach() {
@@ -370,6 +415,7 @@ class Session {
   std::unique_ptr<BreakpointEngine> engine_;
   std::unique_ptr<AgentEngine> agent_;
   CommCache comms_;
+  std::vector<ProcessWatch> children_;  ///< followed fork children, not traced
   pid_t pid_ = 0;
   bool launched_ = false;
   bool running_free_ = false;

@@ -14,6 +14,7 @@ class ProcessWatch {
   [[nodiscard]] static Result<ProcessWatch> open(pid_t pid, bool our_child);
   /// Waits up to `timeout_ms` for the process to end; true once it has.
   [[nodiscard]] bool wait_exit(int timeout_ms);
+  [[nodiscard]] pid_t pid() const { return pid_; }
 
  private:
   ProcessWatch(pid_t pid, UniqueFd pidfd, bool our_child)

@@ -166,8 +166,8 @@ def test_probe_in_signal_handler(tmp_path):
 
 
 def test_forker_child_output_and_status(tmp_path):
-    """A forked child is released with the original code (children are not followed yet): the
-    parent's 2N hits count, the child exits 0 (the parent prints its status), output as unprobed."""
+    """A forked child keeps the probes and counts (3N hits in all), exits 0 (the parent prints
+    its status), and the output is the unprobed one."""
     binary = target("forker")
     unprobed = run([binary, "200"])
     assert unprobed.returncode == 0, unprobed.describe()
@@ -177,4 +177,4 @@ def test_forker_child_output_and_status(tmp_path):
     assert result.returncode == 0, result.describe()
     assert result.stdout == unprobed.stdout, result.describe()
     assert "child exit 0" in result.stdout
-    assert out.read_text() == count_output(400)
+    assert out.read_text() == count_output(600)

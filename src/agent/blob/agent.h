@@ -40,20 +40,20 @@ const bytecode::VmModule& prepared_module(RegionHeader* h);
 // --- threads.cpp
 /// Offset of `size` fresh (zeroed) arena bytes, kArenaAlign-aligned; 0 when the arena is full.
 uint64_t arena_alloc(RegionHeader* h, uint64_t size);
-abi::ThreadSlot* claim_thread_slot(RegionHeader* h, uint64_t fs_base);
+abi::ThreadSlot* claim_thread_slot(RegionHeader* h, uint64_t key);
 uint64_t* make_thread_block(RegionHeader* h, abi::ThreadSlot* slot);
 bytecode::VmState* make_level_state(RegionHeader* h, abi::ThreadSlot* slot, uint32_t level);
 
 /// The calling thread's slot (claimed on its first hit), null when the table has no room.
-inline abi::ThreadSlot* find_thread_slot(RegionHeader* h, uint64_t fs_base) {
+inline abi::ThreadSlot* find_thread_slot(RegionHeader* h, uint64_t key) {
   // The common case inline: the slot the hash names is already ours.
   const uint32_t count = h->thread_slot_count;
   abi::ThreadSlot* slot =
-      area<abi::ThreadSlot>(h, h->thread_slots) + thread_slot_index(fs_base, count);
-  if (__builtin_expect(count != 0 && __atomic_load_n(&slot->key, __ATOMIC_RELAXED) == fs_base, 1)) {
+      area<abi::ThreadSlot>(h, h->thread_slots) + thread_slot_index(key, count);
+  if (__builtin_expect(count != 0 && __atomic_load_n(&slot->key, __ATOMIC_RELAXED) == key, 1)) {
     return slot;
   }
-  return claim_thread_slot(h, fs_base);
+  return claim_thread_slot(h, key);
 }
 /// The slot's thread block (allocated on first use), null when the arena is full.
 inline uint64_t* thread_block(RegionHeader* h, abi::ThreadSlot* slot) {

@@ -191,7 +191,14 @@ inline uint64_t read_tls_self() {
   return base;
 }
 
-/// The calling thread's identity (its fs base), 0 when there is none to use.
+/// The C library's copy of the thread's tid (kFeatureTlsTid: fs base known to be valid).
+inline uint32_t read_tls_tid(uint32_t offset) {
+  uint32_t tid;
+  __asm__ volatile("movl %%fs:(%1), %0" : "=r"(tid) : "r"(static_cast<uint64_t>(offset)));
+  return tid;
+}
+
+/// The calling thread's slot key (abi::thread_key, or its fs base), 0 when there is none.
 uint64_t thread_identity(RegionHeader* h) {
   const uint32_t features = h->features;
   if (features & abi::kFeatureTlsSelfPointer) {
@@ -199,7 +206,10 @@ uint64_t thread_identity(RegionHeader* h) {
     // Where rdfsbase works, check the controller's claim for this thread once more (this is the
     // slow path): a runtime whose first TLS word is something else gets no slot.
     if ((features & abi::kFeatureFsGsBase) && read_fs_base() != self) return 0;
-    return self;
+    if (self == 0 || !(features & abi::kFeatureTlsTid)) return self;
+    const uint32_t tid = read_tls_tid(h->tls_tid_offset);
+    // A thread whose key could equal another's gets no slot (the shared path is exact).
+    return abi::tls_tid_key_usable(self, tid) ? abi::thread_key(self, tid) : 0;
   }
   if (features & abi::kFeatureFsGsBase) return read_fs_base();
   return 0;
@@ -267,8 +277,8 @@ __attribute__((noinline)) void slow_hit(RegionHeader* h, uint32_t probe_id,
   if (load_relaxed(&probe.enabled) == 0) return;
   abi::ThreadSlot* slot = nullptr;
   uint64_t* block = nullptr;
-  const uint64_t fs_base = thread_identity(h);
-  if (fs_base != 0) slot = find_thread_slot(h, fs_base);
+  const uint64_t key = thread_identity(h);
+  if (key != 0) slot = find_thread_slot(h, key);
   if (slot != nullptr) block = thread_block(h, slot);
   if (block == nullptr) {
     // The shared path: atomic counters, shared map tables, pooled scratch.
@@ -304,13 +314,15 @@ void dispatch_hit(RegionHeader* h, uint32_t probe_id, const abi::SavedRegisters&
   }
   abi::ProbeEntry& probe = area<abi::ProbeEntry>(h, h->probes)[probe_id];
   if (load_relaxed(&probe.enabled) == 0) return;
-  const uint64_t fs_base =
-      (features & abi::kFeatureTlsSelfPointer) ? read_tls_self() : read_fs_base();
+  uint64_t key = (features & abi::kFeatureTlsSelfPointer) ? read_tls_self() : read_fs_base();
+  // Only with kFeatureTlsSelfPointer, which guarantees a TLS block to read the tid from.
+  constexpr uint32_t kTidKey = abi::kFeatureTlsTid | abi::kFeatureTlsSelfPointer;
+  if ((features & kTidKey) == kTidKey) key = abi::thread_key(key, read_tls_tid(h->tls_tid_offset));
   abi::ThreadSlot* slot =
-      area<abi::ThreadSlot>(h, h->thread_slots) + thread_slot_index(fs_base, h->thread_slot_count);
+      area<abi::ThreadSlot>(h, h->thread_slots) + thread_slot_index(key, h->thread_slot_count);
   const uint64_t block_offset = load_relaxed(&slot->block);
-  if (__builtin_expect(fs_base == 0 || load_relaxed(&slot->key) != fs_base || block_offset == 0,
-                       0)) {
+  // A key of 0 (no fs base yet) matches free slots: the slow path sorts it out.
+  if (__builtin_expect(key == 0 || load_relaxed(&slot->key) != key || block_offset == 0, 0)) {
     slow_hit(h, probe_id, regs);
     return;
   }

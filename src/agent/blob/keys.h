@@ -19,9 +19,12 @@ inline uint64_t mix64(uint64_t x) {
 }
 
 /// Where a thread's slot is looked for first: one multiply, its high half (thread control blocks
-/// differ in the bits above the page offset, which the product carries upward).
-inline uint32_t thread_slot_index(uint64_t fs_base, uint32_t count) {
-  return static_cast<uint32_t>((fs_base * 0x9e3779b97f4a7c15ull) >> 32) & (count - 1);
+/// differ in the bits above the page offset, which the product carries upward). The fold brings
+/// a thread_key's tid bits (47..63) down first: a forked child's thread, with its parent's fs
+/// base, must not land on its parent's slot.
+inline uint32_t thread_slot_index(uint64_t key, uint32_t count) {
+  const uint64_t folded = key ^ (key >> 29);
+  return static_cast<uint32_t>((folded * 0x9e3779b97f4a7c15ull) >> 32) & (count - 1);
 }
 
 inline uint32_t hash_key(const uint8_t* key, uint32_t size) {

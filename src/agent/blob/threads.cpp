@@ -51,18 +51,18 @@ uint64_t arena_alloc(RegionHeader* h, uint64_t size) {
   }
 }
 
-abi::ThreadSlot* claim_thread_slot(RegionHeader* h, uint64_t fs_base) {
+abi::ThreadSlot* claim_thread_slot(RegionHeader* h, uint64_t thread) {
   const uint32_t count = h->thread_slot_count;
   if (count == 0) return nullptr;
   auto* slots = area<abi::ThreadSlot>(h, h->thread_slots);
   const uint32_t mask = count - 1;
-  uint32_t i = thread_slot_index(fs_base, count);
+  uint32_t i = thread_slot_index(thread, count);
   for (uint32_t n = 0; n < kMaxSlotProbes && n < count; ++n, i = (i + 1) & mask) {
     abi::ThreadSlot* slot = &slots[i];
     uint64_t key = load_relaxed(&slot->key);
-    if (key == fs_base) return slot;
+    if (key == thread) return slot;
     if (key == 0) {
-      if (compare_swap(&slot->key, &key, fs_base) || key == fs_base) return slot;
+      if (compare_swap(&slot->key, &key, thread) || key == thread) return slot;
     }
   }
   return nullptr;

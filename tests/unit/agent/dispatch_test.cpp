@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -205,6 +206,35 @@ TEST_P(Dispatch, HitCountedMapNeedsNoArena) {
   hit_from_threads(h, 2, kHits / 10);
   EXPECT_EQ(h.scalar(0), 2 * (kHits / 10));
   EXPECT_EQ(h.reader().counters().dropped_map_updates, 0u);
+}
+
+// A forked child's thread has its parent's fs base: with kFeatureTlsTid it still gets a slot of
+// its own in the region both share, so both count exactly and each with its own pid.
+TEST_P(Dispatch, ForkedChildCountsIntoASlotOfItsOwn) {
+  RegionOptions options = Harness::default_options();
+  options.features |= abi::kFeatureTlsSelfPointer | abi::kFeatureTlsTid;
+  options.tls_tid_offset = abi::kGlibcTlsTidOffset;
+  Harness h("uprobe:/bin/true:main { @c = count(); @p[pid] = count(); }", GetParam(), options);
+  h.hit(0); // the parent's slot exists before the fork
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    for (uint64_t i = 0; i < kHits; ++i)
+      h.hit(0);
+    _exit(0);
+  }
+  for (uint64_t i = 0; i < kHits; ++i)
+    h.hit(0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(h.scalar(0), 2 * kHits + 1);
+  const auto per_pid = h.map(1);
+  ASSERT_EQ(per_pid.size(), 2u);
+  EXPECT_EQ(per_pid.at(testing::int_key(static_cast<uint64_t>(getpid()))), kHits + 1);
+  EXPECT_EQ(per_pid.at(testing::int_key(static_cast<uint64_t>(child))), kHits);
+  EXPECT_EQ(claimed_slots(h), 2u);
+  EXPECT_EQ(h.reader().counters().fallback_hits, 0u);
 }
 
 TEST_P(Dispatch, KeyedCountPerArgument) {

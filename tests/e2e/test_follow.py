@@ -1,0 +1,135 @@
+"""Probes that follow the program into fork children: the children's hits count with their own
+pid, the session lasts until the last followed child exits, children still running when dprobe
+stops get their original code back, and children of a process dprobe runs free of (int3-boost)
+count while dprobe runs and never die of a probe afterwards."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import assert_text_matches_file, dprobe_path, run_dprobe, target
+
+
+def count_lines(text: str) -> dict[str, int]:
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\S*): (\d+)$", text, re.M)}
+
+
+def test_hundred_children_from_four_threads_count_exactly_per_pid(tmp_path):
+    binary = target("forkmany")
+    out = tmp_path / "out.txt"
+    result = run_dprobe(["-o", out, "-e",
+                         f"uprobe:{binary}:work {{ @c = count(); @p[pid] = count(); }}",
+                         "-c", f"{binary} 4 100 1000"], timeout=120)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout == "forkmany: 4 threads x 1000 calls, 100 of 100 children exited 0\n"
+    text = out.read_text()
+    assert "@c: 104000\n" in text, text
+    per_pid = [int(v) for v in re.findall(r"^@p\[\d+\]: (\d+)$", text, re.M)]
+    assert sorted(per_pid) == [1000] * 100 + [4000], text
+    assert result.stderr == "", result.describe()
+
+
+def test_session_lasts_until_the_last_child_exits(tmp_path):
+    """The parent exits at once; its 10 children call work() 300 ms later."""
+    binary = target("forkmany")
+    out = tmp_path / "out.txt"
+    result = run_dprobe(["-o", out, "-e", f"uprobe:{binary}:work {{ @c = count(); }}",
+                         "-c", f"{binary} 2 10 1000 300"], timeout=60)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout == "child: 1000 calls, sum ok\n" * 10, result.describe()
+    assert count_lines(out.read_text()) == {"@c": 12000}, out.read_text()
+
+
+def test_forker_matches_bpftrace_total_and_per_pid(tmp_path):
+    binary = target("forker")
+    out = tmp_path / "out.txt"
+    result = run_dprobe(["-v", "-o", out, "-e", f"uprobe:{binary}:work {{ @[pid] = count(); }}",
+                         "-c", f"{binary} 100"], timeout=60)
+    assert result.returncode == 0, result.describe()
+    assert "child exit 0" in result.stdout, result.describe()
+    forked = re.search(r"^process (\d+) forked (\d+): its probes stay and count$", result.stderr,
+                       re.M)
+    assert forked, result.describe()
+    parent, child = forked.groups()
+    assert count_lines(out.read_text()) == {f"@[{child}]": 100, f"@[{parent}]": 200}
+
+
+def test_breakpoint_probes_are_not_followed(tmp_path):
+    """int3-ptrace needs dprobe on every hit: the child gets the original code back instead."""
+    binary = target("forker")
+    out = tmp_path / "out.txt"
+    result = run_dprobe(["--mechanism", "int3-ptrace", "-o", out, "-e",
+                         f"uprobe:{binary}:work {{ @c = count(); }}", "-c", f"{binary} 100"],
+                        timeout=60)
+    assert result.returncode == 0, result.describe()
+    assert "child exit 0" in result.stdout, result.describe()
+    assert count_lines(out.read_text()) == {"@c": 200}
+
+
+def test_children_running_free_count_and_survive(tmp_path):
+    """int3-boost: dprobe lets go of the process, so it sees no fork; the children still count
+    (into slots of their own) while dprobe runs, and once dprobe has left, the int3 inherited by
+    children that outlive it is handled in the child by the agent, inert."""
+    binary = target("forkmany")
+    out = tmp_path / "out.txt"
+    script = f"uprobe:{binary}:work {{ @c = count(); }}"
+    result = run_dprobe(["--mechanism", "int3-boost", "-o", out, "-e", script,
+                         "-c", f"{binary} 2 10 1000"], timeout=60)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout == "forkmany: 2 threads x 1000 calls, 10 of 10 children exited 0\n"
+    assert count_lines(out.read_text()) == {"@c": 12000}
+    lingering = run_dprobe(["--mechanism", "int3-boost", "-o", out, "-e", script,
+                            "-c", f"{binary} 2 4 1000 300"], timeout=60)
+    assert lingering.returncode == 0, lingering.describe()
+    assert lingering.stdout == "child: 1000 calls, sum ok\n" * 4, lingering.describe()
+
+
+def test_children_alive_at_sigint_get_their_code_back(spawn):
+    binary = target("forkmany")
+    bg = spawn([dprobe_path(), "-v", "-e", f"uprobe:{binary}:work {{ @c = count(); }}",
+                "-c", f"{binary} 1 2 1000 5000"])
+    deadline = time.monotonic() + 20
+    children: list[int] = []
+    while time.monotonic() < deadline and len(children) < 2:
+        children = [int(c) for c in re.findall(r"forked (\d+):", bg.stderr)]
+        time.sleep(0.05)
+    assert len(children) == 2, bg.describe()
+    time.sleep(0.5)  # the parent is gone by now; the children sleep until 5 s
+    bg.signal(signal.SIGINT)
+    # Not bg.wait(): it also waits for the end of stdout, which the children hold open.
+    deadline = time.monotonic() + 20
+    while bg.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert bg.proc.poll() == 0, bg.describe()
+    for child in children:
+        assert os.path.exists(f"/proc/{child}"), f"child {child} gone early\n{bg.describe()}"
+        assert_text_matches_file(child, binary)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{c}") for c in children):
+        time.sleep(0.05)
+    assert bg.stdout.count("child: 1000 calls, sum ok\n") == 2, bg.describe()
+
+
+@pytest.mark.parametrize("mechanism", ["jump", "int3-boost"])
+def test_eight_threads_started_after_arming_count_per_tid(spawn, mechanism):
+    """-p on a process whose 8 threads start only after dprobe has armed (BEGIN ran): every
+    thread's hits land under its own tid (the agent sets a thread up on its first hit)."""
+    threads = spawn([target("threads"), "8", "20000", "--tids", "--wait"], stdin=True,
+                    name="threads")
+    threads.wait_for_line("threads: waiting", timeout=10)
+    script = (f"BEGIN {{ printf(\"ready\\n\"); }} uprobe:{target('threads')}:work "
+              "{ @[tid] = count(); }")
+    dprobe = spawn([dprobe_path(), "--mechanism", mechanism, "-p", threads.pid, "-e", script],
+                   name="dprobe")
+    dprobe.wait_for_line("ready", timeout=20)
+    threads.write("go\n")
+    assert threads.wait(timeout=120) == 0, threads.describe()
+    tids = [int(t) for t in re.findall(r"^tid (\d+)$", threads.stdout, re.M)]
+    assert len(tids) == 8, threads.describe()
+    assert dprobe.wait(timeout=30) == 0, dprobe.describe()
+    assert count_lines(dprobe.stdout) == {f"@[{tid}]": 20000 for tid in tids}, dprobe.describe()
