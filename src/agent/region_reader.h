@@ -38,8 +38,10 @@ class RegionReader {
   /// `region` is dprobe's own mapping, `layout` the one it planned (or read_layout's result).
   [[nodiscard]] static Result<RegionReader> create(std::span<uint8_t> region, RegionLayout layout);
 
-  /// Map `map_id` merged over all tables: one entry per key (packed key bytes), values summed
-  /// for count maps and for sharded maps, any one value otherwise. Unordered.
+  /// Map `map_id` merged over all tables: one entry per key (packed key bytes), whole values
+  /// (layout.maps[map_id].value_words words) merged by the map's rule (bytecode::merge_value:
+  /// counts, sums, averages and buckets add, min/max keep the extreme; assigned values: any one,
+  /// or the sum for a sharded map). Unordered.
   [[nodiscard]] std::vector<output::MapEntry> map_entries(uint32_t map_id);
 
   /// Moves up to `max_events` committed printf events out of the ring, in ring order (each

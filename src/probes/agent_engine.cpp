@@ -316,7 +316,9 @@ void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics
   poll(runtime);
   for (uint32_t map = 0; map < layout_.map_count; ++map) {
     for (const auto& entry : reader_->map_entries(map)) {
-      runtime.merge_map_entry(map, entry.key, entry.value);
+      std::vector<uint64_t> words{entry.value};
+      words.insert(words.end(), entry.rest.begin(), entry.rest.end());
+      runtime.merge_map_entry(map, entry.key, words);
     }
   }
   const abi::RegionCounters counters = reader_->counters();

@@ -53,8 +53,9 @@ void ProbeRuntime::run(uint32_t program_index, const HitContext& ctx, MemoryRead
   std::memcpy(context.comm, ctx.comm, sizeof(context.comm));
   context.comm[sizeof(context.comm) - 1] = '\0';
 
-  const bytecode::VmHost host{this,         &host_read,   &host_lookup, &host_update,
-                              &host_delete, &host_printf, &host_exit};
+  const bytecode::VmHost host{this,        &host_read,   &host_lookup,
+                              &host_update, &host_delete, &host_printf,
+                              &host_exit,   &host_map_command};
   memory_ = &memory;
   last_status_ =
       bytecode::vm_run(tables_.program(program_index), tables_.view(), context, host, *state_);
@@ -132,12 +133,35 @@ void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   pending_used_ += text_.size();
 }
 
-bool ProbeRuntime::merge_map_entry(uint32_t map, std::string_view key, uint64_t value) {
+bool ProbeRuntime::merge_map_entry(uint32_t map, std::string_view key,
+                                   std::span<const uint64_t> words) {
   if (map >= script_.module.maps.size()) return false;
-  const auto op = script_.module.maps[map].value == bytecode::MapValueKind::Count
-                      ? bytecode::UpdateOp::Add
-                      : bytecode::UpdateOp::Set;
-  return maps_.update(map, key, op, value);
+  return maps_.merge(map, key, words);
+}
+
+void ProbeRuntime::map_command(uint32_t map, uint32_t command) {
+  if (map >= script_.module.maps.size()) return;
+  switch (static_cast<bytecode::MapCommandKind>(command)) {
+  case bytecode::MapCommandKind::Print: {
+    flush();
+    const std::string text = output::format_map(script_.module.maps[map], maps_.entries(map));
+    std::fwrite(text.data(), 1, text.size(), out_);
+    std::fflush(out_);
+    return;
+  }
+  case bytecode::MapCommandKind::Clear:
+    maps_.clear(map);
+    return;
+  case bytecode::MapCommandKind::Zero:
+    maps_.zero(map);
+    return;
+  case bytecode::MapCommandKind::kCount:
+    break;
+  }
+}
+
+void ProbeRuntime::host_map_command(void* ctx, uint32_t map, uint32_t command) {
+  static_cast<ProbeRuntime*>(ctx)->map_command(map, command);
 }
 
 void ProbeRuntime::host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size) {

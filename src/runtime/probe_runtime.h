@@ -56,9 +56,17 @@ class ProbeRuntime {
   /// like one from run(). Buffered in the runtime (written in large blocks): call flush() after
   /// a batch, before anything else writes to the output.
   void emit_printf(uint32_t format, std::span<const uint8_t> args);
-  /// Folds one entry produced elsewhere (an agent shard) into map `map`: count maps add, other
-  /// maps take the value. False when dropped (unknown map, wrong key size, map full).
-  bool merge_map_entry(uint32_t map, std::string_view key, uint64_t value);
+  /// Folds one entry produced elsewhere (an agent shard) into map `map` by the map's merge rule
+  /// (counts, sums, averages and histograms add; min and max keep the extreme; assigned values
+  /// take the value). `words` is the whole value. False when dropped (unknown map, wrong key or
+  /// value size, map full).
+  bool merge_map_entry(uint32_t map, std::string_view key, std::span<const uint64_t> words);
+  bool merge_map_entry(uint32_t map, std::string_view key, uint64_t value) {
+    return merge_map_entry(map, key, std::span<const uint64_t>(&value, 1));
+  }
+  /// print(@m), clear(@m), zero(@m) (a bytecode::MapCommandKind) on the runtime's own maps;
+  /// print writes the map as bpftrace's print() does, after any buffered printf output.
+  void map_command(uint32_t map, uint32_t command);
   void request_exit() { exit_requested_ = true; }
   /// Writes the buffered printf output and flushes the stream.
   void flush();
@@ -78,6 +86,7 @@ class ProbeRuntime {
   static void host_delete(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size);
   static void host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size);
   static void host_exit(void* ctx);
+  static void host_map_command(void* ctx, uint32_t map, uint32_t command);
 
   const lang::CompiledScript& script_;
   std::FILE* out_;

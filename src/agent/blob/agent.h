@@ -88,6 +88,8 @@ void map_delete(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t
 // --- ring.cpp
 /// Appends a printf event to the ring; false when it was dropped (counted).
 bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_t size);
+/// print(@m), clear(@m), zero(@m) from a probe: a kRecordMapCommand record dprobe acts on.
+bool ring_emit_map_command(RegionHeader* h, uint32_t map_id, uint32_t command);
 /// A probe whose only program is `printf(fmt, argN, ...)` with argument registers only: emits
 /// the event the VM would, without running it. False (nothing done) for any other program.
 bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,
