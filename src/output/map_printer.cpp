@@ -72,7 +72,10 @@ bool is_hist_kind(MapValueKind kind) {
 
 /// The number a one-word entry prints (and sorts by), as int64 when signed_value says so.
 int64_t display_value(const bytecode::MapSchema& schema, uint64_t word) {
-  if (schema.value == MapValueKind::Min) return static_cast<int64_t>(bytecode::kMinInverseBase - word);
+  // bpftrace 0.17 shows a stored 0 (a zeroed min map) as 0, not as 0xffffffff.
+  if (schema.value == MapValueKind::Min && word != 0) {
+    return static_cast<int64_t>(bytecode::kMinInverseBase - word);
+  }
   return static_cast<int64_t>(word);
 }
 
@@ -265,6 +268,7 @@ void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entr
 
 std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> entries) {
   if (is_hist_kind(schema.value)) {
+    if (entries.empty()) return "\n";
     sort_entries(schema, entries);
     const uint32_t words = schema.value_words();
     std::string out;
@@ -279,6 +283,7 @@ std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> 
     return out;
   }
   if (is_stats_kind(schema.value)) {
+    if (entries.empty()) return "\n\n";
     sort_entries(schema, entries);
     std::string out;
     for (const MapEntry& entry : entries) {

@@ -6,6 +6,7 @@
 // the map's value type); avg and stats maps by average, each entry one line
 // ("@s: count 3, average 2, total 7"), the map followed by an empty line; hist and lhist maps by
 // the sum of their buckets, each entry "@h[key]: " then its bucket lines then an empty line.
+// An empty hist map prints one empty line, an empty avg or stats map two.
 // bpftrace leaves the order of equal values to the kernel's hash table walk, which is random
 // per run; dprobe breaks ties by key, ascending (ints as int64, strings bytewise, tuple elements
 // left to right), so its output is deterministic and one of the orders bpftrace prints.

@@ -8,8 +8,14 @@ namespace dprobe::runtime {
 namespace {
 /// Bytes of printf output buffered before they are written.
 constexpr size_t kPendingSize = 256 * 1024;
-} // namespace
+/// An entry's value as one array of words.
+std::vector<uint64_t> whole_value(const output::MapEntry& e) {
+  std::vector<uint64_t> words{e.value};
+  words.insert(words.end(), e.rest.begin(), e.rest.end());
+  return words;
+}
 
+} // namespace
 
 ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out)
     : script_(script), out_(out), tables_(script.module), maps_(script.module.maps),
@@ -139,25 +145,40 @@ bool ProbeRuntime::merge_map_entry(uint32_t map, std::string_view key,
   return maps_.merge(map, key, words);
 }
 
-void ProbeRuntime::map_command(uint32_t map, uint32_t command) {
+void ProbeRuntime::map_command(uint32_t map, uint32_t command, bool include_external) {
   if (map >= script_.module.maps.size()) return;
   switch (static_cast<bytecode::MapCommandKind>(command)) {
-  case bytecode::MapCommandKind::Print: {
-    flush();
-    const std::string text = output::format_map(script_.module.maps[map], maps_.entries(map));
-    std::fwrite(text.data(), 1, text.size(), out_);
-    std::fflush(out_);
+  case bytecode::MapCommandKind::Print:
+    print_map_merged(map, external_ != nullptr ? external_->entries(map)
+                                               : std::vector<output::MapEntry>{});
     return;
-  }
   case bytecode::MapCommandKind::Clear:
     maps_.clear(map);
+    if (include_external && external_ != nullptr) external_->reset(map, false);
     return;
   case bytecode::MapCommandKind::Zero:
     maps_.zero(map);
+    if (include_external && external_ != nullptr) external_->reset(map, true);
     return;
   case bytecode::MapCommandKind::kCount:
     break;
   }
+}
+
+void ProbeRuntime::print_map_merged(uint32_t map, const std::vector<output::MapEntry>& extra) {
+  if (map >= script_.module.maps.size()) return;
+  const bytecode::MapSchema& schema = script_.module.maps[map];
+  MapStore merged({schema});
+  for (const output::MapEntry& e : maps_.entries(map)) {
+    (void)merged.merge(0, e.key, whole_value(e));
+  }
+  for (const output::MapEntry& e : extra) {
+    (void)merged.merge(0, e.key, whole_value(e));
+  }
+  flush();
+  const std::string text = output::format_map(schema, merged.entries(0));
+  std::fwrite(text.data(), 1, text.size(), out_);
+  std::fflush(out_);
 }
 
 void ProbeRuntime::host_map_command(void* ctx, uint32_t map, uint32_t command) {

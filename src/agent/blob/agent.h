@@ -82,6 +82,9 @@ bool map_update(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t
                 uint32_t key_size, uint32_t op, uint64_t value);
 bool map_lookup(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
                 uint32_t key_size, uint64_t* value);
+/// clear(@m) (zero_only false) or zero(@m) on every table of the map: the shared one and each
+/// thread's.
+void map_reset(RegionHeader* h, uint32_t map_id, bool zero_only);
 void map_delete(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
                 uint32_t key_size);
 

@@ -54,8 +54,14 @@ void host_printf(void* ctx, uint32_t format_id, const uint8_t* args, uint32_t si
   ring_emit(env->h, format_id, args, size);
 }
 
+/// clear() and zero() happen here, at once; print() (and the controller's copy of the first
+/// two) go through the ring, so print shows the map when dprobe reads the record.
 void host_map_command(void* ctx, uint32_t map_id, uint32_t command) {
-  ring_emit_map_command(static_cast<HitEnv*>(ctx)->h, map_id, command);
+  auto* env = static_cast<HitEnv*>(ctx);
+  if (command != static_cast<uint32_t>(bytecode::MapCommandKind::Print)) {
+    map_reset(env->h, map_id, command == static_cast<uint32_t>(bytecode::MapCommandKind::Zero));
+  }
+  ring_emit_map_command(env->h, map_id, command);
 }
 
 void host_exit(void* ctx) {

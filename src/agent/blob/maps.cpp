@@ -229,4 +229,45 @@ void map_delete(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t
   compare_swap(&e->state, &expected, static_cast<uint32_t>(abi::kEntryDeleted));
 }
 
+namespace {
+
+/// clear()/zero() of one table: live entries become tombstones, or keep their keys with value 0.
+void reset_table(RegionHeader* h, const abi::MapDesc* desc, uint64_t offset, bool zero_only) {
+  if (offset == 0) return;
+  Table t;
+  t.header = at_offset<abi::MapTableHeader>(h, offset);
+  t.entries = reinterpret_cast<uint8_t*>(t.header + 1);
+  t.stride = abi::map_entry_stride(desc->key_size, desc->value_words);
+  t.mask = desc->capacity - 1;
+  t.key_size = desc->key_size;
+  t.value_words = desc->value_words;
+  for (uint32_t i = 0; i <= t.mask; ++i) {
+    abi::MapTableEntry* e = entry_at(t, i);
+    if (load_acquire(&e->state) != abi::kEntryLive) continue;
+    if (zero_only) {
+      zero_value(t, e);
+    } else {
+      uint32_t expected = abi::kEntryLive;
+      compare_swap(&e->state, &expected, static_cast<uint32_t>(abi::kEntryDeleted));
+    }
+  }
+}
+
+} // namespace
+
+void map_reset(RegionHeader* h, uint32_t map_id, bool zero_only) {
+  if (map_id >= h->map_count) return;
+  const abi::MapDesc* desc = area<abi::MapDesc>(h, h->map_descs) + map_id;
+  reset_table(h, desc, load_acquire(&desc->shared_table), zero_only);
+  // Every thread's table: another thread's plain adds may race with this, as hits race with
+  // bpftrace's clear(); a hit lands wholly before or after in the common case.
+  const auto* slots = area<abi::ThreadSlot>(h, h->thread_slots);
+  for (uint32_t i = 0; i < h->thread_slot_count; ++i) {
+    const uint64_t block = load_acquire(&slots[i].block);
+    if (block == 0) continue;
+    const auto* tables = at_offset<uint64_t>(h, block);
+    reset_table(h, desc, load_acquire(&tables[h->probe_capacity + map_id]), zero_only);
+  }
+}
+
 } // namespace dprobe::agent::blob
