@@ -23,6 +23,10 @@
 namespace dprobe::output {
 
 struct MapEntry {
+  MapEntry() = default;
+  MapEntry(std::string k, uint64_t v, std::vector<uint64_t> more = {})
+      : key(std::move(k)), value(v), rest(std::move(more)) {}
+
   std::string key;            ///< packed key bytes (bytecode/packed.h), empty for a map without keys
   uint64_t value = 0;         ///< word 0 of the value (bytecode/aggregate.h)
   std::vector<uint64_t> rest; ///< words 1.. of a multi-word value (avg, stats, hist, lhist)

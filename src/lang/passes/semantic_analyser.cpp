@@ -282,8 +282,11 @@ class Analyser {
                           : agg.kind == MapValueKind::Lhist ? 4
                                                             : 1;
     if (call.args.size() != wanted) {
-      error(call.location, fmt::format("{}() takes {} argument{} ({} given)", call.name, wanted,
-                                       wanted == 1 ? "" : "s", call.args.size()));
+      const std::string count = wanted == 0   ? "no arguments"
+                                : wanted == 1 ? "one argument"
+                                              : fmt::format("{} arguments", wanted);
+      error(call.location,
+            fmt::format("{}() takes {} ({} given)", call.name, count, call.args.size()));
       for (ast::ExprPtr& arg : call.args)
         analyse_expr(*arg);
       return std::nullopt;
