@@ -207,9 +207,11 @@ struct ProgramDesc {
 };
 static_assert(sizeof(ProgramDesc) == 16, "program descriptor layout");
 
-/// MapDesc::mode. A map that is only ever updated with UpdateOp::Add (count(), sums) is sharded:
-/// each thread adds into its own table with plain instructions and dprobe sums the tables. Any
-/// other map (looked up, deleted, or assigned) is shared: one table, atomic updates.
+/// MapDesc::mode. A map that is only ever updated with aggregating ops (UpdateOp Add, Max, Avg,
+/// Bucket: count(), sum(), min(), max(), avg(), stats(), hist(), lhist()) is sharded: each thread
+/// updates its own table with plain instructions and dprobe merges the tables by the map's rule
+/// (bytecode::merge_value). Any other map (looked up, deleted, or assigned) is shared: one table,
+/// atomic updates.
 enum MapMode : uint8_t { kMapSharded = 0, kMapShared = 1 };
 
 struct MapDesc {
@@ -220,7 +222,8 @@ struct MapDesc {
   uint8_t value_kind;   ///< bytecode::MapValueKind (informational for the agent)
   uint16_t reserved;
   uint64_t shared_table; ///< offset of the map's shared MapTable, 0 until the agent makes it
-  uint64_t reserved2;
+  uint32_t value_words;  ///< 64-bit words of one value, 1..bytecode::kMaxValueWords
+  uint32_t reserved2;
 };
 static_assert(sizeof(MapDesc) == 32, "map descriptor layout");
 
@@ -281,19 +284,28 @@ struct MapTableHeader {
 };
 static_assert(sizeof(MapTableHeader) == 16, "map table header layout");
 
+/// Word 0 of the value sits in the entry, where count()'s fast path adds to it; the value's
+/// other words (avg's sum, hist buckets) follow the key.
 struct MapTableEntry {
   uint32_t state; ///< EntryState
   uint32_t hash;
   uint64_t value;
   // uint8_t key[key_size] follows, padded to 8 bytes
+  // uint64_t more_words[value_words - 1] follow
 };
 static_assert(sizeof(MapTableEntry) == 16, "map entry layout");
 
-inline constexpr uint64_t map_entry_stride(uint32_t key_size) {
-  return sizeof(MapTableEntry) + ((static_cast<uint64_t>(key_size) + 7) & ~7ull);
+inline constexpr uint64_t map_entry_stride(uint32_t key_size, uint32_t value_words = 1) {
+  return sizeof(MapTableEntry) + ((static_cast<uint64_t>(key_size) + 7) & ~7ull) +
+         8ull * (value_words > 0 ? value_words - 1 : 0);
 }
-inline constexpr uint64_t map_table_size(uint32_t key_size, uint32_t capacity) {
-  return sizeof(MapTableHeader) + map_entry_stride(key_size) * capacity;
+inline constexpr uint64_t map_table_size(uint32_t key_size, uint32_t capacity,
+                                         uint32_t value_words = 1) {
+  return sizeof(MapTableHeader) + map_entry_stride(key_size, value_words) * capacity;
+}
+/// Offset, from the entry, of the value's word i >= 1.
+inline constexpr uint64_t map_entry_word_offset(uint32_t key_size, uint32_t i) {
+  return sizeof(MapTableEntry) + ((static_cast<uint64_t>(key_size) + 7) & ~7ull) + 8ull * (i - 1);
 }
 
 /// The printf ring: multi-producer (agent threads reserve with compare-and-swap on head),
@@ -318,6 +330,9 @@ struct RecordHeader {
 static_assert(sizeof(RecordHeader) == 8, "record header layout");
 inline constexpr uint32_t kRecordCommitted = 1u << 31;
 inline constexpr uint32_t kRecordPadding = 1u << 30;
+/// A print()/clear()/zero() of a map, not a printf: the low 24 bits are the map id, the payload
+/// one uint64 bytecode::MapCommandKind. dprobe acts on it in ring order.
+inline constexpr uint32_t kRecordMapCommand = 1u << 29;
 inline constexpr uint32_t kRecordFormatMask = (1u << 24) - 1;
 
 } // namespace dprobe::abi

@@ -40,6 +40,7 @@ MapLayout plan_map(const bytecode::Module& module, uint32_t id, const RegionOpti
   map.key_size = schema.key_size();
   map.mode = map_mode(module, id);
   map.value_kind = schema.value;
+  map.value_words = std::max<uint32_t>(schema.value_words(), 1);
   if (map.key_size == 0) {
     map.capacity = 1;
     map.max_entries = 1;
@@ -70,7 +71,12 @@ abi::MapMode map_mode(const bytecode::Module& module, uint32_t map_id) {
       case bytecode::Op::MapDelete:
         return abi::kMapShared;
       case bytecode::Op::MapUpdate:
-        if (insn.b != static_cast<uint8_t>(bytecode::UpdateOp::Add)) return abi::kMapShared;
+        if (insn.b != static_cast<uint8_t>(bytecode::UpdateOp::Add) &&
+            insn.b != static_cast<uint8_t>(bytecode::UpdateOp::Max) &&
+            insn.b != static_cast<uint8_t>(bytecode::UpdateOp::Avg) &&
+            insn.b != static_cast<uint8_t>(bytecode::UpdateOp::Bucket)) {
+          return abi::kMapShared;
+        }
         break;
       default:
         break;
@@ -114,7 +120,7 @@ bool is_count_update(const bytecode::Insn& load_one, const bytecode::Insn& updat
          load_one.dst < bytecode::kNumRegisters && update.op == bytecode::Op::MapUpdate &&
          update.a == load_one.dst && update.b == static_cast<uint8_t>(bytecode::UpdateOp::Add) &&
          update.imm <= frame_size && map.key_size <= frame_size - update.imm &&
-         map.mode == abi::kMapSharded;
+         map.mode == abi::kMapSharded && map.value_words == 1;
 }
 
 /// The map `@m = count()` alone updates, when `code` is exactly that program.
@@ -146,7 +152,7 @@ bool touches_no_map(bytecode::Op op) {
   case Op::SLt: case Op::SLe: case Op::SGt: case Op::SGe: case Op::Neg: case Op::Not:
   case Op::LNot: case Op::LoadCtx: case Op::Load64: case Op::Store64: case Op::LoadString:
   case Op::LoadCtxString: case Op::ReadString: case Op::Copy: case Op::StrEq: case Op::Jump:
-  case Op::JumpIfZero: case Op::JumpIfNotZero: case Op::Printf:
+  case Op::JumpIfZero: case Op::JumpIfNotZero: case Op::Printf: case Op::HistIndex:
     return true;
   default:
     return false;
@@ -321,9 +327,11 @@ Status validate_layout(const RegionLayout& l, uint64_t region_size) {
   }
   for (const MapLayout& m : l.maps) {
     if (!std::has_single_bit(m.capacity) || m.capacity > kMaxTableCapacity ||
-        m.key_size > bytecode::kMaxFrameSize || m.mode > abi::kMapShared) {
-      return fail("agent region: bad map layout (key {} bytes, capacity {})", m.key_size,
-                  m.capacity);
+        m.key_size > bytecode::kMaxFrameSize || m.mode > abi::kMapShared ||
+        m.value_words == 0 || m.value_words > bytecode::kMaxValueWords ||
+        m.value_kind >= bytecode::MapValueKind::kCount) {
+      return fail("agent region: bad map layout (key {} bytes, capacity {}, {} value words)",
+                  m.key_size, m.capacity, m.value_words);
     }
   }
   for (uint32_t bytes : l.format_sizes) {
@@ -388,9 +396,9 @@ Result<RegionLayout> read_layout(std::span<const uint8_t> region) {
     m.capacity = d.capacity;
     m.max_entries = d.max_entries;
     m.mode = d.mode == abi::kMapSharded ? abi::kMapSharded : abi::kMapShared;
-    m.value_kind = d.value_kind == static_cast<uint8_t>(bytecode::MapValueKind::Count)
-                       ? bytecode::MapValueKind::Count
-                       : bytecode::MapValueKind::Int;
+    // Out-of-range kinds and sizes are kept as read: validate_layout refuses them.
+    m.value_kind = static_cast<bytecode::MapValueKind>(d.value_kind);
+    m.value_words = d.value_words;
     l.maps.push_back(m);
   }
   for (uint64_t i = 0; i < format_count; ++i) {

@@ -40,6 +40,7 @@ struct MapLayout {
   uint32_t max_entries = 1; ///< live entries one table accepts
   abi::MapMode mode = abi::kMapShared;
   bytecode::MapValueKind value_kind = bytecode::MapValueKind::Int;
+  uint32_t value_words = 1; ///< 64-bit words of one value, 1..bytecode::kMaxValueWords
   /// Every use of the map in the script is `@m = count()` as a program of its own: probes that
   /// run only that program count it with their hit counter (abi::kFastHitCount).
   bool hit_counted = false;
@@ -76,7 +77,8 @@ struct RegionLayout {
 /// died). The bytes are untrusted: the result is validated like any other layout.
 [[nodiscard]] Result<RegionLayout> read_layout(std::span<const uint8_t> region);
 
-/// kMapSharded when every instruction that touches map `map_id` is an Add update; else shared.
+/// kMapSharded when every instruction that touches map `map_id` is an aggregating update (Add,
+/// Max, Avg, Bucket: per-thread tables merge into the same result); else shared.
 [[nodiscard]] abi::MapMode map_mode(const bytecode::Module& module, uint32_t map_id);
 
 /// abi::kNeeds* flags: the context fields the program reads.

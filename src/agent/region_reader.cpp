@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "agent/region_access.h"
+#include "bytecode/aggregate.h"
 
 namespace dprobe::agent {
 
@@ -49,11 +50,10 @@ std::vector<uint64_t> RegionReader::thread_blocks() {
   return blocks;
 }
 
-std::vector<output::MapEntry> RegionReader::map_entries(uint32_t map_id) {
+std::vector<uint64_t> RegionReader::map_tables(uint32_t map_id) {
   if (map_id >= layout_.map_count) return {};
   const MapLayout& map = layout_.maps[map_id];
-  const uint64_t stride = abi::map_entry_stride(map.key_size);
-  const uint64_t table_size = abi::map_table_size(map.key_size, map.capacity);
+  const uint64_t table_size = abi::map_table_size(map.key_size, map.capacity, map.value_words);
 
   // Candidate tables: the map's shared one, then each thread's.
   std::vector<uint64_t> candidates;
@@ -88,25 +88,72 @@ std::vector<output::MapEntry> RegionReader::map_entries(uint32_t map_id) {
     tables.push_back(offset);
   }
 
-  const bool sum = map.value_kind == bytecode::MapValueKind::Count || map.mode == abi::kMapSharded;
-  std::unordered_map<std::string, uint64_t> merged;
+  return tables;
+}
+
+std::vector<output::MapEntry> RegionReader::map_entries(uint32_t map_id) {
+  if (map_id >= layout_.map_count) return {};
+  const MapLayout& map = layout_.maps[map_id];
+  const uint64_t stride = abi::map_entry_stride(map.key_size, map.value_words);
+  const std::vector<uint64_t> tables = map_tables(map_id);
+  // Tables merge by the map's rule; an assigned (Int) map that is sharded anyway only ever
+  // received adds, so its tables sum.
+  bytecode::MapValueKind rule_kind = map.value_kind;
+  if (bytecode::merge_rule(rule_kind) == bytecode::MergeRule::Any && map.mode == abi::kMapSharded) {
+    rule_kind = bytecode::MapValueKind::Sum;
+  }
+  const uint32_t words = map.value_words;
+  std::unordered_map<std::string, std::vector<uint64_t>> merged;
+  std::vector<uint64_t> value(words);
   for (uint64_t table : tables) {
     const uint64_t entries = table + sizeof(abi::MapTableHeader);
     for (uint64_t i = 0; i < map.capacity; ++i) {
       const uint64_t at = entries + i * stride;
       const auto* e = object_at<const abi::MapTableEntry>(region_, at);
       if (e == nullptr || load(&e->state) != abi::kEntryLive) continue;
-      const uint64_t value = load(&e->value);
+      // Every word lies inside the accepted table: at + stride <= table + table_size.
+      value[0] = load(&e->value);
+      for (uint32_t w = 1; w < words; ++w) {
+        value[w] = load(reinterpret_cast<const uint64_t*>(
+            region_.data() + at + abi::map_entry_word_offset(map.key_size, w)));
+      }
       std::string key(reinterpret_cast<const char*>(region_.data() + at + sizeof *e), map.key_size);
       auto [it, fresh] = merged.try_emplace(std::move(key), value);
-      if (!fresh && sum) it->second += value;
+      if (!fresh) bytecode::merge_value(rule_kind, it->second.data(), value.data(), words);
     }
   }
   std::vector<output::MapEntry> result;
   result.reserve(merged.size());
-  for (auto& [key, value] : merged)
-    result.push_back(output::MapEntry{key, value});
+  for (auto& [key, words_of] : merged) {
+    output::MapEntry entry{key, words_of.front(), {}};
+    entry.rest.assign(words_of.begin() + 1, words_of.end());
+    result.push_back(std::move(entry));
+  }
   return result;
+}
+
+void RegionReader::reset_map(uint32_t map_id, bool zero_only) {
+  if (map_id >= layout_.map_count) return;
+  const MapLayout& map = layout_.maps[map_id];
+  const uint64_t stride = abi::map_entry_stride(map.key_size, map.value_words);
+  for (uint64_t table : map_tables(map_id)) {
+    const uint64_t entries = table + sizeof(abi::MapTableHeader);
+    for (uint64_t i = 0; i < map.capacity; ++i) {
+      const uint64_t at = entries + i * stride;
+      auto* e = object_at<abi::MapTableEntry>(region_, at);
+      if (e == nullptr || load(&e->state) != abi::kEntryLive) continue;
+      if (!zero_only) {
+        detail::store(&e->state, static_cast<uint32_t>(abi::kEntryDeleted));
+        continue;
+      }
+      detail::store(&e->value, uint64_t{0});
+      for (uint32_t w = 1; w < map.value_words; ++w) {
+        detail::store(reinterpret_cast<uint64_t*>(region_.data() + at +
+                                                  abi::map_entry_word_offset(map.key_size, w)),
+                      uint64_t{0});
+      }
+    }
+  }
 }
 
 void RegionReader::reset_ring(uint64_t /*tail*/, uint64_t head) {
@@ -127,7 +174,8 @@ size_t RegionReader::drain_events(std::vector<PrintfEvent>& out, size_t max_even
       &out, max_events);
 }
 
-size_t RegionReader::visit_events(EventVisitor visit, void* context, size_t max_events) {
+size_t RegionReader::visit_events(EventVisitor visit, void* context, size_t max_events,
+                                  MapCommandVisitor on_command) {
   auto* ring = object_at<abi::RingHeader>(region_, layout_.ring.offset);
   if (ring == nullptr) return 0;
   uint8_t* data = region_.data() + layout_.ring.offset + sizeof(abi::RingHeader);
@@ -167,6 +215,19 @@ size_t RegionReader::visit_events(EventVisitor visit, void* context, size_t max_
       }
       if (now - stuck_since_ < stuck_timeout_) break;
       ++problems_.skipped_records; // its producer is gone: step over it
+    } else if (meta & abi::kRecordMapCommand) {
+      const uint32_t map_id = meta & abi::kRecordFormatMask;
+      const uint64_t command =
+          size == sizeof(abi::RecordHeader) + 8
+              ? load(reinterpret_cast<const uint64_t*>(data + pos + sizeof(abi::RecordHeader)))
+              : UINT64_MAX;
+      if ((meta & abi::kRecordPadding) || map_id >= layout_.map_count ||
+          command >= static_cast<uint64_t>(bytecode::MapCommandKind::kCount)) {
+        ++problems_.bad_records;
+      } else {
+        if (on_command != nullptr) on_command(context, map_id, static_cast<uint32_t>(command));
+        ++visited;
+      }
     } else if (!(meta & abi::kRecordPadding)) {
       const uint32_t format = meta & abi::kRecordFormatMask;
       if (format >= layout_.format_count ||

@@ -38,8 +38,10 @@ class RegionReader {
   /// `region` is dprobe's own mapping, `layout` the one it planned (or read_layout's result).
   [[nodiscard]] static Result<RegionReader> create(std::span<uint8_t> region, RegionLayout layout);
 
-  /// Map `map_id` merged over all tables: one entry per key (packed key bytes), values summed
-  /// for count maps and for sharded maps, any one value otherwise. Unordered.
+  /// Map `map_id` merged over all tables: one entry per key (packed key bytes), whole values
+  /// (layout.maps[map_id].value_words words) merged by the map's rule (bytecode::merge_value:
+  /// counts, sums, averages and buckets add, min/max keep the extreme; assigned values: any one,
+  /// or the sum for a sharded map). Unordered.
   [[nodiscard]] std::vector<output::MapEntry> map_entries(uint32_t map_id);
 
   /// Moves up to `max_events` committed printf events out of the ring, in ring order (each
@@ -51,9 +53,19 @@ class RegionReader {
   /// layout.format_sizes[format_id] bytes, valid only during the call (a private copy: the
   /// target cannot change them under the caller).
   using EventVisitor = void (*)(void* context, uint32_t format_id, std::span<const uint8_t> args);
+  /// Called for a print()/clear()/zero() record (abi::kRecordMapCommand) with a map id below
+  /// layout.map_count and a bytecode::MapCommandKind, in ring order with the printf events.
+  using MapCommandVisitor = void (*)(void* context, uint32_t map_id, uint32_t command);
   /// drain_events without a copy per event: moves up to `max_events` committed events out of
-  /// the ring, in the same order, handing each to `visit`. Returns the number visited.
-  size_t visit_events(EventVisitor visit, void* context, size_t max_events = SIZE_MAX);
+  /// the ring, in the same order, handing each to `visit` (and map commands to `on_command`,
+  /// which may be null: they are then dropped). Returns the number visited.
+  size_t visit_events(EventVisitor visit, void* context, size_t max_events = SIZE_MAX,
+                      MapCommandVisitor on_command = nullptr);
+
+  /// clear(@m) / zero(@m) from a probe, applied to every table of the map in the region: live
+  /// entries become tombstones, or keep their keys with every value word 0. Racing hits may
+  /// land before or after, as with bpftrace's asynchronous clear().
+  void reset_map(uint32_t map_id, bool zero_only);
 
   [[nodiscard]] abi::RegionCounters counters() const;
   /// Hits of probe `probe_id` over all threads (0 for an unknown id).
@@ -76,6 +88,8 @@ class RegionReader {
 
   /// Offsets of the valid thread blocks (each once).
   std::vector<uint64_t> thread_blocks();
+  /// Offsets of map `map_id`'s tables that lie inside the arena without overlapping.
+  std::vector<uint64_t> map_tables(uint32_t map_id);
   void reset_ring(uint64_t tail, uint64_t head);
 
   std::span<uint8_t> region_;

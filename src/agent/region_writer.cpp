@@ -178,6 +178,7 @@ Status init_region(std::span<uint8_t> region, const RegionLayout& layout,
     map_descs[i].max_entries = m.max_entries;
     map_descs[i].mode = m.mode;
     map_descs[i].value_kind = static_cast<uint8_t>(m.value_kind);
+    map_descs[i].value_words = m.value_words;
   }
   auto* vm_formats = area_array<bytecode::VmFormatInfo>(region, layout.vm_formats);
   for (uint32_t i = 0; i < layout.format_count; ++i)

@@ -17,6 +17,12 @@ const char* update_op_name(uint8_t op) {
     return "set";
   case UpdateOp::Add:
     return "add";
+  case UpdateOp::Max:
+    return "max";
+  case UpdateOp::Avg:
+    return "avg";
+  case UpdateOp::Bucket:
+    return "bucket";
   case UpdateOp::kCount:
     break;
   }
@@ -44,6 +50,7 @@ std::string disassemble(const Insn& insn, const Module* module) {
   case Op::Neg:
   case Op::Not:
   case Op::LNot:
+  case Op::HistIndex:
     return fmt::format("{} r{}, r{}", name, insn.dst, insn.a);
   case Op::LoadCtx:
     return fmt::format("{} r{}, {}", name, insn.dst, ctx_field_name(insn.aux));
@@ -74,6 +81,11 @@ std::string disassemble(const Insn& insn, const Module* module) {
                        update_op_name(insn.b), insn.a);
   case Op::MapDelete:
     return fmt::format("{} {}[fp+{}]", name, map_name(insn.aux, module), insn.imm);
+  case Op::MapCommand: {
+    static constexpr const char* kCommands[] = {"print", "clear", "zero"};
+    return fmt::format("{} {} {}", name, insn.b < std::size(kCommands) ? kCommands[insn.b] : "?",
+                       map_name(insn.aux, module));
+  }
   case Op::Printf:
     return fmt::format("{} fmt#{}, [fp+{}], {}", name, insn.aux, range_offset(insn.imm),
                        range_length(insn.imm));

@@ -69,6 +69,8 @@ inline constexpr uint64_t kPageSize = 4096;
   X(MapLookup, "mapld")        /* dst = map aux [key at frame imm] or 0 when absent */             \
   X(MapUpdate, "mapupd")       /* map aux [key at frame imm] <op b (UpdateOp)> a */                \
   X(MapDelete, "mapdel")       /* remove map aux [key at frame imm] */                             \
+  X(HistIndex, "histidx")      /* dst = hist() bucket of a (bytecode/aggregate.h hist_bucket) */   \
+  X(MapCommand, "mapcmd")      /* host: print/clear/zero map aux (b is a MapCommandKind) */        \
   X(Printf, "printf")          /* emit format aux with packed args frame[imm] (off|len<<32) */
 
 enum class Op : uint8_t {
@@ -107,8 +109,17 @@ enum class CtxField : uint32_t {
 /// Context strings readable with LoadCtxString.
 enum class CtxString : uint32_t { Comm, kCount };
 
-/// How MapUpdate combines the new value with the stored one. Later: Min, Max, Hist, Lhist, Stats.
-enum class UpdateOp : uint8_t { Set = 0, Add = 1, kCount };
+/// How MapUpdate combines the new value v with the stored value (bytecode/aggregate.h has the
+/// value layouts and applies them):
+///   Set     word 0 = v                       plain assignment
+///   Add     word 0 += v                      count(), sum()
+///   Max     word 0 = max(word 0, v), signed  max(); min() updates with 0xffffffff - x
+///   Avg     word 0 += 1, word 1 += v         avg(), stats()
+///   Bucket  word v += 1                      hist(), lhist(): v is the bucket (HistIndex)
+enum class UpdateOp : uint8_t { Set = 0, Add = 1, Max = 2, Avg = 3, Bucket = 4, kCount };
+
+/// MapCommand's command (in `b`): whole-map operations the host performs.
+enum class MapCommandKind : uint8_t { Print = 0, Clear = 1, Zero = 2, kCount };
 
 /// A frame range packed in imm: offset in the low 32 bits, length in the high 32 bits.
 inline constexpr uint64_t frame_range(uint32_t offset, uint32_t length) {

@@ -7,18 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "bytecode/aggregate.h" // MapValueKind
 #include "bytecode/isa.h"
 #include "bytecode/packed.h"
 #include "bytecode/vm.h"
 
 namespace dprobe::bytecode {
-
-/// What a map's values are, which decides how they are updated and printed.
-/// Later: Sum, Min, Max, Avg, Stats, Hist, Lhist, String.
-enum class MapValueKind : uint8_t {
-  Count, ///< count(): printed unsigned; a keyless count map always shows (0 when never hit)
-  Int,   ///< plain integer assignment; printed signed or unsigned per value_signed
-};
 
 struct MapSchema {
   std::string name;           ///< as written, with the '@' ("@", "@calls")
@@ -26,9 +20,17 @@ struct MapSchema {
   MapValueKind value = MapValueKind::Int;
   bool value_signed = true;    ///< print and sort values as int64 (else uint64)
   uint32_t max_entries = 4096; ///< bpftrace's default map size; updates past it are dropped
+  /// lhist(x, min, max, step) parameters (Lhist maps only).
+  int64_t lhist_min = 0;
+  int64_t lhist_max = 0;
+  int64_t lhist_step = 0;
 
   [[nodiscard]] uint32_t key_size() const;
   [[nodiscard]] bool is_scalar() const { return key.empty(); }
+  /// 64-bit words of one value (bytecode/aggregate.h); 0 for a bad kind or lhist parameters.
+  [[nodiscard]] uint32_t value_words() const {
+    return bytecode::value_words(value, lhist_min, lhist_max, lhist_step);
+  }
 };
 
 struct PrintfFormat {

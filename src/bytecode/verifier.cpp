@@ -12,6 +12,7 @@ Status verify_tables(const Module& module) {
     if (map.name.empty() || map.name[0] != '@') return fail("map {}: bad name '{}'", i, map.name);
     if (map.key_size() > kMaxFrameSize) return fail("map {} ({}): key too large", i, map.name);
     if (map.max_entries == 0) return fail("map {} ({}): no capacity", i, map.name);
+    if (map.value_words() == 0) return fail("map {} ({}): bad value kind or lhist range", i, map.name);
   }
   for (size_t i = 0; i < module.formats.size(); ++i) {
     if (module.formats[i].args_size() > kMaxFrameSize) {
@@ -26,18 +27,10 @@ Status verify_tables(const Module& module) {
   return {};
 }
 
-/// Map updates must suit the map's value kind (count maps only ever add).
+/// Map updates must suit the map's value kind (count maps only ever add, hist maps count buckets).
 bool update_suits_map(const Insn& insn, const Module& module) {
   if (insn.op != Op::MapUpdate) return true;
-  const MapSchema& map = module.maps[insn.aux];
-  const auto op = static_cast<UpdateOp>(insn.b);
-  switch (map.value) {
-  case MapValueKind::Count:
-    return op == UpdateOp::Add;
-  case MapValueKind::Int:
-    return op == UpdateOp::Set || op == UpdateOp::Add;
-  }
-  return false;
+  return update_suits(module.maps[insn.aux].value, static_cast<UpdateOp>(insn.b));
 }
 
 } // namespace

@@ -2,6 +2,8 @@
 // so it uses no library function, not even memcpy/memset: plain byte loops only.
 #include "bytecode/vm.h"
 
+#include "bytecode/aggregate.h"
+
 namespace dprobe::bytecode {
 
 namespace {
@@ -23,6 +25,7 @@ uint32_t register_operands(Op op) {
   case Op::Jump:
   case Op::MapDelete:
   case Op::Printf:
+  case Op::MapCommand:
     return kNone;
   case Op::LoadImm:
   case Op::LoadCtx:
@@ -34,6 +37,7 @@ uint32_t register_operands(Op op) {
   case Op::Neg:
   case Op::Not:
   case Op::LNot:
+  case Op::HistIndex:
     return kDst | kA;
   case Op::Store64:
   case Op::JumpIfZero:
@@ -283,6 +287,10 @@ VmStatus vm_check_insn(const Insn& insn, uint32_t pc, const VmProgram& program,
       return VmStatus::BadFrameAccess;
     }
     break;
+  case Op::MapCommand:
+    if (!map_ok(insn.aux, module)) return VmStatus::BadMap;
+    if (insn.b >= static_cast<uint32_t>(MapCommandKind::kCount)) return VmStatus::BadUpdateOp;
+    break;
   case Op::Printf:
     if (module.formats == nullptr || insn.aux >= module.format_count ||
         module.formats[insn.aux].args_size != range_length(insn.imm)) {
@@ -472,6 +480,12 @@ VmStatus vm_run(const VmProgram& program, const VmModule& module, const VmContex
       if (host.map_delete != nullptr) {
         host.map_delete(host.ctx, insn.aux, frame + insn.imm, module.maps[insn.aux].key_size);
       }
+      break;
+    case Op::HistIndex:
+      dst = hist_bucket(a);
+      break;
+    case Op::MapCommand:
+      if (host.map_command != nullptr) host.map_command(host.ctx, insn.aux, insn.b);
       break;
     case Op::Printf:
       if (host.emit_printf != nullptr) {

@@ -75,6 +75,8 @@ struct VmHost {
   /// A printf event: the format index and its packed arguments (see packed.h).
   void (*emit_printf)(void* ctx, uint32_t format_id, const uint8_t* args, uint32_t size);
   void (*request_exit)(void* ctx);
+  /// print(@m), clear(@m), zero(@m): `command` is a MapCommandKind.
+  void (*map_command)(void* ctx, uint32_t map_id, uint32_t command);
 };
 
 enum class VmStatus : uint8_t {
@@ -87,7 +89,7 @@ enum class VmStatus : uint8_t {
   BadFormat,
   BadString,
   BadContextField,
-  BadUpdateOp,
+  BadUpdateOp, ///< an UpdateOp or MapCommandKind out of range
   BadJump,    ///< backward, self, or past the end
   BadProgram, ///< null code, too long, frame too big
   StepLimit,

@@ -1,6 +1,7 @@
 #include "output/map_printer.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include <fmt/format.h>
 
@@ -55,27 +56,249 @@ std::string format_key(std::span<const FieldKind> kinds, std::string_view packed
   return out;
 }
 
-std::string format_value(const bytecode::MapSchema& schema, uint64_t value) {
-  if (schema.value == bytecode::MapValueKind::Int && schema.value_signed) {
-    return fmt::format("{}", static_cast<int64_t>(value));
+namespace {
+
+using bytecode::MapValueKind;
+
+constexpr int kBarWidth = 52;
+
+bool is_stats_kind(MapValueKind kind) {
+  return kind == MapValueKind::Avg || kind == MapValueKind::Stats;
+}
+
+bool is_hist_kind(MapValueKind kind) {
+  return kind == MapValueKind::Hist || kind == MapValueKind::Lhist;
+}
+
+/// The number a one-word entry prints (and sorts by), as int64 when signed_value says so.
+int64_t display_value(const bytecode::MapSchema& schema, uint64_t word) {
+  // bpftrace 0.17 shows a stored 0 (a zeroed min map) as 0, not as 0xffffffff.
+  if (schema.value == MapValueKind::Min && word != 0) {
+    return static_cast<int64_t>(bytecode::kMinInverseBase - word);
   }
-  return fmt::format("{}", value);
+  return static_cast<int64_t>(word);
+}
+
+bool signed_display(const bytecode::MapSchema& schema) {
+  switch (schema.value) {
+  case MapValueKind::Count:
+    return false;
+  case MapValueKind::Min:
+  case MapValueKind::Max:
+    return true;
+  default:
+    return schema.value_signed;
+  }
+}
+
+/// avg()'s value as bpftrace 0.17 computes it: the signed total over the count, truncated.
+int64_t average(const MapEntry& e) {
+  const auto count = static_cast<int64_t>(e.word(0));
+  const auto total = static_cast<int64_t>(e.word(1));
+  if (count == 0) return 0;
+  if (total == INT64_MIN && count == -1) return total;
+  return total / count;
+}
+
+uint64_t bucket_total(const MapEntry& e, uint32_t words) {
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < words; ++i)
+    sum += e.word(i);
+  return sum;
+}
+
+std::vector<uint64_t> value_words(const MapEntry& e, uint32_t words) {
+  std::vector<uint64_t> out(words);
+  for (uint32_t i = 0; i < words; ++i)
+    out[i] = e.word(i);
+  return out;
+}
+
+/// One bucket line: the label left in 16 columns, the count right in 8, then the bar, scaled
+/// with bpftrace's float arithmetic so that rounding matches.
+std::string bucket_line(const std::string& label, uint64_t count, int max_value) {
+  const int bar = static_cast<int>(static_cast<float>(count) / static_cast<float>(max_value) *
+                                   static_cast<float>(kBarWidth));
+  return fmt::format("{:<16}{:>8} |{:<52}|\n", label, count, std::string(std::max(bar, 0), '@'));
+}
+
+/// bpftrace's hist_index_label: 2^power with a K/M/G/T suffix.
+std::string hist_label(int power) {
+  const char* suffix = "";
+  if (power >= 40) {
+    suffix = "T";
+    power -= 40;
+  } else if (power >= 30) {
+    suffix = "G";
+    power -= 30;
+  } else if (power >= 20) {
+    suffix = "M";
+    power -= 20;
+  } else if (power >= 10) {
+    suffix = "K";
+    power -= 10;
+  }
+  return fmt::format("{}{}", 1 << power, suffix);
+}
+
+/// bpftrace's lhist_index_label (an int there too).
+std::string lhist_label(int number) {
+  constexpr int kKilo = 1024;
+  constexpr int kMega = 1048576;
+  if (number == 0) return "0";
+  if (number % kMega == 0) return fmt::format("{}M", number / kMega);
+  if (number % kKilo == 0) return fmt::format("{}K", number / kKilo);
+  return fmt::format("{}", number);
+}
+
+std::string entry_name(const bytecode::MapSchema& schema, const MapEntry& e) {
+  if (schema.is_scalar()) return schema.name;
+  return fmt::format("{}[{}]", schema.name, format_key(schema.key, e.key));
+}
+
+} // namespace
+
+std::string format_hist(std::span<const uint64_t> buckets) {
+  int min_index = -1;
+  int max_index = -1;
+  int max_value = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const int v = static_cast<int>(buckets[i]);
+    if (v > 0) {
+      if (min_index == -1) min_index = static_cast<int>(i);
+      max_index = static_cast<int>(i);
+    }
+    if (v > max_value) max_value = v;
+  }
+  if (max_index == -1) return "";
+  std::string out;
+  for (int i = min_index; i <= max_index; ++i) {
+    std::string label;
+    if (i == 0) {
+      label = "(..., 0)";
+    } else if (i == 1) {
+      label = "[0]";
+    } else if (i == 2) {
+      label = "[1]";
+    } else {
+      label = fmt::format("[{}, {})", hist_label(i - 2), hist_label(i - 1));
+    }
+    out += bucket_line(label, buckets[static_cast<size_t>(i)], max_value);
+  }
+  return out;
+}
+
+std::string format_lhist(std::span<const uint64_t> buckets, int64_t min, int64_t max,
+                         int64_t step) {
+  const auto lo = static_cast<int>(min);
+  const auto hi = static_cast<int>(max);
+  const auto width = static_cast<int>(step);
+  if (width <= 0) return "";
+  const int inside = (hi - lo) / width;
+  int max_index = -1;
+  int max_value = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    const int v = static_cast<int>(buckets[i]);
+    if (v != 0) max_index = static_cast<int>(i);
+    if (v > max_value) max_value = v;
+  }
+  if (max_index == -1) return "";
+  int start = -1;
+  int end = 0;
+  for (int i = 0; i <= inside + 1 && static_cast<size_t>(i) < buckets.size(); ++i) {
+    if (buckets[static_cast<size_t>(i)] > 0) {
+      if (start == -1) start = i;
+      end = i;
+    }
+  }
+  if (start == -1) start = 0;
+  std::string out;
+  for (int i = start; i <= end; ++i) {
+    std::string label;
+    if (i == 0) {
+      label = fmt::format("(..., {})", lhist_label(lo));
+    } else if (i == inside + 1) {
+      label = fmt::format("[{}, ...)", lhist_label(hi));
+    } else {
+      label = fmt::format("[{}, {})", lhist_label((i - 1) * width + lo),
+                          lhist_label(i * width + lo));
+    }
+    out += bucket_line(label, buckets[static_cast<size_t>(i)], max_value);
+  }
+  return out;
+}
+
+std::string format_value(const bytecode::MapSchema& schema, uint64_t value) {
+  const int64_t shown = display_value(schema, value);
+  if (signed_display(schema)) return fmt::format("{}", shown);
+  return fmt::format("{}", static_cast<uint64_t>(shown));
 }
 
 void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entries) {
-  const bool is_signed = schema.value == bytecode::MapValueKind::Int && schema.value_signed;
-  std::sort(entries.begin(), entries.end(), [&](const MapEntry& a, const MapEntry& b) {
-    if (a.value != b.value) {
-      return is_signed ? static_cast<int64_t>(a.value) < static_cast<int64_t>(b.value)
-                       : a.value < b.value;
-    }
+  const uint32_t words = schema.value_words();
+  const auto by_key = [&](const MapEntry& a, const MapEntry& b) {
     return compare_keys(schema.key, a.key, b.key) < 0;
+  };
+  if (is_hist_kind(schema.value)) {
+    std::sort(entries.begin(), entries.end(), [&](const MapEntry& a, const MapEntry& b) {
+      const uint64_t ta = bucket_total(a, words);
+      const uint64_t tb = bucket_total(b, words);
+      return ta != tb ? ta < tb : by_key(a, b);
+    });
+    return;
+  }
+  if (is_stats_kind(schema.value)) {
+    std::sort(entries.begin(), entries.end(), [&](const MapEntry& a, const MapEntry& b) {
+      const int64_t va = average(a);
+      const int64_t vb = average(b);
+      return va != vb ? va < vb : by_key(a, b);
+    });
+    return;
+  }
+  const bool is_signed = signed_display(schema);
+  std::sort(entries.begin(), entries.end(), [&](const MapEntry& a, const MapEntry& b) {
+    const int64_t va = display_value(schema, a.value);
+    const int64_t vb = display_value(schema, b.value);
+    if (va != vb) {
+      return is_signed ? va < vb : static_cast<uint64_t>(va) < static_cast<uint64_t>(vb);
+    }
+    return by_key(a, b);
   });
 }
 
 std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> entries) {
+  if (is_hist_kind(schema.value)) {
+    if (entries.empty()) return "\n";
+    sort_entries(schema, entries);
+    const uint32_t words = schema.value_words();
+    std::string out;
+    for (const MapEntry& entry : entries) {
+      const std::vector<uint64_t> buckets = value_words(entry, words);
+      out += entry_name(schema, entry) + ": \n";
+      out += schema.value == MapValueKind::Hist
+                 ? format_hist(buckets)
+                 : format_lhist(buckets, schema.lhist_min, schema.lhist_max, schema.lhist_step);
+      out += "\n";
+    }
+    return out;
+  }
+  if (is_stats_kind(schema.value)) {
+    if (entries.empty()) return "\n\n";
+    sort_entries(schema, entries);
+    std::string out;
+    for (const MapEntry& entry : entries) {
+      if (schema.value == MapValueKind::Avg) {
+        out += fmt::format("{}: {}\n", entry_name(schema, entry), average(entry));
+      } else {
+        out += fmt::format("{}: count {}, average {}, total {}\n", entry_name(schema, entry),
+                           static_cast<int64_t>(entry.word(0)), average(entry),
+                           static_cast<int64_t>(entry.word(1)));
+      }
+    }
+    return out + "\n";
+  }
   if (schema.is_scalar()) {
-    if (entries.empty() && schema.value == bytecode::MapValueKind::Count) {
+    if (entries.empty() && schema.value == MapValueKind::Count) {
       entries.push_back(MapEntry{});
     }
     if (entries.empty()) return "\n";

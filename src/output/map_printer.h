@@ -1,11 +1,15 @@
-// bpftrace's end-of-run text for maps, reproduced byte for byte (bpftrace 0.17):
+// bpftrace's end-of-run (and print()) text for maps, reproduced byte for byte (bpftrace 0.17):
 //   @name: 5                  a map without keys
 //   @name[1, abc]: 5          one line per entry, keys joined by ", " (ints as int64, strings raw)
-//   <empty line>              a map that holds nothing
-// Count and integer maps are sorted by value, ascending (signed or unsigned per the map's value
-// type). bpftrace leaves the order of equal values to the kernel's hash table walk, which is
-// random per run; dprobe breaks ties by key, ascending (ints as int64, strings bytewise, tuple
-// elements left to right), so its output is deterministic and one of the orders bpftrace prints.
+//   <empty line>              a count, sum, min, max or integer map that holds nothing
+// Count, sum, min, max and integer maps are sorted by value, ascending (signed or unsigned per
+// the map's value type); avg and stats maps by average, each entry one line
+// ("@s: count 3, average 2, total 7"), the map followed by an empty line; hist and lhist maps by
+// the sum of their buckets, each entry "@h[key]: " then its bucket lines then an empty line.
+// An empty hist map prints one empty line, an empty avg or stats map two.
+// bpftrace leaves the order of equal values to the kernel's hash table walk, which is random
+// per run; dprobe breaks ties by key, ascending (ints as int64, strings bytewise, tuple elements
+// left to right), so its output is deterministic and one of the orders bpftrace prints.
 #pragma once
 
 #include <cstdint>
@@ -19,16 +23,34 @@
 namespace dprobe::output {
 
 struct MapEntry {
-  std::string key; ///< packed key bytes (bytecode/packed.h), empty for a map without keys
-  uint64_t value = 0;
+  MapEntry() = default;
+  MapEntry(std::string k, uint64_t v, std::vector<uint64_t> more = {})
+      : key(std::move(k)), value(v), rest(std::move(more)) {}
+
+  std::string key;            ///< packed key bytes (bytecode/packed.h), empty for a map without keys
+  uint64_t value = 0;         ///< word 0 of the value (bytecode/aggregate.h)
+  std::vector<uint64_t> rest; ///< words 1.. of a multi-word value (avg, stats, hist, lhist)
+
+  /// Word i of the value, 0 past its end.
+  [[nodiscard]] uint64_t word(size_t i) const {
+    if (i == 0) return value;
+    return i - 1 < rest.size() ? rest[i - 1] : 0;
+  }
 };
 
 /// "1, abc" for a packed key of the given kinds (without the brackets).
 [[nodiscard]] std::string format_key(std::span<const bytecode::FieldKind> kinds,
                                      std::string_view packed);
 
-/// The value as bpftrace prints it for this map's value type.
+/// A one-word value (count, sum, min, max, integer) as bpftrace prints it for this map's type;
+/// for min maps `value` is the stored word (0xffffffff - the minimum).
 [[nodiscard]] std::string format_value(const bytecode::MapSchema& schema, uint64_t value);
+
+/// The bucket lines of a hist (kHistBuckets counts) or lhist value, each ending with a newline;
+/// empty when every bucket is 0.
+[[nodiscard]] std::string format_hist(std::span<const uint64_t> buckets);
+[[nodiscard]] std::string format_lhist(std::span<const uint64_t> buckets, int64_t min, int64_t max,
+                                       int64_t step);
 
 /// Orders entries the way format_map prints them.
 void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entries);

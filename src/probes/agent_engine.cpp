@@ -113,7 +113,9 @@ AgentEngine::AgentEngine(const lang::CompiledScript& script, agent::RegionLayout
                          agent::RegionOptions options)
     : script_(script), layout_(std::move(layout)), options_(options) {}
 
-AgentEngine::~AgentEngine() = default;
+AgentEngine::~AgentEngine() {
+  if (attached_runtime_ != nullptr) attached_runtime_->set_external_maps(nullptr);
+}
 
 Result<std::unique_ptr<AgentEngine>> AgentEngine::place(process::Tracee& tracee,
                                                         const lang::CompiledScript& script,
@@ -274,9 +276,23 @@ void AgentEngine::poll(runtime::ProbeRuntime& runtime) {
   if (!reader_) return;
   // Each event goes from the ring straight into the runtime's output buffer (no allocation per
   // event). Batches bound the time between tail updates, so producers see room sooner.
+  struct Sink {
+    runtime::ProbeRuntime* runtime;
+    agent::RegionReader* reader;
+  } sink{&runtime, &*reader_};
   const auto emit = [](void* context, uint32_t format, std::span<const uint8_t> args) {
-    static_cast<runtime::ProbeRuntime*>(context)->emit_printf(format, args);
+    static_cast<Sink*>(context)->runtime->emit_printf(format, args);
   };
+  // A probe's print(@m) shows the agent's tables merged with what the controller holds
+  // (BEGIN's updates); its clear() and zero() already reset the agent's tables, dprobe follows.
+  const auto command = [](void* context, uint32_t map, uint32_t kind) {
+    static_cast<Sink*>(context)->runtime->map_command(
+        map, kind, kind == static_cast<uint32_t>(bytecode::MapCommandKind::Print));
+  };
+  if (!collected_) {
+    runtime.set_external_maps(&region_maps_);
+    attached_runtime_ = &runtime;
+  }
   // A busy ring is drained again at once (after a yield) instead of after the caller's next
   // wait, for up to kBusyBudget: at 10M+ events/s the 10 ms wait alone fills a sixth of it.
   constexpr size_t kBusyEvents = 2048;
@@ -284,7 +300,7 @@ void AgentEngine::poll(runtime::ProbeRuntime& runtime) {
   const auto start = std::chrono::steady_clock::now();
   for (;;) {
     size_t drained = 0;
-    while (size_t n = reader_->visit_events(emit, &runtime, 16384)) drained += n;
+    while (size_t n = reader_->visit_events(emit, &sink, 16384, command)) drained += n;
     if (drained < kBusyEvents || std::chrono::steady_clock::now() - start > kBusyBudget) break;
     if (reader_->exit_requested()) break;
     std::this_thread::yield();
@@ -343,9 +359,15 @@ Status AgentEngine::disarm(process::Tracee& tracee) {
 void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics) {
   if (!reader_) return;
   poll(runtime);
+  // From here on the runtime holds every entry: the region's are merged into it below.
+  runtime.set_external_maps(nullptr);
+  attached_runtime_ = nullptr;
+  collected_ = true;
   for (uint32_t map = 0; map < layout_.map_count; ++map) {
     for (const auto& entry : reader_->map_entries(map)) {
-      runtime.merge_map_entry(map, entry.key, entry.value);
+      std::vector<uint64_t> words{entry.value};
+      words.insert(words.end(), entry.rest.begin(), entry.rest.end());
+      runtime.merge_map_entry(map, entry.key, words);
     }
   }
   // Hits of probes that count a map by their hit counter are that map's value (hit_counts.h).

@@ -86,6 +86,25 @@ class AgentEngine {
   agent::RegionOptions options_;
   std::unique_ptr<process::SharedMapping> region_;
   std::optional<agent::RegionReader> reader_;
+
+  /// The region's maps as the runtime sees them while probes run (print/clear/zero in BEGIN,
+  /// END and interval programs).
+  class RegionMaps : public runtime::ExternalMaps {
+   public:
+    explicit RegionMaps(std::optional<agent::RegionReader>& reader) : reader_(reader) {}
+    std::vector<output::MapEntry> entries(uint32_t map) override {
+      return reader_ ? reader_->map_entries(map) : std::vector<output::MapEntry>{};
+    }
+    void reset(uint32_t map, bool zero_only) override {
+      if (reader_) reader_->reset_map(map, zero_only);
+    }
+
+   private:
+    std::optional<agent::RegionReader>& reader_;
+  };
+  RegionMaps region_maps_{reader_};
+  runtime::ProbeRuntime* attached_runtime_ = nullptr; ///< holds &region_maps_ until collect()
+  bool collected_ = false;
   uint64_t dispatch_ = 0;
   uint64_t code_start_ = 0;  ///< the agent's code in the target
   uint64_t code_size_ = 0;

@@ -8,8 +8,14 @@ namespace dprobe::runtime {
 namespace {
 /// Bytes of printf output buffered before they are written.
 constexpr size_t kPendingSize = 256 * 1024;
-} // namespace
+/// An entry's value as one array of words.
+std::vector<uint64_t> whole_value(const output::MapEntry& e) {
+  std::vector<uint64_t> words{e.value};
+  words.insert(words.end(), e.rest.begin(), e.rest.end());
+  return words;
+}
 
+} // namespace
 
 ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out)
     : script_(script), out_(out), tables_(script.module), maps_(script.module.maps),
@@ -53,8 +59,9 @@ void ProbeRuntime::run(uint32_t program_index, const HitContext& ctx, MemoryRead
   std::memcpy(context.comm, ctx.comm, sizeof(context.comm));
   context.comm[sizeof(context.comm) - 1] = '\0';
 
-  const bytecode::VmHost host{this,         &host_read,   &host_lookup, &host_update,
-                              &host_delete, &host_printf, &host_exit};
+  const bytecode::VmHost host{this,        &host_read,   &host_lookup,
+                              &host_update, &host_delete, &host_printf,
+                              &host_exit,   &host_map_command};
   memory_ = &memory;
   last_status_ =
       bytecode::vm_run(tables_.program(program_index), tables_.view(), context, host, *state_);
@@ -132,12 +139,50 @@ void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   pending_used_ += text_.size();
 }
 
-bool ProbeRuntime::merge_map_entry(uint32_t map, std::string_view key, uint64_t value) {
+bool ProbeRuntime::merge_map_entry(uint32_t map, std::string_view key,
+                                   std::span<const uint64_t> words) {
   if (map >= script_.module.maps.size()) return false;
-  const auto op = script_.module.maps[map].value == bytecode::MapValueKind::Count
-                      ? bytecode::UpdateOp::Add
-                      : bytecode::UpdateOp::Set;
-  return maps_.update(map, key, op, value);
+  return maps_.merge(map, key, words);
+}
+
+void ProbeRuntime::map_command(uint32_t map, uint32_t command, bool include_external) {
+  if (map >= script_.module.maps.size()) return;
+  switch (static_cast<bytecode::MapCommandKind>(command)) {
+  case bytecode::MapCommandKind::Print:
+    print_map_merged(map, external_ != nullptr ? external_->entries(map)
+                                               : std::vector<output::MapEntry>{});
+    return;
+  case bytecode::MapCommandKind::Clear:
+    maps_.clear(map);
+    if (include_external && external_ != nullptr) external_->reset(map, false);
+    return;
+  case bytecode::MapCommandKind::Zero:
+    maps_.zero(map);
+    if (include_external && external_ != nullptr) external_->reset(map, true);
+    return;
+  case bytecode::MapCommandKind::kCount:
+    break;
+  }
+}
+
+void ProbeRuntime::print_map_merged(uint32_t map, const std::vector<output::MapEntry>& extra) {
+  if (map >= script_.module.maps.size()) return;
+  const bytecode::MapSchema& schema = script_.module.maps[map];
+  MapStore merged({schema});
+  for (const output::MapEntry& e : maps_.entries(map)) {
+    (void)merged.merge(0, e.key, whole_value(e));
+  }
+  for (const output::MapEntry& e : extra) {
+    (void)merged.merge(0, e.key, whole_value(e));
+  }
+  flush();
+  const std::string text = output::format_map(schema, merged.entries(0));
+  std::fwrite(text.data(), 1, text.size(), out_);
+  std::fflush(out_);
+}
+
+void ProbeRuntime::host_map_command(void* ctx, uint32_t map, uint32_t command) {
+  static_cast<ProbeRuntime*>(ctx)->map_command(map, command);
 }
 
 void ProbeRuntime::host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size) {

@@ -34,6 +34,17 @@ class MemoryReader {
   virtual bool read(uint64_t address, void* dst, size_t length) = 0;
 };
 
+/// Map entries kept outside the runtime while probes run (the agent's tables in the shared
+/// region), which print(), clear() and zero() in programs the runtime runs must see too.
+class ExternalMaps {
+ public:
+  virtual ~ExternalMaps() = default;
+  /// Map `map`'s entries there, merged, unordered.
+  virtual std::vector<output::MapEntry> entries(uint32_t map) = 0;
+  /// clear (zero_only false) or zero the map there.
+  virtual void reset(uint32_t map, bool zero_only) = 0;
+};
+
 class ProbeRuntime {
  public:
   /// Keeps a reference to `script`, which must outlive the runtime.
@@ -56,9 +67,25 @@ class ProbeRuntime {
   /// like one from run(). Buffered in the runtime (written in large blocks): call flush() after
   /// a batch, before anything else writes to the output.
   void emit_printf(uint32_t format, std::span<const uint8_t> args);
-  /// Folds one entry produced elsewhere (an agent shard) into map `map`: count maps add, other
-  /// maps take the value. False when dropped (unknown map, wrong key size, map full).
-  bool merge_map_entry(uint32_t map, std::string_view key, uint64_t value);
+  /// Folds one entry produced elsewhere (an agent shard) into map `map` by the map's merge rule
+  /// (counts, sums, averages and histograms add; min and max keep the extreme; assigned values
+  /// take the value). `words` is the whole value. False when dropped (unknown map, wrong key or
+  /// value size, map full).
+  bool merge_map_entry(uint32_t map, std::string_view key, std::span<const uint64_t> words);
+  bool merge_map_entry(uint32_t map, std::string_view key, uint64_t value) {
+    return merge_map_entry(map, key, std::span<const uint64_t>(&value, 1));
+  }
+  /// print(@m), clear(@m), zero(@m) (a bytecode::MapCommandKind): print writes the map as
+  /// bpftrace's print() does, after any buffered printf output, merged with the external maps;
+  /// clear and zero reset the runtime's own entries, and the external ones with
+  /// `include_external` (the agent resets its own before it asks dprobe to follow).
+  void map_command(uint32_t map, uint32_t command, bool include_external = true);
+  /// Where entries live outside the runtime (null: nowhere). The caller keeps `maps` alive
+  /// until it sets null again.
+  void set_external_maps(ExternalMaps* maps) { external_ = maps; }
+  /// print(@m) of the runtime's map merged with entries held elsewhere (the agent's tables),
+  /// without changing either.
+  void print_map_merged(uint32_t map, const std::vector<output::MapEntry>& extra);
   void request_exit() { exit_requested_ = true; }
   /// Writes the buffered printf output and flushes the stream.
   void flush();
@@ -78,6 +105,7 @@ class ProbeRuntime {
   static void host_delete(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size);
   static void host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size);
   static void host_exit(void* ctx);
+  static void host_map_command(void* ctx, uint32_t map, uint32_t command);
 
   const lang::CompiledScript& script_;
   std::FILE* out_;
@@ -89,6 +117,7 @@ class ProbeRuntime {
   size_t pending_used_ = 0;         ///< bytes of pending_ in use
   std::string text_;                ///< one event's text on the generic path
   MapStore maps_;
+  ExternalMaps* external_ = nullptr;
   std::unique_ptr<bytecode::VmState> state_;
   MemoryReader* memory_ = nullptr; ///< set only while run() executes
   bool exit_requested_ = false;

@@ -5,7 +5,9 @@ the same program under bpftrace on this machine (needs root and kernel uprobes).
     regen_expected.py TARGETS_DIR [--check] [CASE_NAME ...]
 
 For a case `RUN: -o ${OUT} -e PROG -c CMD` this runs `bpftrace -e PROG -c CMD` (RUN without the
-`-o ${OUT}` pair; the exact command is written into the case as a `# bpftrace:` comment) and
+`-o ${OUT}` pair and without dprobe-only options such as `--mechanism M`, which choose how dprobe
+places probes but not what it prints; the exact command is written into the case as a
+`# bpftrace:` comment) and
 `CMD` alone. The target's own stdout becomes the `--- stdout` section, and bpftrace's stdout
 with that block of lines removed becomes `--- output`. bpftrace is run without -o on purpose:
 bpftrace 0.17 writes the two blank lines before the maps to stdout even when -o is given, while
@@ -31,15 +33,25 @@ CASES_DIR = Path(__file__).resolve().parent / "cases"
 NOISE = ("RLIMIT_MEMLOCK", "uprobe_events", "failed to detach probe")
 
 
+# dprobe options bpftrace does not have, with the number of words each takes after it. They
+# change how probes are placed, never the output.
+DPROBE_ONLY = {"--mechanism": 1}
+
+
 def bpftrace_words(run_words: list[str]) -> list[str]:
     words = []
-    skip = False
+    skip = 0
     for i, word in enumerate(run_words):
         if skip:
-            skip = False
+            skip -= 1
             continue
         if word == "-o" and i + 1 < len(run_words) and run_words[i + 1] == "${OUT}":
-            skip = True
+            skip = 1
+            continue
+        if word in DPROBE_ONLY:
+            skip = DPROBE_ONLY[word]
+            continue
+        if word.split("=", 1)[0] in DPROBE_ONLY:
             continue
         words.append(word)
     return words

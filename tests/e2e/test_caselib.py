@@ -76,3 +76,12 @@ def test_parse_sections_keep_blank_lines(tmp_path: Path):
     assert case.streams["output"].body == "Attaching 1 probe...\n\n\n@c: 1\n"
     assert case.streams["stdout"].body == "hi\n"
     assert case.render() == case_file.read_text()
+
+
+def test_bpftrace_words_drop_the_output_file_and_dprobe_only_options():
+    import regen_expected
+    words = ["-o", "${OUT}", "--mechanism", "int3-ptrace", "-e", "BEGIN { exit(); }",
+             "--mechanism=jump", "-c", "x -o y"]
+    assert regen_expected.bpftrace_words(words) == ["-e", "BEGIN { exit(); }", "-c", "x -o y"]
+    # -o with another file is bpftrace's too, and stays.
+    assert regen_expected.bpftrace_words(["-o", "f", "-e", "p"]) == ["-o", "f", "-e", "p"]

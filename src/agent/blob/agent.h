@@ -82,12 +82,17 @@ bool map_update(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t
                 uint32_t key_size, uint32_t op, uint64_t value);
 bool map_lookup(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
                 uint32_t key_size, uint64_t* value);
+/// clear(@m) (zero_only false) or zero(@m) on every table of the map: the shared one and each
+/// thread's.
+void map_reset(RegionHeader* h, uint32_t map_id, bool zero_only);
 void map_delete(RegionHeader* h, uint64_t* block, uint32_t map_id, const uint8_t* key,
                 uint32_t key_size);
 
 // --- ring.cpp
 /// Appends a printf event to the ring; false when it was dropped (counted).
 bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_t size);
+/// print(@m), clear(@m), zero(@m) from a probe: a kRecordMapCommand record dprobe acts on.
+bool ring_emit_map_command(RegionHeader* h, uint32_t map_id, uint32_t command);
 /// A probe whose only program is `printf(fmt, argN, ...)` with argument registers only: emits
 /// the event the VM would, without running it. False (nothing done) for any other program.
 bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,

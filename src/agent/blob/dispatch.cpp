@@ -54,6 +54,16 @@ void host_printf(void* ctx, uint32_t format_id, const uint8_t* args, uint32_t si
   ring_emit(env->h, format_id, args, size);
 }
 
+/// clear() and zero() happen here, at once; print() (and the controller's copy of the first
+/// two) go through the ring, so print shows the map when dprobe reads the record.
+void host_map_command(void* ctx, uint32_t map_id, uint32_t command) {
+  auto* env = static_cast<HitEnv*>(ctx);
+  if (command != static_cast<uint32_t>(bytecode::MapCommandKind::Print)) {
+    map_reset(env->h, map_id, command == static_cast<uint32_t>(bytecode::MapCommandKind::Zero));
+  }
+  ring_emit_map_command(env->h, map_id, command);
+}
+
 void host_exit(void* ctx) {
   auto* env = static_cast<HitEnv*>(ctx);
   store_release(&env->h->exit_requested, uint32_t{1});
@@ -96,7 +106,7 @@ void run_programs(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
   fill_context(h, probe, regs, slot, context);
   HitEnv env{h, block, context.pid};
   const bytecode::VmHost host{&env,         &host_read,   &host_lookup, &host_update,
-                              &host_delete, &host_printf, &host_exit};
+                              &host_delete, &host_printf, &host_exit,   &host_map_command};
   for (uint32_t i = 0; i < count; ++i) {
     const uint32_t index = probe.programs[i];
     if (__builtin_expect(index >= h->program_count, 0)) {

@@ -5,6 +5,7 @@
 // Several threads may prepare at once: they write the same values, then publish kModuleReady
 // (release) for the hit path's acquire load.
 #include "agent/blob/agent.h"
+#include "bytecode/aggregate.h"
 #include "agent/blob/atomics.h"
 
 namespace dprobe::agent::blob {
@@ -68,7 +69,8 @@ bool validate(RegionHeader* h) {
   for (uint32_t i = 0; i < r.map_count; ++i) {
     const abi::MapDesc& d = descs[i];
     if (d.key_size > bytecode::kMaxFrameSize || infos[i].key_size != d.key_size ||
-        !is_power_of_two(d.capacity) || d.capacity > (1u << 24) || d.mode > abi::kMapShared) {
+        !is_power_of_two(d.capacity) || d.capacity > (1u << 24) || d.mode > abi::kMapShared ||
+        d.value_words == 0 || d.value_words > bytecode::kMaxValueWords) {
       return false;
     }
   }

@@ -18,7 +18,11 @@ inline uint64_t record_header(uint32_t size, uint32_t meta) {
 
 } // namespace
 
-bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_t size) {
+namespace {
+
+/// Reserves, fills and commits one record whose header meta is `id | flags | kRecordCommitted`.
+bool emit_record(RegionHeader* h, uint32_t id, uint32_t flags, const uint8_t* args, uint32_t size) {
+  const uint32_t format_id = id;
   auto* ring = area<abi::RingHeader>(h, h->ring);
   uint8_t* data = reinterpret_cast<uint8_t*>(ring + 1);
   const uint64_t capacity = h->ring.size - sizeof(abi::RingHeader);
@@ -68,9 +72,21 @@ bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_
   }
   for (; i < size; ++i)
     payload[i] = args[i];
-  store_release(header,
-                record_header(static_cast<uint32_t>(need), format_id | abi::kRecordCommitted));
+  store_release(header, record_header(static_cast<uint32_t>(need),
+                                      format_id | flags | abi::kRecordCommitted));
   return true;
+}
+
+} // namespace
+
+bool ring_emit(RegionHeader* h, uint32_t format_id, const uint8_t* args, uint32_t size) {
+  return emit_record(h, format_id, 0, args, size);
+}
+
+bool ring_emit_map_command(RegionHeader* h, uint32_t map_id, uint32_t command) {
+  const uint64_t payload = command;
+  return emit_record(h, map_id, abi::kRecordMapCommand, reinterpret_cast<const uint8_t*>(&payload),
+                     sizeof payload);
 }
 
 bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,

@@ -109,10 +109,7 @@ class ProgramBuilder {
       const auto& s = static_cast<const ast::AssignMap&>(stmt);
       const uint32_t key = gen_key(*s.map);
       if (s.value->type.kind == TypeKind::Count) {
-        const uint8_t one = allocate_register(*s.value);
-        emit(Insn{Op::LoadImm, one, 0, 0, 0, 1});
-        emit(Insn{Op::MapUpdate, 0, one, static_cast<uint8_t>(bytecode::UpdateOp::Add),
-                  map_id(*s.map), key});
+        gen_aggregation(*s.map, key, static_cast<const ast::Call&>(*s.value));
       } else {
         const uint8_t value = gen_int(*s.value);
         emit(Insn{Op::MapUpdate, 0, value, static_cast<uint8_t>(bytecode::UpdateOp::Set),
@@ -150,6 +147,71 @@ class ProgramBuilder {
     }
   }
 
+  /// `@m[key] = count() / sum(x) / ... / lhist(x, min, max, step)`: the map update that
+  /// aggregation makes (UpdateOp in isa.h, value layouts in bytecode/aggregate.h).
+  void gen_aggregation(const ast::Map& map, uint32_t key, const ast::Call& call) {
+    using bytecode::UpdateOp;
+    const auto update = [&](uint8_t value, UpdateOp op) {
+      emit(Insn{Op::MapUpdate, 0, value, static_cast<uint8_t>(op), map_id(map), key});
+    };
+    if (call.name == "count") {
+      const uint8_t one = allocate_register(call);
+      emit(Insn{Op::LoadImm, one, 0, 0, 0, 1});
+      update(one, UpdateOp::Add);
+      return;
+    }
+    const uint8_t value = gen_int(*call.args[0]);
+    if (call.name == "sum") {
+      update(value, UpdateOp::Add);
+    } else if (call.name == "max") {
+      update(value, UpdateOp::Max);
+    } else if (call.name == "min") {
+      // bpftrace keeps 0xffffffff - x under a max (aggregate.h).
+      const uint8_t inverse = allocate_register(call);
+      emit(Insn{Op::LoadImm, inverse, 0, 0, 0, bytecode::kMinInverseBase});
+      emit(Insn{Op::Sub, inverse, inverse, value, 0, 0});
+      update(inverse, UpdateOp::Max);
+    } else if (call.name == "avg" || call.name == "stats") {
+      update(value, UpdateOp::Avg);
+    } else if (call.name == "hist") {
+      emit(Insn{Op::HistIndex, value, value, 0, 0, 0});
+      update(value, UpdateOp::Bucket);
+    } else if (call.name == "lhist") {
+      const bytecode::MapSchema& schema = module_.maps.at(map_id(map));
+      update(gen_lhist_bucket(call, value, schema), UpdateOp::Bucket);
+    }
+  }
+
+  /// bytecode::lhist_bucket in instructions: 0 below min, the last bucket above max, else
+  /// 1 + (x - min) / step. Leaves the bucket in `value`.
+  uint8_t gen_lhist_bucket(const ast::Call& call, uint8_t value, const bytecode::MapSchema& map) {
+    const auto min = static_cast<uint64_t>(map.lhist_min);
+    const auto max = static_cast<uint64_t>(map.lhist_max);
+    const auto step = static_cast<uint64_t>(map.lhist_step);
+    const uint8_t t = allocate_register(call);
+    emit(Insn{Op::LoadImm, t, 0, 0, 0, min});
+    emit(Insn{Op::SLt, t, value, t, 0, 0});
+    const size_t not_below = emit_jump(Op::JumpIfZero, t);
+    emit(Insn{Op::LoadImm, value, 0, 0, 0, 0});
+    const size_t below_done = emit_jump(Op::Jump);
+    patch(not_below);
+    emit(Insn{Op::LoadImm, t, 0, 0, 0, max});
+    emit(Insn{Op::SGt, t, value, t, 0, 0});
+    const size_t not_above = emit_jump(Op::JumpIfZero, t);
+    emit(Insn{Op::LoadImm, value, 0, 0, 0, 1 + (max - min) / (step == 0 ? 1 : step)});
+    const size_t above_done = emit_jump(Op::Jump);
+    patch(not_above);
+    emit(Insn{Op::LoadImm, t, 0, 0, 0, min});
+    emit(Insn{Op::Sub, value, value, t, 0, 0});
+    emit(Insn{Op::LoadImm, t, 0, 0, 0, step});
+    emit(Insn{Op::UDiv, value, value, t, 0, 0});
+    emit(Insn{Op::LoadImm, t, 0, 0, 0, 1});
+    emit(Insn{Op::Add, value, value, t, 0, 0});
+    patch(below_done);
+    patch(above_done);
+    return value;
+  }
+
   void gen_expr_stmt(const ast::Expr& e) {
     if (e.kind != ast::ExprKind::Call) {
       // A bare expression has no effect, but evaluating it keeps str() reads etc. honest.
@@ -165,6 +227,12 @@ class ProgramBuilder {
       const auto& map = static_cast<const ast::Map&>(*call.args[0]);
       const uint32_t key = gen_key(map);
       emit(Insn{Op::MapDelete, 0, 0, 0, map_id(map), key});
+    } else if (call.name == "print" || call.name == "clear" || call.name == "zero") {
+      const auto command = call.name == "print"   ? bytecode::MapCommandKind::Print
+                           : call.name == "clear" ? bytecode::MapCommandKind::Clear
+                                                  : bytecode::MapCommandKind::Zero;
+      const auto& map = static_cast<const ast::Map&>(*call.args[0]);
+      emit(Insn{Op::MapCommand, 0, 0, static_cast<uint8_t>(command), map_id(map), 0});
     } else {
       gen_value(e);
     }
@@ -251,6 +319,13 @@ class ProgramBuilder {
       const uint32_t key = gen_key(map);
       const uint8_t r = allocate_register(e);
       emit(Insn{Op::MapLookup, r, 0, 0, map_id(map), key});
+      if (module_.maps.at(map_id(map)).value == bytecode::MapValueKind::Min) {
+        // The stored word is 0xffffffff - min (bpftrace gives 0xffffffff for a missing entry).
+        const uint8_t base = allocate_register(e);
+        emit(Insn{Op::LoadImm, base, 0, 0, 0, bytecode::kMinInverseBase});
+        emit(Insn{Op::Sub, r, base, r, 0, 0});
+        next_register_ = r + 1u;
+      }
       return r;
     }
     case ast::ExprKind::Unary: {

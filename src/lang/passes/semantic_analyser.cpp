@@ -28,11 +28,17 @@ constexpr std::array<std::string_view, 16> kLaterBuiltins = {
     "func",   "ctx", "args", "jiffies",  "numaid",  "arg6", "arg7", "arg8"};
 constexpr std::array<std::string_view, 9> kKernelFunctions = {
     "ksym", "kaddr", "kptr", "kstack", "cgroupid", "override", "path", "skboutput", "percpu_kaddr"};
-constexpr std::array<std::string_view, 30> kLaterFunctions = {
-    "hist",   "lhist",    "sum",     "avg",    "min",         "max",    "stats",    "print",
-    "clear",  "zero",     "time",    "join",   "system",      "cat",    "buf",      "ntop",
-    "usym",   "uaddr",    "uptr",    "ustack", "reg",         "signal", "strftime", "strncmp",
-    "sizeof", "offsetof", "macaddr", "bswap",  "strcontains", "has_key"};
+constexpr std::array<std::string_view, 20> kLaterFunctions = {
+    "time",   "join",     "system",  "cat",   "buf",        "ntop",   "usym",
+    "uaddr",  "uptr",     "ustack",  "reg",   "signal",     "strftime", "strncmp",
+    "sizeof", "offsetof", "macaddr", "bswap", "strcontains", "has_key"};
+/// Functions whose value only a map assignment can take: `@m[k] = hist(x)`.
+constexpr std::array<std::string_view, 8> kAggregations = {"count", "sum",   "avg",  "min",
+                                                           "max",   "stats", "hist", "lhist"};
+/// Whole-map statements: print(@m), clear(@m), zero(@m).
+constexpr std::array<std::string_view, 3> kMapCommands = {"print", "clear", "zero"};
+/// lhist() with more buckets than this is refused (bpftrace 0.17 allows 1000).
+constexpr int64_t kMaxLhistBuckets = 1000;
 
 bool contains(const auto& list, std::string_view name) {
   for (std::string_view entry : list) {
@@ -64,8 +70,35 @@ std::string value_kind_name(MapValueKind kind, bool is_signed) {
     return "count";
   case MapValueKind::Int:
     return is_signed ? "int64" : "uint64";
+  case MapValueKind::Sum:
+    return "sum";
+  case MapValueKind::Min:
+    return "min";
+  case MapValueKind::Max:
+    return "max";
+  case MapValueKind::Avg:
+    return "avg";
+  case MapValueKind::Stats:
+    return "stats";
+  case MapValueKind::Hist:
+    return "hist";
+  case MapValueKind::Lhist:
+    return "lhist";
+  case MapValueKind::kCount:
+    break;
   }
   return "?";
+}
+
+MapValueKind aggregation_kind(std::string_view name) {
+  if (name == "sum") return MapValueKind::Sum;
+  if (name == "min") return MapValueKind::Min;
+  if (name == "max") return MapValueKind::Max;
+  if (name == "avg") return MapValueKind::Avg;
+  if (name == "stats") return MapValueKind::Stats;
+  if (name == "hist") return MapValueKind::Hist;
+  if (name == "lhist") return MapValueKind::Lhist;
+  return MapValueKind::Count;
 }
 
 /// bpftrace's word for a printf argument type: "integer" or "string".
@@ -212,10 +245,95 @@ class Analyser {
       error(value.location, "this expression has no value");
       return std::nullopt;
     case TypeKind::Count:
-      error(value.location, "count() should be directly assigned to a map");
+      error(value.location, "an aggregation (count(), hist(), ...) should be directly assigned to "
+                            "a map");
       return std::nullopt;
     }
     return std::nullopt;
+  }
+
+  /// What an aggregation call stores: the map's value kind, signedness and lhist parameters.
+  struct Aggregation {
+    MapValueKind kind = MapValueKind::Count;
+    bool is_signed = false;
+    int64_t lhist_min = 0, lhist_max = 0, lhist_step = 0;
+  };
+
+  /// An integer literal, possibly negated: lhist()'s parameters.
+  static std::optional<int64_t> literal(const ast::Expr& e) {
+    if (e.kind == ast::ExprKind::Integer) {
+      return static_cast<int64_t>(static_cast<const ast::Integer&>(e).value);
+    }
+    if (e.kind == ast::ExprKind::Unary) {
+      const auto& u = static_cast<const ast::Unary&>(e);
+      if (u.op == ast::UnaryOp::Neg && u.operand->kind == ast::ExprKind::Integer) {
+        return -static_cast<int64_t>(static_cast<const ast::Integer&>(*u.operand).value);
+      }
+    }
+    return std::nullopt;
+  }
+
+  /// Checks an aggregation call's arguments; nullopt after reporting what is wrong.
+  std::optional<Aggregation> analyse_aggregation(ast::Call& call) {
+    call.type = Type::count();
+    Aggregation agg;
+    agg.kind = aggregation_kind(call.name);
+    const size_t wanted = agg.kind == MapValueKind::Count   ? 0
+                          : agg.kind == MapValueKind::Lhist ? 4
+                                                            : 1;
+    if (call.args.size() != wanted) {
+      const std::string count = wanted == 0   ? "no arguments"
+                                : wanted == 1 ? "one argument"
+                                              : fmt::format("{} arguments", wanted);
+      error(call.location,
+            fmt::format("{}() takes {} ({} given)", call.name, count, call.args.size()));
+      for (ast::ExprPtr& arg : call.args)
+        analyse_expr(*arg);
+      return std::nullopt;
+    }
+    if (wanted == 0) return agg;
+    const Type t = analyse_expr(*call.args[0]);
+    if (t.is_none()) return std::nullopt;
+    if (!t.is_int()) {
+      error(call.args[0]->location,
+            fmt::format("{}() expects an integer argument, not '{}'", call.name, t.name()));
+      return std::nullopt;
+    }
+    agg.is_signed = t.is_signed;
+    if (agg.kind != MapValueKind::Lhist) return agg;
+    int64_t params[3] = {};
+    for (size_t i = 1; i < 4; ++i) {
+      analyse_expr(*call.args[i]);
+      const std::optional<int64_t> value = literal(*call.args[i]);
+      if (!value) {
+        error(call.args[i]->location,
+              fmt::format("lhist() expects an integer literal as its {} argument",
+                          i == 1 ? "min" : i == 2 ? "max" : "step"));
+        return std::nullopt;
+      }
+      params[i - 1] = *value;
+    }
+    agg.lhist_min = params[0];
+    agg.lhist_max = params[1];
+    agg.lhist_step = params[2];
+    if (agg.lhist_step <= 0) {
+      error(call.args[3]->location, "lhist() step must be at least 1");
+      return std::nullopt;
+    }
+    if (agg.lhist_min < 0) {
+      error(call.args[1]->location, "lhist() min must be non-negative");
+      return std::nullopt;
+    }
+    if (agg.lhist_min >= agg.lhist_max) {
+      error(call.args[1]->location, "lhist() min must be less than max");
+      return std::nullopt;
+    }
+    if ((agg.lhist_max - agg.lhist_min) / agg.lhist_step > kMaxLhistBuckets) {
+      error(call.location,
+            fmt::format("lhist() would have more than {} buckets", kMaxLhistBuckets));
+      return std::nullopt;
+    }
+    return agg;
   }
 
   void analyse_map_assignment(ast::AssignMap& stmt) {
@@ -223,17 +341,15 @@ class Analyser {
     const auto id = static_cast<size_t>(stmt.map->map_id);
     // Assigned even if the value turns out ill-typed: one error, not a second "undefined map".
     maps_[id].assigned = true;
-    MapValueKind kind = MapValueKind::Int;
-    bool is_signed = true;
-    if (is_call(*stmt.value, "count")) {
-      auto& call = static_cast<ast::Call&>(*stmt.value);
-      call.type = Type::count();
-      if (!call.args.empty()) {
-        error(call.location,
-              fmt::format("count() takes no arguments ({} given)", call.args.size()));
-      }
-      kind = MapValueKind::Count;
-      is_signed = false;
+    Aggregation agg;
+    agg.kind = MapValueKind::Int;
+    agg.is_signed = true;
+    if (stmt.value->kind == ast::ExprKind::Call &&
+        contains(kAggregations, static_cast<ast::Call&>(*stmt.value).name)) {
+      const std::optional<Aggregation> checked =
+          analyse_aggregation(static_cast<ast::Call&>(*stmt.value));
+      if (!checked) return;
+      agg = *checked;
     } else {
       const std::optional<Type> t = storable(*stmt.value, analyse_expr(*stmt.value));
       if (!t) return;
@@ -241,22 +357,33 @@ class Analyser {
         error(stmt.value->location, "string map values are not supported yet");
         return;
       }
-      is_signed = t->is_signed;
+      agg.is_signed = t->is_signed;
     }
-    stmt.map->type = kind == MapValueKind::Count ? Type::count() : Type::integer(is_signed);
+    const MapValueKind kind = agg.kind;
+    stmt.map->type = kind == MapValueKind::Int ? Type::integer(agg.is_signed) : Type::count();
     if (!keys_ok) return;
     // Fetched only now: analysing the value may have added maps (and moved this one).
     MapState* map = &maps_[id];
     if (!map->value_known) {
       map->value_known = true;
       map->schema.value = kind;
-      map->schema.value_signed = is_signed;
+      map->schema.value_signed = agg.is_signed;
+      map->schema.lhist_min = agg.lhist_min;
+      map->schema.lhist_max = agg.lhist_max;
+      map->schema.lhist_step = agg.lhist_step;
       changed_ = true;
     } else if (map->schema.value != kind) {
       error(stmt.value->location,
             fmt::format("type mismatch for {}: assigning '{}' to a map that holds '{}' values",
-                        map->schema.name, value_kind_name(kind, is_signed),
+                        map->schema.name, value_kind_name(kind, agg.is_signed),
                         value_kind_name(map->schema.value, map->schema.value_signed)));
+    } else if (kind == MapValueKind::Lhist &&
+               (map->schema.lhist_min != agg.lhist_min || map->schema.lhist_max != agg.lhist_max ||
+                map->schema.lhist_step != agg.lhist_step)) {
+      error(stmt.value->location,
+            fmt::format("lhist() parameters of {} differ from its earlier lhist({}, {}, {})",
+                        map->schema.name, map->schema.lhist_min, map->schema.lhist_max,
+                        map->schema.lhist_step));
     }
   }
 
@@ -341,9 +468,21 @@ class Analyser {
   Type analyse_map_read(ast::Map& map) {
     MapState* state = analyse_map_keys(map);
     if (state == nullptr || !state->value_known) return Type::none();
-    // Reading a count map gives its count as an integer.
-    return state->schema.value == MapValueKind::Count ? Type::integer(false)
-                                                      : Type::integer(state->schema.value_signed);
+    switch (state->schema.value) {
+    case MapValueKind::Count: // reading a count map gives its count as an integer
+      return Type::integer(false);
+    case MapValueKind::Min:
+    case MapValueKind::Max:
+      return Type::integer(true);
+    case MapValueKind::Int:
+    case MapValueKind::Sum:
+      return Type::integer(state->schema.value_signed);
+    default:
+      error(map.location,
+            fmt::format("{} holds '{}' values, which cannot be used in an expression", map.name,
+                        value_kind_name(state->schema.value, state->schema.value_signed)));
+      return Type::none();
+    }
   }
 
   // --- expressions ----------------------------------------------------------------------------
@@ -428,8 +567,8 @@ class Analyser {
       error(b.location, fmt::format("builtin '{}' is not supported yet", name));
       return Type::none();
     }
-    if (name == "count" || name == "str" || name == "printf" || name == "exit" ||
-        name == "delete") {
+    if (contains(kAggregations, name) || contains(kMapCommands, name) || name == "str" ||
+        name == "printf" || name == "exit" || name == "delete") {
       error(b.location, fmt::format("'{}' is a function: call it as {}(...)", name, name));
       return Type::none();
     }
@@ -439,9 +578,19 @@ class Analyser {
 
   Type analyse_call(ast::Call& call, bool statement) {
     const std::string& name = call.name;
-    if (name == "count") {
-      error(call.location, "count() should be directly assigned to a map");
+    if (contains(kAggregations, name)) {
+      error(call.location, fmt::format("{}() should be directly assigned to a map", name));
+      for (ast::ExprPtr& arg : call.args)
+        analyse_expr(*arg);
       return Type::none();
+    }
+    if (contains(kMapCommands, name)) {
+      if (!statement) {
+        error(call.location, fmt::format("{}() can only be used as a statement", name));
+        return Type::none();
+      }
+      analyse_map_command(call);
+      return Type::void_type();
     }
     if (name == "str") return analyse_str(call);
     if (name == "printf" || name == "exit" || name == "delete") {
@@ -547,6 +696,22 @@ class Analyser {
                                         printf_type_name(arg.type)));
       }
     }
+  }
+
+  /// print(@m), clear(@m), zero(@m): one whole map.
+  void analyse_map_command(ast::Call& call) {
+    if (call.args.size() != 1 || call.args[0]->kind != ast::ExprKind::Map ||
+        !static_cast<ast::Map&>(*call.args[0]).keys.empty()) {
+      error(call.location,
+            fmt::format("{}() takes one whole map, e.g. {}(@m)", call.name, call.name));
+      for (ast::ExprPtr& arg : call.args) {
+        if (arg->kind != ast::ExprKind::Map) analyse_expr(*arg);
+      }
+      return;
+    }
+    auto& map = static_cast<ast::Map&>(*call.args[0]);
+    map.map_id = map_id(map);
+    map.type = Type::void_type();
   }
 
   void analyse_delete(ast::Call& call) {

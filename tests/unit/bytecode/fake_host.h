@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -18,13 +19,18 @@ class FakeHost {
   void add_memory(uint64_t address, std::string bytes) { memory_[address] = std::move(bytes); }
 
   VmHost host() {
-    return VmHost{this, &read, &lookup, &update, &remove, &printf_event, &exit_request};
+    return VmHost{this,          &read,         &lookup, &update, &remove,
+                  &printf_event, &exit_request, &map_command};
   }
 
   std::map<std::pair<uint32_t, std::string>, uint64_t> maps;
   std::vector<std::pair<uint32_t, std::string>> printfs; ///< (format id, packed args)
   std::vector<std::pair<uint64_t, uint64_t>> reads;      ///< (address, length) asked for
   int exits = 0;
+  /// (map id, MapCommandKind) of every print/clear/zero, in order.
+  std::vector<std::pair<uint32_t, uint32_t>> commands;
+  /// Every MapUpdate as (map id, op, value), in order.
+  std::vector<std::tuple<uint32_t, uint32_t, uint64_t>> updates;
 
  private:
   static FakeHost& self(void* ctx) { return *static_cast<FakeHost*>(ctx); }
@@ -50,6 +56,7 @@ class FakeHost {
   }
   static bool update(void* ctx, uint32_t map, const uint8_t* key, uint32_t size, uint32_t op,
                      uint64_t value) {
+    self(ctx).updates.emplace_back(map, op, value);
     uint64_t& slot = self(ctx).maps[{map, std::string(reinterpret_cast<const char*>(key), size)}];
     slot = op == static_cast<uint32_t>(UpdateOp::Add) ? slot + value : value;
     return true;
@@ -61,6 +68,9 @@ class FakeHost {
     self(ctx).printfs.emplace_back(format, std::string(reinterpret_cast<const char*>(args), size));
   }
   static void exit_request(void* ctx) { ++self(ctx).exits; }
+  static void map_command(void* ctx, uint32_t map, uint32_t command) {
+    self(ctx).commands.emplace_back(map, command);
+  }
 
   std::map<uint64_t, std::string> memory_;
 };

@@ -74,6 +74,35 @@ TEST(Verifier, RejectsSetOnACountMap) {
             "program 0 (BEGIN): instruction 2 (mapupd): update op 0 does not suit map @hits");
 }
 
+TEST(Verifier, UpdatesMustSuitTheAggregation) {
+  Module m = valid_module();
+  m.maps[0].value = MapValueKind::Hist;
+  m.programs[0].code[2].b = static_cast<uint8_t>(UpdateOp::Bucket);
+  EXPECT_TRUE(verify(m));
+  m.programs[0].code[2].b = static_cast<uint8_t>(UpdateOp::Add);
+  const Status add = verify(m);
+  ASSERT_FALSE(add);
+  EXPECT_EQ(add.error().message,
+            "program 0 (BEGIN): instruction 2 (mapupd): update op 1 does not suit map @hits");
+  m.maps[0].value = MapValueKind::Min;
+  m.programs[0].code[2].b = static_cast<uint8_t>(UpdateOp::Max);
+  EXPECT_TRUE(verify(m));
+  m.maps[0].value = MapValueKind::Stats;
+  EXPECT_FALSE(verify(m));
+}
+
+TEST(Verifier, RejectsAnLhistWithoutBuckets) {
+  Module m = valid_module();
+  m.maps[0].value = MapValueKind::Lhist;
+  m.programs[0].code[2].b = static_cast<uint8_t>(UpdateOp::Bucket);
+  const Status status = verify(m);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().message, "map 0 (@hits): bad value kind or lhist range");
+  m.maps[0].lhist_max = 10;
+  m.maps[0].lhist_step = 2;
+  EXPECT_TRUE(verify(m));
+}
+
 TEST(Verifier, RejectsBadTables) {
   Module m = valid_module();
   m.strings[0] = std::string(64, 'x');

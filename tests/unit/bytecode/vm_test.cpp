@@ -380,5 +380,45 @@ TEST_F(VmTest, RandomProgramsNeverCrashTheVm) {
   }
 }
 
+TEST_F(VmTest, HistIndexIsBpftracesBucket) {
+  const uint64_t inputs[] = {neg(5), 0, 1, 2, 3, 4, 1023, 1024, 1ull << 35};
+  const uint64_t buckets[] = {0, 1, 2, 3, 3, 4, 11, 12, 33};
+  for (size_t i = 0; i < std::size(inputs); ++i) {
+    ASSERT_EQ(run({I(Op::LoadImm, 1, 0, 0, 0, inputs[i]), I(Op::HistIndex, 0, 1)}), VmStatus::Ok);
+    EXPECT_EQ(state_->regs[0], buckets[i]) << inputs[i];
+  }
+}
+
+TEST_F(VmTest, AggregatingUpdatesReachTheHostWithTheirOp) {
+  ASSERT_EQ(run({I(Op::LoadImm, 1, 0, 0, 0, 7),
+                 I(Op::MapUpdate, 0, 1, static_cast<uint8_t>(UpdateOp::Max), 0, 0),
+                 I(Op::MapUpdate, 0, 1, static_cast<uint8_t>(UpdateOp::Avg), 0, 0),
+                 I(Op::MapUpdate, 0, 1, static_cast<uint8_t>(UpdateOp::Bucket), 0, 0)}),
+            VmStatus::Ok);
+  ASSERT_EQ(host_.updates.size(), 3u);
+  EXPECT_EQ(std::get<1>(host_.updates[0]), static_cast<uint32_t>(UpdateOp::Max));
+  EXPECT_EQ(std::get<1>(host_.updates[1]), static_cast<uint32_t>(UpdateOp::Avg));
+  EXPECT_EQ(std::get<1>(host_.updates[2]), static_cast<uint32_t>(UpdateOp::Bucket));
+  EXPECT_EQ(std::get<2>(host_.updates[2]), 7u);
+  EXPECT_EQ(run({I(Op::MapUpdate, 0, 1, static_cast<uint8_t>(UpdateOp::kCount), 0, 0)}),
+            VmStatus::BadUpdateOp);
+}
+
+TEST_F(VmTest, MapCommandsReachTheHost) {
+  ASSERT_EQ(run({I(Op::MapCommand, 0, 0, static_cast<uint8_t>(MapCommandKind::Print), 1),
+                 I(Op::MapCommand, 0, 0, static_cast<uint8_t>(MapCommandKind::Zero), 0),
+                 I(Op::MapCommand, 0, 0, static_cast<uint8_t>(MapCommandKind::Clear), 1)}),
+            VmStatus::Ok);
+  const std::vector<std::pair<uint32_t, uint32_t>> expected = {
+      {1, static_cast<uint32_t>(MapCommandKind::Print)},
+      {0, static_cast<uint32_t>(MapCommandKind::Zero)},
+      {1, static_cast<uint32_t>(MapCommandKind::Clear)}};
+  EXPECT_EQ(host_.commands, expected);
+  EXPECT_EQ(run({I(Op::MapCommand, 0, 0, static_cast<uint8_t>(MapCommandKind::kCount), 0)}),
+            VmStatus::BadUpdateOp);
+  EXPECT_EQ(run({I(Op::MapCommand, 0, 0, 0, 2)}), VmStatus::BadMap);
+  EXPECT_EQ(host_.commands.size(), 3u);
+}
+
 } // namespace
 } // namespace dprobe::bytecode

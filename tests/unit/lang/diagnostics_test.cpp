@@ -171,9 +171,55 @@ INSTANTIATE_TEST_SUITE_P(
              "stdin:1:14: error: string map values are not supported yet\n"
              "BEGIN { @x = \"abc\"; }\n"
              "             ^~~~~"},
-        Case{"BEGIN { @x = hist(5); }", "stdin:1:14: error: function 'hist' is not supported yet\n"
-                                        "BEGIN { @x = hist(5); }\n"
-                                        "             ^~~~~~~"},
+        Case{"BEGIN { $x = hist(5); }",
+             "stdin:1:14: error: hist() should be directly assigned to a map\n"
+             "BEGIN { $x = hist(5); }\n"
+             "             ^~~~~~~"},
+        Case{"BEGIN { @x = 1 + sum(5); }",
+             "stdin:1:18: error: sum() should be directly assigned to a map\n"
+             "BEGIN { @x = 1 + sum(5); }\n"
+             "                 ^~~~~~"},
+        Case{"BEGIN { @x = hist(5); @x = count(); }",
+             "stdin:1:28: error: type mismatch for @x: assigning 'count' to a map that holds "
+             "'hist' values\n"
+             "BEGIN { @x = hist(5); @x = count(); }\n"
+             "                           ^~~~~~~"},
+        Case{"BEGIN { @x = avg(1, 2); }",
+             "stdin:1:14: error: avg() takes one argument (2 given)\n"
+             "BEGIN { @x = avg(1, 2); }\n"
+             "             ^~~~~~~~~"},
+        Case{"BEGIN { @x = max(comm); }",
+             "stdin:1:18: error: max() expects an integer argument, not 'string'\n"
+             "BEGIN { @x = max(comm); }\n"
+             "                 ^~~~"},
+        Case{"BEGIN { $n = 5; @x = lhist(1, 0, $n, 1); }",
+             "stdin:1:34: error: lhist() expects an integer literal as its max argument\n"
+             "BEGIN { $n = 5; @x = lhist(1, 0, $n, 1); }\n"
+             "                                 ^~"},
+        Case{"BEGIN { @x = lhist(1, 10, 5, 1); }",
+             "stdin:1:23: error: lhist() min must be less than max\n"
+             "BEGIN { @x = lhist(1, 10, 5, 1); }\n"
+             "                      ^~"},
+        Case{"BEGIN { @x = lhist(1, 0, 10, 0); }",
+             "stdin:1:30: error: lhist() step must be at least 1\n"
+             "BEGIN { @x = lhist(1, 0, 10, 0); }\n"
+             "                             ^"},
+        Case{"BEGIN { @x = lhist(1, 0, 10, 1); @x = lhist(2, 0, 20, 1); }",
+             "stdin:1:39: error: lhist() parameters of @x differ from its earlier lhist(0, 10, 1)\n"
+             "BEGIN { @x = lhist(1, 0, 10, 1); @x = lhist(2, 0, 20, 1); }\n"
+             "                                      ^~~~~~~~~~~~~~~~~~"},
+        Case{"BEGIN { @x = hist(1); printf(\"%d\", @x); }",
+             "stdin:1:36: error: @x holds 'hist' values, which cannot be used in an expression\n"
+             "BEGIN { @x = hist(1); printf(\"%d\", @x); }\n"
+             "                                   ^~"},
+        Case{"BEGIN { @x[1] = count(); print(@x[1]); }",
+             "stdin:1:26: error: print() takes one whole map, e.g. print(@m)\n"
+             "BEGIN { @x[1] = count(); print(@x[1]); }\n"
+             "                         ^~~~~~~~~~~~"},
+        Case{"BEGIN { @x = clear(@y); }",
+             "stdin:1:14: error: clear() can only be used as a statement\n"
+             "BEGIN { @x = clear(@y); }\n"
+             "             ^~~~~~~~~"},
         Case{"BEGIN { @x = ustack; }", "stdin:1:14: error: builtin 'ustack' is not supported yet\n"
                                        "BEGIN { @x = ustack; }\n"
                                        "             ^~~~~~"},

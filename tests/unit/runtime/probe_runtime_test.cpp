@@ -299,5 +299,157 @@ TEST(MapStore, UpdateLookupRemove) {
   EXPECT_EQ(store.size(0), 2u);
 }
 
+// --- aggregations (expected texts printed by bpftrace v0.17.0 for the same scripts) -------------
+
+std::string run_begin(const lang::CompiledScript& script, ProbeRuntime& runtime, Capture& out) {
+  FailingMemory memory;
+  for (const lang::ProbeBlock& block : script.probes) {
+    if (block.attach_points[0].kind == lang::ProbeKind::Begin) {
+      runtime.run(block.program_index, HitContext{}, memory);
+    }
+  }
+  runtime.print_maps();
+  EXPECT_EQ(runtime.vm_errors(), 0u);
+  return out.text();
+}
+
+TEST(ProbeRuntime, AggregationsInBegin) {
+  const lang::CompiledScript script = compile_ok(
+      "BEGIN { @s[2] = min(4); @s[1] = min(-3); @t[5, \"a\"] = max(7); @t[5, \"b\"] = max(-7); "
+      "@u = sum(-3); @v = stats(-10); @v = stats(3); @w[\"x\"] = avg(-7); @w[\"y\"] = avg(7); "
+      "@w[\"x\"] = avg(2); exit(); }");
+  Capture out;
+  ProbeRuntime runtime(script, out.file());
+  EXPECT_EQ(run_begin(script, runtime, out),
+            "\n\n@s[1]: -3\n@s[2]: 4\n@t[5, a]: 7\n@u: -3\n@v: count 2, average -3, total -7\n\n"
+            "@w[x]: -2\n@w[y]: 7\n\n");
+}
+
+TEST(ProbeRuntime, PrintClearAndZeroOfAggregations) {
+  const lang::CompiledScript script = compile_ok(
+      "BEGIN { @h = hist(5); zero(@h); print(@h); @l = lhist(5, 0, 10, 1); zero(@l); "
+      "@s = stats(4); zero(@s); @a = avg(3); clear(@a); @m = min(3); zero(@m); @x = max(4); "
+      "zero(@x); exit(); }");
+  Capture out;
+  ProbeRuntime runtime(script, out.file());
+  EXPECT_EQ(run_begin(script, runtime, out),
+            "@h: \n\n\n\n\n\n@h: \n\n@l: \n\n@m: 0\n@s: count 0, average 0, total 0\n\n@x: 0\n");
+}
+
+TEST(ProbeRuntime, HistAndLhistFromHits) {
+  // bpftrace -e 'uprobe:./prog4:work { @h = hist(arg4); @l[arg1] = lhist(arg0, 0, 10, 5); }'
+  // -c './prog4 12': arg4 = i * 1000, arg1 = i % 3; the three lhists tie (4 each): key order
+  const lang::CompiledScript script =
+      compile_ok("uprobe:./prog4:work { @h = hist(arg4); @l[arg1] = lhist(arg0, 0, 10, 5); }");
+  Capture out;
+  FakeMemory memory;
+  EXPECT_EQ(run_prog4(script, 12, out, memory),
+            "\n\n"
+            "@h: \n"
+            "[0]                    1 |@@@@@@@@@@@@@                                       |\n"
+            "[1]                    0 |                                                    |\n"
+            "[2, 4)                 0 |                                                    |\n"
+            "[4, 8)                 0 |                                                    |\n"
+            "[8, 16)                0 |                                                    |\n"
+            "[16, 32)               0 |                                                    |\n"
+            "[32, 64)               0 |                                                    |\n"
+            "[64, 128)              0 |                                                    |\n"
+            "[128, 256)             0 |                                                    |\n"
+            "[256, 512)             0 |                                                    |\n"
+            "[512, 1K)              1 |@@@@@@@@@@@@@                                       |\n"
+            "[1K, 2K)               1 |@@@@@@@@@@@@@                                       |\n"
+            "[2K, 4K)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |\n"
+            "[4K, 8K)               4 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+            "[8K, 16K)              3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@             |\n"
+            "\n"
+            "@l[0]: \n"
+            "[0, 5)                 2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+            "[5, 10)                2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+            "\n"
+            "@l[1]: \n"
+            "[0, 5)                 2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+            "[5, 10)                1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |\n"
+            "[10, ...)              1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |\n"
+            "\n"
+            "@l[2]: \n"
+            "[0, 5)                 1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |\n"
+            "[5, 10)                2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
+            "[10, ...)              1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |\n"
+            "\n");
+}
+
+/// Entries held "elsewhere" (as the agent's tables are), for print/clear/zero.
+class FakeExternal : public ExternalMaps {
+ public:
+  std::vector<output::MapEntry> entries(uint32_t map) override {
+    return map == 0 ? held : std::vector<output::MapEntry>{};
+  }
+  void reset(uint32_t map, bool zero_only) override { resets.emplace_back(map, zero_only); }
+  std::vector<output::MapEntry> held;
+  std::vector<std::pair<uint32_t, bool>> resets;
+};
+
+TEST(ProbeRuntime, PrintMergesExternalEntriesAndResetsReachThem) {
+  const lang::CompiledScript script =
+      compile_ok("BEGIN { @a[1] = avg(10); print(@a); clear(@a); zero(@a); exit(); }");
+  Capture out;
+  ProbeRuntime runtime(script, out.file());
+  FakeExternal external;
+  std::string one;
+  one.resize(8);
+  bytecode::store_u64_le(reinterpret_cast<uint8_t*>(one.data()), 1);
+  std::string two = one;
+  bytecode::store_u64_le(reinterpret_cast<uint8_t*>(two.data()), 2);
+  external.held = {output::MapEntry{one, 2, {4}}, output::MapEntry{two, 1, {5}}};
+  runtime.set_external_maps(&external);
+  FailingMemory memory;
+  runtime.run(script.probes[0].program_index, HitContext{}, memory);
+  // @a[1]: 10 here plus 4 over 2 there: (10 + 4) / 3 = 4; @a[2]: 5.
+  EXPECT_EQ(out.text(), "@a[1]: 4\n@a[2]: 5\n\n");
+  const std::vector<std::pair<uint32_t, bool>> resets = {{0, false}, {0, true}};
+  EXPECT_EQ(external.resets, resets);
+  // A probe's own clear() already happened where it ran: only the runtime's entries go.
+  runtime.map_command(0, static_cast<uint32_t>(bytecode::MapCommandKind::Clear), false);
+  EXPECT_EQ(external.resets.size(), 2u);
+  runtime.set_external_maps(nullptr);
+  EXPECT_EQ(runtime.maps().size(0), 0u);
+}
+
+TEST(MapStore, MergesByTheMapsRule) {
+  bytecode::MapSchema hist{"@h", {}, bytecode::MapValueKind::Hist, false, 1};
+  bytecode::MapSchema max{"@m", {}, bytecode::MapValueKind::Max, true, 1};
+  bytecode::MapSchema assigned{"@i", {}, bytecode::MapValueKind::Int, true, 1};
+  MapStore store({hist, max, assigned});
+  std::vector<uint64_t> buckets(bytecode::kHistBuckets, 0);
+  buckets[3] = 2;
+  EXPECT_TRUE(store.merge(0, "", buckets));
+  EXPECT_TRUE(store.merge(0, "", buckets));
+  EXPECT_FALSE(store.merge(0, "", std::vector<uint64_t>{1})) << "wrong value size";
+  ASSERT_EQ(store.entries(0).size(), 1u);
+  EXPECT_EQ(store.entries(0)[0].word(3), 4u);
+  EXPECT_TRUE(store.update(0, "", bytecode::UpdateOp::Bucket, 3));
+  EXPECT_EQ(store.entries(0)[0].word(3), 5u);
+  EXPECT_FALSE(store.update(0, "", bytecode::UpdateOp::Bucket, bytecode::kHistBuckets));
+
+  EXPECT_TRUE(store.update(1, "", bytecode::UpdateOp::Max, static_cast<uint64_t>(-5)));
+  EXPECT_EQ(store.size(1), 0u) << "max() of a negative value creates no entry";
+  EXPECT_TRUE(store.merge(1, "", std::vector<uint64_t>{7}));
+  EXPECT_TRUE(store.merge(1, "", std::vector<uint64_t>{3}));
+  uint64_t value = 0;
+  EXPECT_TRUE(store.lookup(1, "", &value));
+  EXPECT_EQ(value, 7u);
+
+  EXPECT_TRUE(store.update(2, "", bytecode::UpdateOp::Set, 1));
+  EXPECT_TRUE(store.merge(2, "", std::vector<uint64_t>{9}));
+  EXPECT_TRUE(store.lookup(2, "", &value));
+  EXPECT_EQ(value, 9u) << "an assigned value from elsewhere replaces ours";
+
+  store.zero(0);
+  ASSERT_EQ(store.size(0), 1u);
+  EXPECT_EQ(store.entries(0)[0].word(3), 0u);
+  store.clear(0);
+  EXPECT_EQ(store.size(0), 0u);
+}
+
 } // namespace
 } // namespace dprobe::runtime
