@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 
 #include <fmt/format.h>
@@ -121,21 +122,25 @@ class Session {
     }
     if (options_.on_armed) options_.on_armed();
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
-    if (has_boost_sites() && engine_->sites().empty()) {
-      // Running free: an int3 handled by the agent must not stop in ptrace first. Nothing
-      // needs dprobe on the hit path any more, so let go of the process -- straight from the
-      // stopped state: a thread resumed while still traced could hit an int3 whose SIGTRAP
-      // ptrace would then swallow at detach.
-      if (auto st = tracee_->detach(); !st) return st;
-      tracee_.reset();
-      running_free_ = true;
-      return {};
-    }
+    if (should_run_free()) return let_go();
     if (auto st = tracee_->resume_all(); !st) return st;
     if (launching) {
       // The launched thread was handed to us at exec (or at its entry point): release it.
       if (auto st = tracee_->resume(tracee_->pid()); !st) return st;
     }
+    return {};
+  }
+
+  bool should_run_free() const { return has_boost_sites() && engine_->sites().empty(); }
+
+  // Running free: an int3 handled by the agent must not stop in ptrace first. Nothing needs
+  // dprobe on the hit path any more, so let go of the process -- straight from the stopped
+  // state: a thread resumed while still traced could hit an int3 whose SIGTRAP ptrace would
+  // then swallow at detach.
+  Status let_go() {
+    if (auto st = tracee_->detach(); !st) return st;
+    tracee_.reset();
+    running_free_ = true;
     return {};
   }
 
@@ -239,7 +244,48 @@ class Session {
       auto done = dispatch(**event);
       if (!done) return std::unexpected(done.error());
       if (*done) return SessionEnd::TargetExited;
+      if (run_free_now_) {
+        // The image a followed exec brought has int3-boost probes only.
+        run_free_now_ = false;
+        if (auto st = let_go(); !st) return std::unexpected(st.error());
+        return loop_free();
+      }
     }
+  }
+
+  // The process replaced its image: what the old agent counted is kept, and the script's probes
+  // are armed in the new image before its first instruction runs (at its entry point when it
+  // has a dynamic loader, as for a launched command). Probes whose file the new image does not
+  // map leave it unprobed, with a note.
+  Status on_exec(const process::Event& ev) {
+    if (agent_) {
+      agent_->collect(runtime_, options_.diagnostics);
+      agent_->forget_all();
+      agent_.reset();
+    }
+    engine_->forget_all();
+    comms_.clear();
+    std::error_code error;
+    const std::string image =
+        std::filesystem::read_symlink(fmt::format("/proc/{}/exe", pid_), error).string();
+    auto armed = arm(true);
+    if (!armed) {
+      fmt::print(options_.diagnostics, "dprobe: process {} now runs {}: no probes armed ({})\n",
+                 pid_, image, armed.error().text());
+      agent_.reset();
+      (void)tracee_->resume_all();
+      return tracee_->resume(ev.tid);
+    }
+    if (options_.verbose) {
+      fmt::print(options_.diagnostics, "process {} called exec: probes armed again in {}\n",
+                 pid_, image);
+    }
+    if (should_run_free()) {
+      run_free_now_ = true;
+      return {};
+    }
+    if (auto st = tracee_->resume_all(); !st) return st;
+    return tracee_->resume(pid_);
   }
 
   // Returns true when the target process is gone.
@@ -256,15 +302,7 @@ class Session {
         if (auto st = tracee_->resume(ev.tid, ev.signal); !st) return std::unexpected(st.error());
         return false;
       case EventKind::Exec:
-        // The old image, with every site and slot, is gone (and the agent with it).
-        engine_->forget_all();
-        if (agent_) agent_->forget_all();
-        comms_.clear();
-        if (options_.verbose) {
-          fmt::print(options_.diagnostics, "process {} called exec: its probes are gone\n",
-                     tracee_->pid());
-        }
-        if (auto st = tracee_->resume(ev.tid); !st) return std::unexpected(st.error());
+        if (auto st = on_exec(ev); !st) return std::unexpected(st.error());
         return false;
       case EventKind::Fork:
         // Breakpoints need dprobe on every hit, and the child is not traced: it gets the
@@ -419,6 +457,7 @@ class Session {
   pid_t pid_ = 0;
   bool launched_ = false;
   bool running_free_ = false;
+  bool run_free_now_ = false;  ///< set by on_exec: loop() lets go of the process
   bool exited_ = false;
 };
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import assert_text_matches_file, dprobe_path, run_dprobe, target
+from conftest import assert_text_matches_file, dprobe_path, run, run_dprobe, target
 
 
 def count_lines(text: str) -> dict[str, int]:
@@ -133,3 +133,31 @@ def test_eight_threads_started_after_arming_count_per_tid(spawn, mechanism):
     assert len(tids) == 8, threads.describe()
     assert dprobe.wait(timeout=30) == 0, dprobe.describe()
     assert count_lines(dprobe.stdout) == {f"@[{tid}]": 20000 for tid in tids}, dprobe.describe()
+
+
+def test_exec_of_another_program_leaves_it_unprobed_with_a_note(tmp_path):
+    binary = target("execself")
+    loop = target("loop")
+    out = tmp_path / "out.txt"
+    env = dict(os.environ, EXECSELF_OTHER=str(loop))
+    result = run([dprobe_path(), "-o", out, "-e", f"uprobe:{binary}:work {{ @c = count(); }}",
+                  "-c", f"{binary} 100 1"], timeout=60, env=env)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout == "execself: 100 calls, 1 execs to go\nloop: 10 calls, sum 145\n"
+    assert re.fullmatch(r"dprobe: process \d+ now runs \S+/loop: no probes armed \(.*execself: "
+                        r"not mapped in process \d+\)\n", result.stderr), result.describe()
+    assert count_lines(out.read_text()) == {"@c": 100}
+
+
+def test_exec_while_running_free_keeps_the_program_intact(tmp_path):
+    """int3-boost: dprobe has let go of the process and does not see the exec (not followed
+    there yet); the new image runs unprobed and exactly as without dprobe."""
+    binary = target("execself")
+    out = tmp_path / "out.txt"
+    result = run_dprobe(["--mechanism", "int3-boost", "-o", out, "-e",
+                         f"uprobe:{binary}:work {{ @c = count(); }}", "-c", f"{binary} 100 2 3"],
+                        timeout=60)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout == "".join(f"execself: 3 threads x 100 calls, {k} execs to go\n"
+                                    for k in (2, 1, 0)), result.describe()
+    assert count_lines(out.read_text())["@c"] >= 300, out.read_text()
