@@ -16,6 +16,7 @@
 #include "probes/mechanism_planner.h"
 #include "probes/process_watch.h"
 #include "probes/hit_context.h"
+#include "probes/interval_timers.h"
 #include "probes/run_to_entry.h"
 #include "probes/site_resolver.h"
 #include "process/auxv.h"
@@ -118,6 +119,7 @@ class Session {
     }
     if (options_.on_armed) options_.on_armed();
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
+    timers_.emplace(script_, monotonic_ns());
     if (has_boost_sites() && engine_->sites().empty()) {
       // Running free: an int3 handled by the agent must not stop in ptrace first. Nothing
       // needs dprobe on the hit path any more, so let go of the process -- straight from the
@@ -226,8 +228,9 @@ class Session {
     for (;;) {
       if (agent_) agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
+      run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      auto event = tracee_->next_event(agent_ ? 10 : 100);
+      auto event = tracee_->next_event(timers_->wait_ms(monotonic_ns(), agent_ ? 10 : 100));
       if (!event) {
         if (event.error().errno_value == EINTR) continue;
         return std::unexpected(event.error());
@@ -306,8 +309,9 @@ class Session {
     for (;;) {
       agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
+      run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      if (watch->wait_exit(10)) {
+      if (watch->wait_exit(timers_->wait_ms(monotonic_ns(), 10))) {
         exited_ = true;
         return SessionEnd::TargetExited;
       }
@@ -370,6 +374,7 @@ class Session {
   std::unique_ptr<BreakpointEngine> engine_;
   std::unique_ptr<AgentEngine> agent_;
   CommCache comms_;
+  std::optional<IntervalTimers> timers_;  ///< started once BEGIN ran
   pid_t pid_ = 0;
   bool launched_ = false;
   bool running_free_ = false;
@@ -386,6 +391,14 @@ Result<SessionEnd> run_session(const lang::CompiledScript& script, runtime::Prob
 
 void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntime& runtime,
                         lang::ProbeKind kind) {
+  for (const auto& block : script.probes) {
+    bool matches = std::any_of(block.attach_points.begin(), block.attach_points.end(),
+                               [&](const lang::AttachPoint& ap) { return ap.kind == kind; });
+    if (matches) run_program_in_dprobe(block.program_index, runtime);
+  }
+}
+
+void run_program_in_dprobe(uint32_t program, runtime::ProbeRuntime& runtime) {
   runtime::HitContext ctx;
   ctx.pid = static_cast<int32_t>(::getpid());
   ctx.tid = ctx.pid;
@@ -394,11 +407,7 @@ void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntim
   ctx.nsecs = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
   std::snprintf(ctx.comm, sizeof ctx.comm, "dprobe");
   NoMemory memory;
-  for (const auto& block : script.probes) {
-    bool matches = std::any_of(block.attach_points.begin(), block.attach_points.end(),
-                               [&](const lang::AttachPoint& ap) { return ap.kind == kind; });
-    if (matches) runtime.run(block.program_index, ctx, memory);
-  }
+  runtime.run(program, ctx, memory);
 }
 
 size_t count_attach_points(const lang::CompiledScript& script) {

@@ -45,6 +45,10 @@ enum class SessionEnd { TargetExited, StopRequested, ScriptExit };
 void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntime& runtime,
                         lang::ProbeKind kind);
 
+/// Runs one program in dprobe's own context (pid and comm are dprobe's, no target memory):
+/// BEGIN, END and interval probes.
+void run_program_in_dprobe(uint32_t program, runtime::ProbeRuntime& runtime);
+
 /// Number of attach points, as bpftrace's "Attaching N probes..." counts them.
 [[nodiscard]] size_t count_attach_points(const lang::CompiledScript& script);
 

@@ -34,10 +34,14 @@ class MemoryReader {
   virtual bool read(uint64_t address, void* dst, size_t length) = 0;
 };
 
+/// -f: bpftrace's text, or its JSON lines (output/json_printer.h).
+enum class OutputFormat { Text, Json };
+
 class ProbeRuntime {
  public:
   /// Keeps a reference to `script`, which must outlive the runtime.
-  ProbeRuntime(const lang::CompiledScript& script, std::FILE* out);
+  ProbeRuntime(const lang::CompiledScript& script, std::FILE* out,
+               OutputFormat format = OutputFormat::Text);
   ProbeRuntime(const ProbeRuntime&) = delete;
   ProbeRuntime& operator=(const ProbeRuntime&) = delete;
   ~ProbeRuntime();
@@ -81,6 +85,7 @@ class ProbeRuntime {
 
   const lang::CompiledScript& script_;
   std::FILE* out_;
+  OutputFormat format_;
   bytecode::VmModuleTables tables_;
   std::vector<output::ParsedFormat> formats_;
   std::vector<output::CompiledFormat> compiled_; ///< one per formats_ entry, refers to it
