@@ -150,7 +150,9 @@ std::optional<std::string> refuse_provider(std::string_view provider) {
     return std::nullopt;
   }
   if (contains(kKernelProviders, provider)) {
-    return fmt::format("kernel-only feature '{}' is not available in user space", provider);
+    return fmt::format("kernel-only probe type '{}': dprobe has no kernel side (probe user space "
+                       "with uprobe:PATH:FUNCTION)",
+                       provider);
   }
   if (contains(kLaterProviders, provider)) {
     return fmt::format("probe type '{}' is not supported yet", provider);
