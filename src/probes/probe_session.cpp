@@ -161,6 +161,7 @@ class Session {
 
   Status arm(bool launching) {
     const pid_t pid = tracee_->pid();
+    resolver_.set_process(pid);
     auto maps = process::read_maps(pid);
     if (!maps) return std::unexpected(maps.error());
     // A dynamically linked program is let run to its entry point first: its libraries are

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "elf/library_resolver.h"
+
 namespace dprobe::probes {
 namespace {
 
@@ -66,15 +68,22 @@ bool is_leftover_patch(std::span<const uint8_t> live, uint64_t address,
 SiteResolver::SiteResolver(std::string working_directory)
     : working_directory_(std::move(working_directory)) {}
 
-std::string SiteResolver::absolute(const std::string& path) const {
+Result<std::string> SiteResolver::absolute(const std::string& path) const {
+  // As bpftrace finds it: a path with '/' as written, a bare name as a program in the current
+  // directory or PATH, or a library ("libc") in the process's maps, ld.so.cache, lib dirs.
+  auto found = elf::resolve_probe_path(path, pid_ != 0 ? std::optional<pid_t>(pid_) : std::nullopt,
+                                       working_directory_);
+  if (!found) return std::unexpected(found.error());
+  // /proc/PID/maps names files with symlinks resolved.
   char resolved[PATH_MAX];
-  if (::realpath(path.c_str(), resolved) != nullptr) return resolved;
-  if (!path.empty() && path[0] == '/') return path;
-  return working_directory_ + "/" + path;
+  if (::realpath(found->c_str(), resolved) != nullptr) return std::string(resolved);
+  return *found;
 }
 
 Result<const elf::ElfFile*> SiteResolver::open_file(const std::string& path) {
-  std::string abs = absolute(path);
+  auto absolute_path = absolute(path);
+  if (!absolute_path) return std::unexpected(absolute_path.error());
+  const std::string& abs = *absolute_path;
   auto it = files_.find(abs);
   if (it != files_.end()) return it->second.get();
   auto file = elf::ElfFile::open(abs);

@@ -37,6 +37,9 @@ class SiteResolver {
  public:
   explicit SiteResolver(std::string working_directory);
 
+  /// The process probes are resolved for: library names are looked up in its maps first.
+  void set_process(pid_t pid) { pid_ = pid; }
+
   /// Resolves symbol/offset/address in the file, and checks that the offset is on an
   /// instruction boundary of its function. Errors name the attach point.
   [[nodiscard]] Result<FileLocation> locate(const lang::AttachPoint& ap);
@@ -54,9 +57,10 @@ class SiteResolver {
 
  private:
   [[nodiscard]] Result<const elf::ElfFile*> open_file(const std::string& path);
-  [[nodiscard]] std::string absolute(const std::string& path) const;
+  [[nodiscard]] Result<std::string> absolute(const std::string& path) const;
 
   std::string working_directory_;
+  pid_t pid_ = 0;
   std::map<std::string, std::unique_ptr<elf::ElfFile>> files_;
 };
 
