@@ -129,8 +129,12 @@ std::optional<std::string> parse_attach_point(std::string_view raw, AttachPoint&
       out.offset = *offset;
     }
     if (out.symbol.empty()) return fmt::format("uprobe needs a symbol: uprobe:PATH:SYMBOL");
-    if (out.symbol.find_first_of("*?[") != std::string::npos) {
-      return fmt::format("wildcard symbols are not supported yet: '{}'", out.symbol);
+    // '*' and '?' are wildcards, expanded per file when the probe is resolved.
+    if (out.symbol.find('[') != std::string::npos) {
+      return fmt::format("character classes are not supported in symbols: '{}'", out.symbol);
+    }
+    if (plus != std::string::npos && out.symbol.find_first_of("*?") != std::string::npos) {
+      return fmt::format("an offset cannot follow a wildcard: '{}'", target);
     }
     return std::nullopt;
   }

@@ -14,7 +14,8 @@ enum class ProbeKind { Uprobe, Begin, End, Interval };
 struct AttachPoint {
   ProbeKind kind;
   std::string raw;                 ///< as written, e.g. "uprobe:./loop:work+4"
-  std::string path, symbol;        ///< uprobe only; symbol empty when `address` is set
+  std::string path, symbol;        ///< uprobe only; symbol empty when `address` is set, may
+                                   ///< hold wildcards ('*', '?') matching several functions
   uint64_t offset = 0;             ///< +OFFSET
   std::optional<uint64_t> address; ///< uprobe:PATH:0xADDR
   uint64_t interval_ns = 0;        ///< interval:UNIT:N, the period in nanoseconds

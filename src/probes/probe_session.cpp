@@ -117,7 +117,7 @@ class Session {
       }
       return armed;
     }
-    if (options_.on_armed) options_.on_armed();
+    if (options_.on_armed) options_.on_armed(armed_probe_count());
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
     timers_.emplace(script_, monotonic_ns());
     if (has_boost_sites() && engine_->sites().empty()) {
@@ -136,6 +136,19 @@ class Session {
       if (auto st = tracee_->resume(tracee_->pid()); !st) return st;
     }
     return {};
+  }
+
+  // Every uprobe name on a site (wildcards expanded) and every other attach point.
+  size_t armed_probe_count() const {
+    size_t n = 0;
+    for (const auto& block : script_.probes) {
+      for (const auto& ap : block.attach_points) n += ap.kind != lang::ProbeKind::Uprobe;
+    }
+    if (agent_) {
+      for (const auto& site : agent_->sites()) n += site.probe_names.size();
+    }
+    for (const auto& site : engine_->sites()) n += site.probe_names.size();
+    return n;
   }
 
   bool has_boost_sites() const {

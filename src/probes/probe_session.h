@@ -26,8 +26,9 @@ struct SessionOptions {
   std::FILE* diagnostics = stderr;   ///< where -v lines and notes go
   std::string working_directory;     ///< relative probe paths resolve against this
   /// Called once every probe is armed, before BEGIN runs and the target resumes (bpftrace
-  /// prints "Attaching N probes..." only once attaching succeeded).
-  std::function<void()> on_armed;
+  /// prints "Attaching N probes..." only once attaching succeeded), with the number of probes
+  /// as bpftrace counts them: each match of a wildcard is one.
+  std::function<void(size_t probes)> on_armed;
 };
 
 /// Why the session ended.

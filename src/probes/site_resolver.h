@@ -44,6 +44,10 @@ class SiteResolver {
   /// instruction boundary of its function. Errors name the attach point.
   [[nodiscard]] Result<FileLocation> locate(const lang::AttachPoint& ap);
 
+  /// The attach points `ap` stands for: itself, or one per function its wildcard symbol
+  /// matches in the file (sorted by name). No match is an error naming the pattern.
+  [[nodiscard]] Result<std::vector<lang::AttachPoint>> expand(const lang::AttachPoint& ap);
+
   /// Whether `path` (as written in a probe) is mapped in the process.
   [[nodiscard]] Result<bool> is_mapped(const lang::AttachPoint& ap,
                                        std::span<const process::Mapping> maps);
@@ -57,6 +61,11 @@ class SiteResolver {
 
  private:
   [[nodiscard]] Result<const elf::ElfFile*> open_file(const std::string& path);
+  /// Resolves one attach point (no wildcard) of program `program` into `sites`, sharing the
+  /// site of an earlier probe on the same address.
+  [[nodiscard]] Status resolve_one(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                   std::span<const process::Mapping> maps,
+                                   const TargetReader& read_target, std::vector<ProbeSite>& sites);
   [[nodiscard]] Result<std::string> absolute(const std::string& path) const;
 
   std::string working_directory_;

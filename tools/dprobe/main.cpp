@@ -190,8 +190,7 @@ int main(int argc, char** argv) {
   install_stop_handlers();
 
   dprobe::runtime::ProbeRuntime runtime(*script, out, format);
-  options.on_armed = [&] {
-    size_t attach_points = dprobe::probes::count_attach_points(*script);
+  options.on_armed = [&](size_t attach_points) {
     if (format == dprobe::runtime::OutputFormat::Json) {
       fmt::print(out, "{}", dprobe::output::json_attached_probes(attach_points));
     } else {
@@ -206,7 +205,7 @@ int main(int argc, char** argv) {
     auto end = dprobe::probes::run_session(*script, runtime, options, g_stop_requested);
     if (!end) return error_exit(end.error().text());
   } else {
-    options.on_armed();
+    options.on_armed(dprobe::probes::count_attach_points(*script));
     dprobe::probes::run_special_probes(*script, runtime, dprobe::lang::ProbeKind::Begin);
     // Like bpftrace, a script without uprobes runs until exit() or a signal; interval probes
     // run meanwhile.

@@ -111,7 +111,11 @@ TEST(AttachPoint, Errors) {
   EXPECT_EQ(parse_error("uprobe:./loop:work+"), "invalid offset ''");
   EXPECT_EQ(parse_error("uprobe:./loop:work+0xg"), "invalid offset '0xg'");
   EXPECT_EQ(parse_error("uprobe:./loop:0x12zz"), "invalid address '0x12zz'");
-  EXPECT_EQ(parse_error("uprobe:./loop:work*"), "wildcard symbols are not supported yet: 'work*'");
+  EXPECT_EQ(parse_ok("uprobe:./loop:work*").symbol, "work*");
+  EXPECT_EQ(parse_ok("u:./loop:*or?").symbol, "*or?");
+  EXPECT_EQ(parse_error("uprobe:./loop:work*+4"), "an offset cannot follow a wildcard: 'work*+4'");
+  EXPECT_EQ(parse_error("uprobe:./loop:w[a-z]rk"),
+            "character classes are not supported in symbols: 'w[a-z]rk'");
   EXPECT_EQ(parse_error("kprobe:do_sys_open"),
             "kernel-only probe type 'kprobe': dprobe has no kernel side "
             "(probe user space with uprobe:PATH:FUNCTION)");
