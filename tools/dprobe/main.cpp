@@ -98,8 +98,10 @@ int main(int argc, char** argv) {
   bool dump = false;
   app.add_option("-l", list_pattern,
                  "list the probes PATTERN matches and exit, e.g. 'uprobe:/bin/app:parse_*', "
-                 "'uprobe:libc:mall*'");
-  app.add_option("-f", output_format, "output format: text (default) or json, as bpftrace's");
+                 "'uprobe:libc:mall*'")
+      ->type_name("PATTERN");
+  app.add_option("-f", output_format, "output format: text (default) or json, as bpftrace's")
+      ->type_name("FORMAT");
   app.add_flag("-d,--dump", dump,
                "print the compiled program (probes, maps, formats, bytecode) and exit without "
                "running anything");
