@@ -22,7 +22,7 @@ void check_diagnostics(std::string_view source, const Diagnostics& diagnostics) 
   if (text.rfind("stdin:", 0) != 0) std::abort();
 }
 
-}  // namespace
+} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view source(reinterpret_cast<const char*>(data), size);

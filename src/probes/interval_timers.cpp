@@ -50,4 +50,4 @@ void run_due_intervals(IntervalTimers& timers, runtime::ProbeRuntime& runtime) {
   }
 }
 
-}  // namespace dprobe::probes
+} // namespace dprobe::probes

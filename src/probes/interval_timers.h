@@ -41,4 +41,4 @@ class IntervalTimers {
 /// Runs the interval programs due now (in dprobe's own context, as BEGIN and END).
 void run_due_intervals(IntervalTimers& timers, runtime::ProbeRuntime& runtime);
 
-}  // namespace dprobe::probes
+} // namespace dprobe::probes

@@ -43,8 +43,7 @@ Result<ListPattern> parse_list_pattern(std::string_view text) {
   return pattern;
 }
 
-std::string listed_path(std::string_view written, std::string_view resolved,
-                        std::string_view cwd) {
+std::string listed_path(std::string_view written, std::string_view resolved, std::string_view cwd) {
   if (written.find('/') != std::string_view::npos) return std::string(written);
   if (resolved == elf::absolute_path(written, cwd)) return std::string(written);
   return std::string(resolved);
@@ -58,7 +57,8 @@ std::vector<std::string> listing_lines(std::string_view path, std::string_view p
   }
   std::vector<std::string> lines;
   lines.reserve(matching.size());
-  for (std::string_view name : matching) lines.push_back(fmt::format("uprobe:{}:{}", path, name));
+  for (std::string_view name : matching)
+    lines.push_back(fmt::format("uprobe:{}:{}", path, name));
   return lines;
 }
 

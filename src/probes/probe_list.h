@@ -27,16 +27,14 @@ struct ListPattern {
 
 /// "uprobe:PATH:NAME" for every distinct name among `names` matching `pattern`, sorted
 /// bytewise (bpftrace collects them in a std::set).
-[[nodiscard]] std::vector<std::string> listing_lines(std::string_view path,
-                                                     std::string_view pattern,
-                                                     std::span<const std::string> names);
+[[nodiscard]] std::vector<std::string>
+listing_lines(std::string_view path, std::string_view pattern, std::span<const std::string> names);
 
 /// The whole listing for `text`: resolves the file as probes do (libraries through the loader's
 /// cache), reads its function symbols and those of its separate debug file under
 /// `debug_root`, the way bpftrace (bcc) does. No match is an empty listing, as in bpftrace.
-[[nodiscard]] Result<std::vector<std::string>> list_probes(std::string_view text,
-                                                           const std::string& cwd,
-                                                           const std::string& debug_root =
-                                                               "/usr/lib/debug");
+[[nodiscard]] Result<std::vector<std::string>>
+list_probes(std::string_view text, const std::string& cwd,
+            const std::string& debug_root = "/usr/lib/debug");
 
 } // namespace dprobe::probes

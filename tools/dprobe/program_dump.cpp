@@ -10,28 +10,28 @@ namespace {
 
 const char* kind_name(lang::ProbeKind kind) {
   switch (kind) {
-    case lang::ProbeKind::Uprobe:
-      return "uprobe";
-    case lang::ProbeKind::Begin:
-      return "BEGIN";
-    case lang::ProbeKind::End:
-      return "END";
-    case lang::ProbeKind::Interval:
-      return "interval";
+  case lang::ProbeKind::Uprobe:
+    return "uprobe";
+  case lang::ProbeKind::Begin:
+    return "BEGIN";
+  case lang::ProbeKind::End:
+    return "END";
+  case lang::ProbeKind::Interval:
+    return "interval";
   }
   return "?";
 }
 
 std::string describe(const lang::AttachPoint& ap) {
   switch (ap.kind) {
-    case lang::ProbeKind::Uprobe:
-      if (ap.address) return fmt::format("path {} address {:#x}", ap.path, *ap.address);
-      return fmt::format("path {} symbol {} offset {}", ap.path, ap.symbol, ap.offset);
-    case lang::ProbeKind::Interval:
-      return fmt::format("every {} ns", ap.interval_ns);
-    case lang::ProbeKind::Begin:
-    case lang::ProbeKind::End:
-      break;
+  case lang::ProbeKind::Uprobe:
+    if (ap.address) return fmt::format("path {} address {:#x}", ap.path, *ap.address);
+    return fmt::format("path {} symbol {} offset {}", ap.path, ap.symbol, ap.offset);
+  case lang::ProbeKind::Interval:
+    return fmt::format("every {} ns", ap.interval_ns);
+  case lang::ProbeKind::Begin:
+  case lang::ProbeKind::End:
+    break;
   }
   return "";
 }
@@ -47,10 +47,10 @@ std::string field_list(const std::vector<bytecode::FieldKind>& fields) {
 
 std::string value_name(const bytecode::MapSchema& map) {
   switch (map.value) {
-    case bytecode::MapValueKind::Count:
-      return "count";
-    case bytecode::MapValueKind::Int:
-      return map.value_signed ? "int64" : "uint64";
+  case bytecode::MapValueKind::Count:
+    return "count";
+  case bytecode::MapValueKind::Int:
+    return map.value_signed ? "int64" : "uint64";
   }
   return "?";
 }
@@ -75,7 +75,7 @@ std::string quoted(std::string_view text) {
   return out + "\"";
 }
 
-}  // namespace
+} // namespace
 
 std::string dump_program(const lang::CompiledScript& script) {
   const bytecode::Module& module = script.module;
@@ -110,4 +110,4 @@ std::string dump_program(const lang::CompiledScript& script) {
   return out;
 }
 
-}  // namespace dprobe::cli
+} // namespace dprobe::cli

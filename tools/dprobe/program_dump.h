@@ -12,4 +12,4 @@ namespace dprobe::cli {
 /// addresses, nothing from the machine.
 [[nodiscard]] std::string dump_program(const lang::CompiledScript& script);
 
-}  // namespace dprobe::cli
+} // namespace dprobe::cli

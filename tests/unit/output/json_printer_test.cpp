@@ -43,14 +43,17 @@ MapSchema schema(std::string name, std::vector<FieldKind> keys, MapValueKind val
 }
 
 TEST(JsonPrinter, Events) {
-  EXPECT_EQ(json_attached_probes(2), "{\"type\": \"attached_probes\", \"data\": {\"probes\": 2}}\n");
+  EXPECT_EQ(json_attached_probes(2),
+            "{\"type\": \"attached_probes\", \"data\": {\"probes\": 2}}\n");
   // BEGIN { printf("hi %d\n", 5); }
   EXPECT_EQ(json_printf("hi 5\n"), "{\"type\": \"printf\", \"data\": \"hi 5\\n\"}\n");
 }
 
 TEST(JsonPrinter, Escapes) {
   // BEGIN { printf("a\tb\"c\\d\re\x01f\n"); }
-  EXPECT_EQ(json_escape("a\tb\"c\\d\re\x01" "f\n"), "a\\tb\\\"c\\\\d\\re\\u0001f\\n");
+  EXPECT_EQ(json_escape("a\tb\"c\\d\re\x01"
+                        "f\n"),
+            "a\\tb\\\"c\\\\d\\re\\u0001f\\n");
   EXPECT_EQ(json_escape(std::string("\0\x1f", 2)), "\\u0000\\u001f");
   EXPECT_EQ(json_escape("caf\xc3\xa9 ~\x7f"), "caf\xc3\xa9 ~\x7f");
 }
@@ -61,8 +64,7 @@ TEST(JsonPrinter, ScalarMaps) {
             "{\"type\": \"map\", \"data\": {\"@a\": 1}}\n");
   EXPECT_EQ(format_map_json(schema("@d", {}, MapValueKind::Int), {{"", 3}}),
             "{\"type\": \"map\", \"data\": {\"@d\": 3}}\n");
-  EXPECT_EQ(format_map_json(schema("@e", {}, MapValueKind::Int),
-                            {{"", static_cast<uint64_t>(-4)}}),
+  EXPECT_EQ(format_map_json(schema("@e", {}, MapValueKind::Int), {{"", static_cast<uint64_t>(-4)}}),
             "{\"type\": \"map\", \"data\": {\"@e\": -4}}\n");
   EXPECT_EQ(format_map_json(schema("@u", {}, MapValueKind::Int, false),
                             {{"", static_cast<uint64_t>(-4)}}),
@@ -75,10 +77,10 @@ TEST(JsonPrinter, ScalarMaps) {
 
 TEST(JsonPrinter, KeyedMaps) {
   // BEGIN { @b[1, "x"] = count(); @b[2, "y"] = count(); @b[2, "y"] = count(); exit(); }
-  EXPECT_EQ(format_map_json(schema("@b", {FieldKind::Int, FieldKind::String}, MapValueKind::Count,
-                                   false),
-                            {{key({2, "y"}), 2}, {key({1, "x"}), 1}}),
-            "{\"type\": \"map\", \"data\": {\"@b\": {\"1,x\": 1, \"2,y\": 2}}}\n");
+  EXPECT_EQ(
+      format_map_json(schema("@b", {FieldKind::Int, FieldKind::String}, MapValueKind::Count, false),
+                      {{key({2, "y"}), 2}, {key({1, "x"}), 1}}),
+      "{\"type\": \"map\", \"data\": {\"@b\": {\"1,x\": 1, \"2,y\": 2}}}\n");
   // uprobe:./loop:work { @[arg0 % 3] = count(); } with loop 10: sorted by value.
   EXPECT_EQ(format_map_json(schema("@", {FieldKind::Int}, MapValueKind::Count, false),
                             {{key({0}), 4}, {key({2}), 3}}),

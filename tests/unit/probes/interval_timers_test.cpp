@@ -29,7 +29,7 @@ TEST(IntervalTimers, FirstRunAfterOnePeriodThenEveryPeriod) {
   IntervalTimers timers(script, 1000 * kMs);
   EXPECT_EQ(timers.wait_ms(1000 * kMs, 500), 100);
   EXPECT_TRUE(timers.take_due(1099 * kMs).empty());
-  EXPECT_EQ(timers.wait_ms(1099 * kMs + 1, 500), 1);  // rounded up, never 0 early
+  EXPECT_EQ(timers.wait_ms(1099 * kMs + 1, 500), 1); // rounded up, never 0 early
   EXPECT_EQ(timers.take_due(1100 * kMs), std::vector<uint32_t>{1});
   EXPECT_TRUE(timers.take_due(1100 * kMs).empty());
   EXPECT_EQ(timers.wait_ms(1150 * kMs, 500), 50);
@@ -58,5 +58,5 @@ TEST(IntervalTimers, SeveralTimersInScriptOrder) {
   EXPECT_EQ(timers.wait_ms(30 * kMs, 1000), 10);
 }
 
-}  // namespace
-}  // namespace dprobe::probes
+} // namespace
+} // namespace dprobe::probes

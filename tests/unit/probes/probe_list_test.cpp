@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 
 // Two functions of this test binary for list_probes() to find.
-extern "C" __attribute__((noinline, used)) int dprobe_list_fixture_alpha(int x) { return x + 1; }
-extern "C" __attribute__((noinline, used)) int dprobe_list_fixture_beta(int x) { return x * 2; }
+extern "C" __attribute__((noinline, used)) int dprobe_list_fixture_alpha(int x) {
+  return x + 1;
+}
+extern "C" __attribute__((noinline, used)) int dprobe_list_fixture_beta(int x) {
+  return x * 2;
+}
 
 namespace dprobe::probes {
 namespace {
@@ -62,22 +66,22 @@ TEST(ProbeList, RefusesWhatCannotBeListed) {
 TEST(ProbeList, ListedPathIsWhatBpftracePrints) {
   EXPECT_EQ(listed_path("./loop", "/w/loop", "/w"), "./loop");
   EXPECT_EQ(listed_path("/w/../w/loop", "/w/loop", "/w"), "/w/../w/loop");
-  EXPECT_EQ(listed_path("loop", "/w/loop", "/w"), "loop");  // found in the current directory
+  EXPECT_EQ(listed_path("loop", "/w/loop", "/w"), "loop"); // found in the current directory
   EXPECT_EQ(listed_path("bash", "/usr/bin/bash", "/w"), "/usr/bin/bash");
   EXPECT_EQ(listed_path("libc", "/lib/x86_64-linux-gnu/libc.so.6", "/w"),
             "/lib/x86_64-linux-gnu/libc.so.6");
 }
 
 TEST(ProbeList, LinesAreSortedAndUnique) {
-  const std::vector<std::string> names = {"work", "main", "work_sum", "work", "_start",
-                                          "_IO_fclose@@GLIBC_2.2.5", "_IO_fclose"};
+  const std::vector<std::string> names = {
+      "work", "main", "work_sum", "work", "_start", "_IO_fclose@@GLIBC_2.2.5", "_IO_fclose"};
   EXPECT_EQ(listing_lines("./loop", "work*", names),
             (std::vector<std::string>{"uprobe:./loop:work", "uprobe:./loop:work_sum"}));
-  EXPECT_EQ(listing_lines("./loop", "*", names),
-            (std::vector<std::string>{"uprobe:./loop:_IO_fclose",
-                                      "uprobe:./loop:_IO_fclose@@GLIBC_2.2.5",
-                                      "uprobe:./loop:_start", "uprobe:./loop:main",
-                                      "uprobe:./loop:work", "uprobe:./loop:work_sum"}));
+  EXPECT_EQ(
+      listing_lines("./loop", "*", names),
+      (std::vector<std::string>{"uprobe:./loop:_IO_fclose", "uprobe:./loop:_IO_fclose@@GLIBC_2.2.5",
+                                "uprobe:./loop:_start", "uprobe:./loop:main", "uprobe:./loop:work",
+                                "uprobe:./loop:work_sum"}));
   EXPECT_EQ(listing_lines("./loop", "main", names),
             (std::vector<std::string>{"uprobe:./loop:main"}));
   EXPECT_TRUE(listing_lines("./loop", "nothing*", names).empty());
@@ -103,5 +107,5 @@ TEST(ProbeList, MissingFileNamesIt) {
             "-l 'uprobe:/nonexistent/app:*': /nonexistent/app: No such file or directory");
 }
 
-}  // namespace
-}  // namespace dprobe::probes
+} // namespace
+} // namespace dprobe::probes

@@ -6,10 +6,10 @@ namespace dprobe::cli {
 namespace {
 
 TEST(ProgramDump, ListsProbesTablesAndCode) {
-  auto script = lang::compile(
-      "uprobe:./app:f, u:./app:g+4 { @c[comm] = count(); printf(\"%d\\n\", arg0); } "
-      "interval:hz:4 { exit(); }",
-      "stdin");
+  auto script =
+      lang::compile("uprobe:./app:f, u:./app:g+4 { @c[comm] = count(); printf(\"%d\\n\", arg0); } "
+                    "interval:hz:4 { exit(); }",
+                    "stdin");
   ASSERT_TRUE(script) << script.error().message;
   const std::string dump = dump_program(*script);
   EXPECT_NE(dump.find("probes (2):\n  program 0:\n"
@@ -27,5 +27,5 @@ TEST(ProgramDump, ListsProbesTablesAndCode) {
       << dump;
 }
 
-}  // namespace
-}  // namespace dprobe::cli
+} // namespace
+} // namespace dprobe::cli
