@@ -215,12 +215,9 @@ int main(int argc, char** argv) {
     while (!runtime.exit_requested() && !g_stop_requested.load()) {
       dprobe::probes::run_due_intervals(timers, runtime);
       if (runtime.exit_requested()) break;
-      if (timers.empty()) {
-        ::pause();
-      } else {
-        // Returns early (EINTR) when SIGINT/SIGTERM arrives.
-        ::poll(nullptr, 0, timers.wait_ms(dprobe::probes::monotonic_ns(), 1000));
-      }
+      // Returns early (EINTR) when SIGINT/SIGTERM arrives; the timeout also bounds the wait of
+      // a signal that came just before the call (pause() would sleep through it for good).
+      ::poll(nullptr, 0, timers.wait_ms(dprobe::probes::monotonic_ns(), 1000));
     }
   }
   dprobe::probes::run_special_probes(*script, runtime, dprobe::lang::ProbeKind::End);
