@@ -8,6 +8,8 @@ packages=(
   libzydis-dev libelf-dev libdw-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev systemtap-sdt-dev
   python3 python3-pytest
+  # the lang fuzzer (libFuzzer needs clang; GCC has none), run by `make test`
+  clang libclang-rt-14-dev
 )
 # bpftrace is the reference the e2e suite compares against side by side (skipped when absent).
 if [[ "${DPROBE_WITH_BPFTRACE:-1}" == 1 ]]; then packages+=(bpftrace); fi

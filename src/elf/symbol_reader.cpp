@@ -98,4 +98,26 @@ Result<std::vector<Symbol>> read_symbols(Elf *elf) {
   return symbols;
 }
 
+std::vector<std::string> read_function_names(Elf *elf) {
+  std::vector<std::string> names;
+  for (Elf_Scn *scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
+    GElf_Shdr shdr;
+    if (gelf_getshdr(scn, &shdr) == nullptr) continue;
+    if (shdr.sh_type != SHT_SYMTAB && shdr.sh_type != SHT_DYNSYM) continue;
+    Elf_Data *data = elf_getdata(scn, nullptr);
+    if (data == nullptr || data->d_buf == nullptr || shdr.sh_entsize == 0) continue;
+    const size_t count = data->d_size / shdr.sh_entsize;
+    for (size_t i = 1; i < count; ++i) {
+      GElf_Sym sym;
+      if (gelf_getsym(data, static_cast<int>(i), &sym) == nullptr) continue;
+      const unsigned type = GELF_ST_TYPE(sym.st_info);
+      if (type != STT_FUNC && type != STT_GNU_IFUNC) continue;
+      if (sym.st_value == 0 || sym.st_shndx == SHN_UNDEF) continue;
+      const char *name = elf_strptr(elf, shdr.sh_link, sym.st_name);
+      if (name != nullptr && name[0] != '\0') names.emplace_back(name);
+    }
+  }
+  return names;
+}
+
 } // namespace dprobe::elf

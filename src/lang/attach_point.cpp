@@ -36,8 +36,8 @@ constexpr std::array<std::string_view, 24> kKernelProviders = {"kprobe",
                                                                "kprobe_multi"};
 
 // Providers that work in user space and will come in later milestones.
-constexpr std::array<std::string_view, 8> kLaterProviders = {"uretprobe", "ur", "usdt",     "U",
-                                                             "profile",   "p",  "interval", "i"};
+constexpr std::array<std::string_view, 6> kLaterProviders = {"uretprobe", "ur",      "usdt",
+                                                             "U",         "profile", "p"};
 
 /// Splits on ':' outside double quotes, dropping the quotes.
 std::vector<std::string> split_colons(std::string_view raw) {
@@ -129,19 +129,70 @@ std::optional<std::string> parse_attach_point(std::string_view raw, AttachPoint&
       out.offset = *offset;
     }
     if (out.symbol.empty()) return fmt::format("uprobe needs a symbol: uprobe:PATH:SYMBOL");
-    if (out.symbol.find_first_of("*?[") != std::string::npos) {
-      return fmt::format("wildcard symbols are not supported yet: '{}'", out.symbol);
+    // '*' and '?' are wildcards, expanded per file when the probe is resolved.
+    if (out.symbol.find('[') != std::string::npos) {
+      return fmt::format("character classes are not supported in symbols: '{}'", out.symbol);
+    }
+    if (plus != std::string::npos && out.symbol.find_first_of("*?") != std::string::npos) {
+      return fmt::format("an offset cannot follow a wildcard: '{}'", target);
     }
     return std::nullopt;
   }
+  if (provider == "interval" || provider == "i") {
+    out.kind = ProbeKind::Interval;
+    // bpftrace's wording for a wrong number of parts.
+    if (parts.size() != 3) return "interval probe type requires 2 arguments";
+    return parse_interval(parts[1], parts[2], out.interval_ns);
+  }
   out.kind = ProbeKind::Uprobe;
+  return refuse_provider(provider);
+}
+
+std::optional<std::string> refuse_provider(std::string_view provider) {
+  if (provider == "uprobe" || provider == "u" || provider == "BEGIN" || provider == "END" ||
+      provider == "interval" || provider == "i") {
+    return std::nullopt;
+  }
   if (contains(kKernelProviders, provider)) {
-    return fmt::format("kernel-only feature '{}' is not available in user space", provider);
+    return fmt::format("kernel-only probe type '{}': dprobe has no kernel side (probe user space "
+                       "with uprobe:PATH:FUNCTION)",
+                       provider);
   }
   if (contains(kLaterProviders, provider)) {
     return fmt::format("probe type '{}' is not supported yet", provider);
   }
   return fmt::format("unknown probe type '{}'", provider);
+}
+
+std::optional<std::string> parse_interval(std::string_view unit, std::string_view count,
+                                          uint64_t& period_ns) {
+  uint64_t unit_ns = 0;
+  if (unit == "s") {
+    unit_ns = 1'000'000'000;
+  } else if (unit == "ms") {
+    unit_ns = 1'000'000;
+  } else if (unit == "us") {
+    unit_ns = 1'000;
+  } else if (unit != "hz") {
+    // bpftrace's wording.
+    return fmt::format("{} is not an accepted unit of time", unit);
+  }
+  // Decimal only, as bpftrace's stoull would read it (it also stops at the first non-digit;
+  // dprobe refuses such text instead of guessing).
+  const bool decimal =
+      !count.empty() && count.find_first_not_of("0123456789") == std::string_view::npos;
+  const std::optional<uint64_t> n = decimal ? parse_number(count) : std::nullopt;
+  if (!n) return fmt::format("invalid interval count '{}': expected a decimal number", count);
+  // bpftrace accepts 0 and then fails to attach; a zero period would spin dprobe's loop.
+  if (*n == 0) return fmt::format("interval count must be at least 1, not '{}'", count);
+  if (unit_ns == 0) {
+    if (*n > 1'000'000'000) return fmt::format("interval rate {} hz is above 1 GHz", *n);
+    period_ns = 1'000'000'000 / *n;
+    return std::nullopt;
+  }
+  if (*n > UINT64_MAX / unit_ns) return fmt::format("interval '{}{}' is too long", count, unit);
+  period_ns = *n * unit_ns;
+  return std::nullopt;
 }
 
 } // namespace dprobe::lang

@@ -65,6 +65,11 @@ std::optional<BinaryOp> compound_op(TokenKind kind) {
   }
 }
 
+// How deeply expressions and blocks may nest (brackets, unary operators, operator chains, if
+// blocks). The passes after the parser recurse over the tree, so an unbounded depth (found by
+// the fuzzer: 10^5 nested brackets) would overflow dprobe's stack; real scripts stay far below.
+constexpr int kMaxNesting = 256;
+
 bool is_keyword(std::string_view name) {
   return name == "if" || name == "else" || name == "while" || name == "unroll" ||
          name == "return" || name == "for" || name == "break" || name == "continue";
@@ -114,6 +119,16 @@ class Parser {
     take();
     return true;
   }
+
+  /// Enters one level of nesting at the current token; false (with a diagnostic) past the limit.
+  /// Every successful enter() is paired with leave().
+  bool enter() {
+    if (++nesting_ <= kMaxNesting) return true;
+    --nesting_;
+    error(cur().location, fmt::format("nested too deeply (more than {} levels)", kMaxNesting));
+    return false;
+  }
+  void leave() { --nesting_; }
 
   void error(SourceLocation location, std::string message) {
     if (failed_) return;
@@ -188,6 +203,13 @@ class Parser {
   // --- statements -----------------------------------------------------------------------------
 
   bool parse_block(std::vector<StmtPtr>& body) {
+    if (!enter()) return false;
+    const bool parsed = parse_block_body(body);
+    leave();
+    return parsed;
+  }
+
+  bool parse_block_body(std::vector<StmtPtr>& body) {
     if (!expect(TokenKind::LBrace)) return false;
     while (true) {
       if (accept(TokenKind::RBrace)) return true;
@@ -273,7 +295,9 @@ class Parser {
     if (at_ident("else")) {
       take();
       if (at_ident("if")) {
+        if (!enter()) return nullptr;
         StmtPtr nested = parse_if();
+        leave();
         if (!nested) return nullptr;
         stmt->else_body.push_back(std::move(nested));
       } else {
@@ -293,10 +317,12 @@ class Parser {
 
   /// An expression inside brackets: '/' is division again even within a predicate.
   ExprPtr parse_nested_expr() {
+    if (!enter()) return nullptr;
     const int saved = predicate_depth_;
     predicate_depth_ = 0;
     ExprPtr e = parse_expr();
     predicate_depth_ = saved;
+    leave();
     return e;
   }
 
@@ -306,7 +332,9 @@ class Parser {
     const Token question = take();
     ExprPtr then_expr = parse_nested_expr();
     if (!then_expr || !expect(TokenKind::Colon)) return nullptr;
+    if (!enter()) return nullptr;
     ExprPtr else_expr = parse_ternary();
+    leave();
     if (!else_expr) return nullptr;
     return std::make_unique<ast::Ternary>(question.location, std::move(cond), std::move(then_expr),
                                           std::move(else_expr));
@@ -315,6 +343,8 @@ class Parser {
   ExprPtr parse_binary(size_t level) {
     if (level == kBinaryLevels.size()) return parse_unary();
     ExprPtr lhs = parse_binary(level + 1);
+    // A chain "a + b + c" is a tree as deep as it is long: each link counts as a level.
+    int links = 0;
     while (lhs) {
       const BinaryLevel* match = nullptr;
       for (const BinaryLevel& candidate : kBinaryLevels[level]) {
@@ -322,11 +352,20 @@ class Parser {
       }
       // Inside /predicate/, a bare '/' ends the predicate rather than dividing.
       if (match == nullptr || (match->op == BinaryOp::Div && predicate_depth_ > 0)) break;
+      if (!enter()) {
+        lhs = nullptr;
+        break;
+      }
+      ++links;
       const Token op = take();
       ExprPtr rhs = parse_binary(level + 1);
-      if (!rhs) return nullptr;
+      if (!rhs) {
+        lhs = nullptr;
+        break;
+      }
       lhs = std::make_unique<ast::Binary>(op.location, match->op, std::move(lhs), std::move(rhs));
     }
+    nesting_ -= links;
     return lhs;
   }
 
@@ -338,7 +377,9 @@ class Parser {
     if (t.kind == TokenKind::Tilde) op = ast::UnaryOp::BNot;
     if (op) {
       const Token op_token = take();
+      if (!enter()) return nullptr;
       ExprPtr operand = parse_unary();
+      leave();
       if (!operand) return nullptr;
       return std::make_unique<ast::Unary>(op_token.location, *op, std::move(operand));
     }
@@ -443,6 +484,7 @@ class Parser {
   bool failed_ = false;
   SourceLocation prev_end_;
   int predicate_depth_ = 0;
+  int nesting_ = 0; ///< levels entered (enter()/leave())
 };
 
 } // namespace

@@ -17,6 +17,7 @@
 #include "probes/mechanism_planner.h"
 #include "probes/process_watch.h"
 #include "probes/hit_context.h"
+#include "probes/interval_timers.h"
 #include "probes/run_to_entry.h"
 #include "probes/site_resolver.h"
 #include "process/auxv.h"
@@ -120,8 +121,9 @@ class Session {
       }
       return armed;
     }
-    if (options_.on_armed) options_.on_armed();
+    if (options_.on_armed) options_.on_armed(armed_probe_count());
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
+    timers_.emplace(script_, monotonic_ns());
     if (should_run_free()) return let_go();
     if (auto st = tracee_->resume_all(); !st) return st;
     if (launching) {
@@ -142,6 +144,19 @@ class Session {
     tracee_.reset();
     running_free_ = true;
     return {};
+  }
+
+  // Every uprobe name on a site (wildcards expanded) and every other attach point.
+  size_t armed_probe_count() const {
+    size_t n = 0;
+    for (const auto& block : script_.probes) {
+      for (const auto& ap : block.attach_points) n += ap.kind != lang::ProbeKind::Uprobe;
+    }
+    if (agent_) {
+      for (const auto& site : agent_->sites()) n += site.probe_names.size();
+    }
+    for (const auto& site : engine_->sites()) n += site.probe_names.size();
+    return n;
   }
 
   bool has_boost_sites() const {
@@ -167,6 +182,7 @@ class Session {
 
   Status arm(bool launching) {
     const pid_t pid = tracee_->pid();
+    resolver_.set_process(pid);
     auto maps = process::read_maps(pid);
     if (!maps) return std::unexpected(maps.error());
     // A dynamically linked program is let run to its entry point first: its libraries are
@@ -234,8 +250,9 @@ class Session {
     for (;;) {
       if (agent_) agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
+      run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      auto event = tracee_->next_event(agent_ ? 10 : 100);
+      auto event = tracee_->next_event(timers_->wait_ms(monotonic_ns(), agent_ ? 10 : 100));
       if (!event) {
         if (event.error().errno_value == EINTR) continue;
         return std::unexpected(event.error());
@@ -350,11 +367,12 @@ class Session {
   Result<SessionEnd> wait_for_children() {
     for (;;) {
       if (agent_) agent_->poll(runtime_);
+      if (timers_) run_due_intervals(*timers_, runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
       std::erase_if(children_, [](ProcessWatch& w) { return w.wait_exit(0); });
       if (children_.empty()) return SessionEnd::TargetExited;
-      (void)children_.front().wait_exit(10);
+      (void)children_.front().wait_exit(timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10);
     }
   }
 
@@ -389,8 +407,9 @@ class Session {
     for (;;) {
       agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
+      run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      if (watch->wait_exit(10)) {
+      if (watch->wait_exit(timers_->wait_ms(monotonic_ns(), 10))) {
         exited_ = true;
         return SessionEnd::TargetExited;
       }
@@ -454,6 +473,7 @@ class Session {
   std::unique_ptr<AgentEngine> agent_;
   CommCache comms_;
   std::vector<ProcessWatch> children_;  ///< followed fork children, not traced
+  std::optional<IntervalTimers> timers_;  ///< started once BEGIN ran
   pid_t pid_ = 0;
   bool launched_ = false;
   bool running_free_ = false;
@@ -471,6 +491,14 @@ Result<SessionEnd> run_session(const lang::CompiledScript& script, runtime::Prob
 
 void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntime& runtime,
                         lang::ProbeKind kind) {
+  for (const auto& block : script.probes) {
+    bool matches = std::any_of(block.attach_points.begin(), block.attach_points.end(),
+                               [&](const lang::AttachPoint& ap) { return ap.kind == kind; });
+    if (matches) run_program_in_dprobe(block.program_index, runtime);
+  }
+}
+
+void run_program_in_dprobe(uint32_t program, runtime::ProbeRuntime& runtime) {
   runtime::HitContext ctx;
   ctx.pid = static_cast<int32_t>(::getpid());
   ctx.tid = ctx.pid;
@@ -479,11 +507,7 @@ void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntim
   ctx.nsecs = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
   std::snprintf(ctx.comm, sizeof ctx.comm, "dprobe");
   NoMemory memory;
-  for (const auto& block : script.probes) {
-    bool matches = std::any_of(block.attach_points.begin(), block.attach_points.end(),
-                               [&](const lang::AttachPoint& ap) { return ap.kind == kind; });
-    if (matches) runtime.run(block.program_index, ctx, memory);
-  }
+  runtime.run(program, ctx, memory);
 }
 
 size_t count_attach_points(const lang::CompiledScript& script) {

@@ -26,8 +26,9 @@ struct SessionOptions {
   std::FILE* diagnostics = stderr;   ///< where -v lines and notes go
   std::string working_directory;     ///< relative probe paths resolve against this
   /// Called once every probe is armed, before BEGIN runs and the target resumes (bpftrace
-  /// prints "Attaching N probes..." only once attaching succeeded).
-  std::function<void()> on_armed;
+  /// prints "Attaching N probes..." only once attaching succeeded), with the number of probes
+  /// as bpftrace counts them: each match of a wildcard is one.
+  std::function<void(size_t probes)> on_armed;
 };
 
 /// Why the session ended.
@@ -44,6 +45,10 @@ enum class SessionEnd { TargetExited, StopRequested, ScriptExit };
 /// Runs the programs of BEGIN or END blocks (in dprobe's own context, as bpftrace does).
 void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntime& runtime,
                         lang::ProbeKind kind);
+
+/// Runs one program in dprobe's own context (pid and comm are dprobe's, no target memory):
+/// BEGIN, END and interval probes.
+void run_program_in_dprobe(uint32_t program, runtime::ProbeRuntime& runtime);
 
 /// Number of attach points, as bpftrace's "Attaching N probes..." counts them.
 [[nodiscard]] size_t count_attach_points(const lang::CompiledScript& script);

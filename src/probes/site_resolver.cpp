@@ -8,6 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "elf/library_resolver.h"
+#include "elf/wildcard.h"
+
 namespace dprobe::probes {
 namespace {
 
@@ -66,15 +69,22 @@ bool is_leftover_patch(std::span<const uint8_t> live, uint64_t address,
 SiteResolver::SiteResolver(std::string working_directory)
     : working_directory_(std::move(working_directory)) {}
 
-std::string SiteResolver::absolute(const std::string& path) const {
+Result<std::string> SiteResolver::absolute(const std::string& path) const {
+  // As bpftrace finds it: a path with '/' as written, a bare name as a program in the current
+  // directory or PATH, or a library ("libc") in the process's maps, ld.so.cache, lib dirs.
+  auto found = elf::resolve_probe_path(path, pid_ != 0 ? std::optional<pid_t>(pid_) : std::nullopt,
+                                       working_directory_);
+  if (!found) return std::unexpected(found.error());
+  // /proc/PID/maps names files with symlinks resolved.
   char resolved[PATH_MAX];
-  if (::realpath(path.c_str(), resolved) != nullptr) return resolved;
-  if (!path.empty() && path[0] == '/') return path;
-  return working_directory_ + "/" + path;
+  if (::realpath(found->c_str(), resolved) != nullptr) return std::string(resolved);
+  return *found;
 }
 
 Result<const elf::ElfFile*> SiteResolver::open_file(const std::string& path) {
-  std::string abs = absolute(path);
+  auto absolute_path = absolute(path);
+  if (!absolute_path) return std::unexpected(absolute_path.error());
+  const std::string& abs = *absolute_path;
   auto it = files_.find(abs);
   if (it != files_.end()) return it->second.get();
   auto file = elf::ElfFile::open(abs);
@@ -183,64 +193,95 @@ Result<bool> SiteResolver::is_mapped(const lang::AttachPoint& ap,
                      [&](const process::Mapping& m) { return same_file(m, **file); });
 }
 
+Result<std::vector<lang::AttachPoint>> SiteResolver::expand(const lang::AttachPoint& ap) {
+  if (!elf::has_wildcard(ap.symbol)) return std::vector<lang::AttachPoint>{ap};
+  auto file = open_file(ap.path);
+  if (!file) return std::unexpected(file.error());
+  std::vector<lang::AttachPoint> expanded;
+  for (const elf::Symbol* symbol : (*file)->match_functions(ap.symbol)) {
+    lang::AttachPoint one = ap;
+    one.symbol = symbol->name;
+    // The name bpftrace gives each match (its `probe` builtin, -v): the provider spelled out.
+    one.raw = fmt::format("uprobe:{}:{}", ap.path, symbol->name);
+    expanded.push_back(std::move(one));
+  }
+  if (expanded.empty()) {
+    return fail("{}: no function matches '{}' in {}", ap.raw, ap.symbol, (*file)->path());
+  }
+  return expanded;
+}
+
+Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                  std::span<const process::Mapping> maps,
+                                  const TargetReader& read_target, std::vector<ProbeSite>& sites) {
+  auto loc = locate(ap);
+  if (!loc) return std::unexpected(loc.error());
+  auto file = open_file(ap.path);
+  if (!file) return std::unexpected(file.error());
+  auto address = runtime_address(**file, loc->file_vaddr, pid, maps);
+  if (!address) return with_context(address.error(), ap.raw);
+
+  auto existing = std::find_if(sites.begin(), sites.end(),
+                               [&](const ProbeSite& s) { return s.address == *address; });
+  if (existing != sites.end()) {
+    existing->probe_names.push_back(ap.raw);
+    existing->programs.push_back(program);
+    return {};
+  }
+
+  // The process must run exactly the bytes we planned from the file; otherwise the file
+  // changed after the process mapped it, or someone else patched the code.
+  const auto& insn = loc->instruction;
+  std::vector<uint8_t> live(std::max<size_t>(insn.length, 5));
+  if (auto st = read_target(*address, live); !st) {
+    live.resize(insn.length);
+    if (auto again = read_target(*address, live); !again) return with_context(again.error(), ap.raw);
+  }
+  if (!std::equal(live.begin(), live.begin() + insn.length, insn.bytes.begin()) &&
+      !is_leftover_patch(live, *address, insn, maps)) {
+    if (live[0] == 0xCC && insn.bytes[0] != 0xCC) {
+      return fail("{}: process {} already has a breakpoint at {:#x} (another debugger?)",
+                  ap.raw, pid, *address);
+    }
+    return fail("{}: {} changed since process {} mapped it (code at {:#x} differs from the "
+                "file)",
+                ap.raw, loc->file_path, pid, *address);
+  }
+
+  ProbeSite site;
+  site.probe_names.push_back(ap.raw);
+  site.programs.push_back(program);
+  site.file_path = loc->file_path;
+  site.function = loc->function;
+  site.function_offset = loc->function_offset;
+  site.function_size = loc->function_size;
+  site.function_code = loc->function_code;
+  site.file_vaddr = loc->file_vaddr;
+  site.address = *address;
+  // Decode again at the run-time address so branch targets and RIP-relative operands
+  // are absolute addresses in the process.
+  // (From the file's bytes: the process may still hold a patch a killed dprobe left.)
+  auto at_runtime = x86_64::decode(std::span<const uint8_t>(insn.bytes.data(), insn.length), *address);
+  if (!at_runtime) return with_context(at_runtime.error(), ap.raw);
+  site.instruction = *at_runtime;
+  sites.push_back(std::move(site));
+  return {};
+}
+
 Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript& script, pid_t pid,
                                                      std::span<const process::Mapping> maps,
                                                      const TargetReader& read_target) {
   std::vector<ProbeSite> sites;
   for (const auto& block : script.probes) {
-    for (const auto& ap : block.attach_points) {
-      if (ap.kind != lang::ProbeKind::Uprobe) continue;
-      auto loc = locate(ap);
-      if (!loc) return std::unexpected(loc.error());
-      auto file = open_file(ap.path);
-      if (!file) return std::unexpected(file.error());
-      auto address = runtime_address(**file, loc->file_vaddr, pid, maps);
-      if (!address) return with_context(address.error(), ap.raw);
-
-      auto existing = std::find_if(sites.begin(), sites.end(),
-                                   [&](const ProbeSite& s) { return s.address == *address; });
-      if (existing != sites.end()) {
-        existing->probe_names.push_back(ap.raw);
-        existing->programs.push_back(block.program_index);
-        continue;
-      }
-
-      // The process must run exactly the bytes we planned from the file; otherwise the file
-      // changed after the process mapped it, or someone else patched the code.
-      const auto& insn = loc->instruction;
-      std::vector<uint8_t> live(std::max<size_t>(insn.length, 5));
-      if (auto st = read_target(*address, live); !st) {
-        live.resize(insn.length);
-        if (auto again = read_target(*address, live); !again) return with_context(again.error(), ap.raw);
-      }
-      if (!std::equal(live.begin(), live.begin() + insn.length, insn.bytes.begin()) &&
-          !is_leftover_patch(live, *address, insn, maps)) {
-        if (live[0] == 0xCC && insn.bytes[0] != 0xCC) {
-          return fail("{}: process {} already has a breakpoint at {:#x} (another debugger?)",
-                      ap.raw, pid, *address);
+    for (const auto& written : block.attach_points) {
+      if (written.kind != lang::ProbeKind::Uprobe) continue;
+      auto expanded = expand(written);
+      if (!expanded) return std::unexpected(expanded.error());
+      for (const auto& ap : *expanded) {
+        if (auto st = resolve_one(ap, block.program_index, pid, maps, read_target, sites); !st) {
+          return std::unexpected(st.error());
         }
-        return fail("{}: {} changed since process {} mapped it (code at {:#x} differs from the "
-                    "file)",
-                    ap.raw, loc->file_path, pid, *address);
       }
-
-      ProbeSite site;
-      site.probe_names.push_back(ap.raw);
-      site.programs.push_back(block.program_index);
-      site.file_path = loc->file_path;
-      site.function = loc->function;
-      site.function_offset = loc->function_offset;
-      site.function_size = loc->function_size;
-      site.function_code = loc->function_code;
-      site.file_vaddr = loc->file_vaddr;
-      site.address = *address;
-      // Decode again at the run-time address so branch targets and RIP-relative operands
-      // are absolute addresses in the process.
-      // (From the file's bytes: the process may still hold a patch a killed dprobe left.)
-      auto at_runtime = x86_64::decode(std::span<const uint8_t>(insn.bytes.data(), insn.length), *address);
-      if (!at_runtime) return with_context(at_runtime.error(), ap.raw);
-      site.instruction = *at_runtime;
-      sites.push_back(std::move(site));
     }
   }
   return sites;

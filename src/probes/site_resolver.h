@@ -37,9 +37,16 @@ class SiteResolver {
  public:
   explicit SiteResolver(std::string working_directory);
 
+  /// The process probes are resolved for: library names are looked up in its maps first.
+  void set_process(pid_t pid) { pid_ = pid; }
+
   /// Resolves symbol/offset/address in the file, and checks that the offset is on an
   /// instruction boundary of its function. Errors name the attach point.
   [[nodiscard]] Result<FileLocation> locate(const lang::AttachPoint& ap);
+
+  /// The attach points `ap` stands for: itself, or one per function its wildcard symbol
+  /// matches in the file (sorted by name). No match is an error naming the pattern.
+  [[nodiscard]] Result<std::vector<lang::AttachPoint>> expand(const lang::AttachPoint& ap);
 
   /// Whether `path` (as written in a probe) is mapped in the process.
   [[nodiscard]] Result<bool> is_mapped(const lang::AttachPoint& ap,
@@ -54,9 +61,15 @@ class SiteResolver {
 
  private:
   [[nodiscard]] Result<const elf::ElfFile*> open_file(const std::string& path);
-  [[nodiscard]] std::string absolute(const std::string& path) const;
+  /// Resolves one attach point (no wildcard) of program `program` into `sites`, sharing the
+  /// site of an earlier probe on the same address.
+  [[nodiscard]] Status resolve_one(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                   std::span<const process::Mapping> maps,
+                                   const TargetReader& read_target, std::vector<ProbeSite>& sites);
+  [[nodiscard]] Result<std::string> absolute(const std::string& path) const;
 
   std::string working_directory_;
+  pid_t pid_ = 0;
   std::map<std::string, std::unique_ptr<elf::ElfFile>> files_;
 };
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "output/json_printer.h"
+
 namespace dprobe::runtime {
 
 namespace {
@@ -17,8 +19,9 @@ std::vector<uint64_t> whole_value(const output::MapEntry& e) {
 
 } // namespace
 
-ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out)
-    : script_(script), out_(out), tables_(script.module), maps_(script.module.maps),
+ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out,
+                           OutputFormat format)
+    : script_(script), out_(out), format_(format), tables_(script.module), maps_(script.module.maps),
       state_(std::make_unique<bytecode::VmState>()) {
   formats_.reserve(script.module.formats.size());
   for (const bytecode::PrintfFormat& format : script.module.formats) {
@@ -80,8 +83,11 @@ std::string ProbeRuntime::format_maps() const {
     return script_.module.maps[a].name < script_.module.maps[b].name;
   });
   std::string text;
-  for (uint32_t id : order)
-    text += output::format_map(script_.module.maps[id], maps_.entries(id));
+  for (uint32_t id : order) {
+    text += format_ == OutputFormat::Json
+                ? output::format_map_json(script_.module.maps[id], maps_.entries(id))
+                : output::format_map(script_.module.maps[id], maps_.entries(id));
+  }
   return text;
 }
 
@@ -121,7 +127,7 @@ void ProbeRuntime::host_delete(void* ctx, uint32_t map, const uint8_t* key, uint
 void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   if (format >= compiled_.size()) return;
   const output::CompiledFormat& compiled = compiled_[format];
-  if (compiled.fast() && args.size() >= compiled.args_size() &&
+  if (format_ == OutputFormat::Text && compiled.fast() && args.size() >= compiled.args_size() &&
       compiled.max_length() <= kPendingSize) {
     if (kPendingSize - pending_used_ < compiled.max_length()) write_pending();
     char* at = pending_.get() + pending_used_;
@@ -130,6 +136,8 @@ void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   }
   text_.clear();
   compiled.append(text_, args);
+  // -f json: each event is one line of its own, whatever newlines its text holds.
+  if (format_ == OutputFormat::Json) text_ = output::json_printf(text_);
   if (kPendingSize - pending_used_ < text_.size()) write_pending();
   if (text_.size() > kPendingSize) {
     std::fwrite(text_.data(), 1, text_.size(), out_);

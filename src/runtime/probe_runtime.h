@@ -45,10 +45,14 @@ class ExternalMaps {
   virtual void reset(uint32_t map, bool zero_only) = 0;
 };
 
+/// -f: bpftrace's text, or its JSON lines (output/json_printer.h).
+enum class OutputFormat { Text, Json };
+
 class ProbeRuntime {
  public:
   /// Keeps a reference to `script`, which must outlive the runtime.
-  ProbeRuntime(const lang::CompiledScript& script, std::FILE* out);
+  ProbeRuntime(const lang::CompiledScript& script, std::FILE* out,
+               OutputFormat format = OutputFormat::Text);
   ProbeRuntime(const ProbeRuntime&) = delete;
   ProbeRuntime& operator=(const ProbeRuntime&) = delete;
   ~ProbeRuntime();
@@ -109,6 +113,7 @@ class ProbeRuntime {
 
   const lang::CompiledScript& script_;
   std::FILE* out_;
+  OutputFormat format_;
   bytecode::VmModuleTables tables_;
   std::vector<output::ParsedFormat> formats_;
   std::vector<output::CompiledFormat> compiled_; ///< one per formats_ entry, refers to it

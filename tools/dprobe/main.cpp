@@ -1,4 +1,5 @@
 // dprobe: options, wiring, nothing else.
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -6,15 +7,22 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "command_line.h"
+#include "program_dump.h"
 #include "lang/compiler.h"
+#include "output/json_printer.h"
+#include "probes/interval_timers.h"
+#include "probes/probe_list.h"
 #include "probes/probe_session.h"
 #include "runtime/probe_runtime.h"
 
@@ -54,6 +62,19 @@ std::string current_directory() {
   return ::getcwd(buf, sizeof buf) != nullptr ? buf : ".";
 }
 
+/// Writes `text` to FILE, or stdout when FILE is empty; the exit status.
+int write_output(const std::string& file, std::string_view text) {
+  std::FILE* out = stdout;
+  if (!file.empty()) {
+    out = std::fopen(file.c_str(), "w");
+    if (out == nullptr) return error_exit(fmt::format("{}: {}", file, std::strerror(errno)));
+  }
+  std::fwrite(text.data(), 1, text.size(), out);
+  std::fflush(out);
+  if (out != stdout) std::fclose(out);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,6 +94,17 @@ int main(int argc, char** argv) {
                  "use this mechanism for every probe or refuse it: jump, int3-boost, int3-ptrace "
                  "(default: the fastest that is safe at each site)")
       ->check(CLI::IsMember({"jump", "int3-boost", "int3-ptrace"}));
+  std::string list_pattern, output_format = "text";
+  bool dump = false;
+  app.add_option("-l", list_pattern,
+                 "list the probes PATTERN matches and exit, e.g. 'uprobe:/bin/app:parse_*', "
+                 "'uprobe:libc:mall*'")
+      ->type_name("PATTERN");
+  app.add_option("-f", output_format, "output format: text (default) or json, as bpftrace's")
+      ->type_name("FORMAT");
+  app.add_flag("-d,--dump", dump,
+               "print the compiled program (probes, maps, formats, bytecode) and exit without "
+               "running anything");
   app.set_version_flag("-V,--version", fmt::format("dprobe v{}", DPROBE_VERSION));
   app.footer(
       "examples:\n"
@@ -86,6 +118,24 @@ int main(int argc, char** argv) {
     return error_exit(e.what());
   }
 
+  if (output_format != "text" && output_format != "json") {
+    return error_exit(
+        fmt::format("invalid output format '{}' (valid formats: text, json)", output_format));
+  }
+  if (!list_pattern.empty()) {
+    if (!program_text.empty() || !script_file.empty()) {
+      return error_exit("-l lists probes and runs no program: give -l PATTERN without -e or FILE");
+    }
+    if (pid != 0 || !command.empty()) {
+      return error_exit("-l lists probes in files, not processes: give -l without -p or -c");
+    }
+    if (dump) return error_exit("-l and -d cannot be used together");
+    auto lines = dprobe::probes::list_probes(list_pattern, current_directory());
+    if (!lines) return error_exit(lines.error().text());
+    std::string text;
+    for (const std::string& line : *lines) text += line + "\n";
+    return write_output(output_file, text);
+  }
   if (program_text.empty() == script_file.empty()) {
     return error_exit("give exactly one program: -e PROGRAM or a script FILE (see --help)");
   }
@@ -106,6 +156,11 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (dump) {
+    // A dry run, as bpftrace's -d: nothing is attached and no command is started.
+    return write_output(output_file, dprobe::cli::dump_program(*script));
+  }
+
   dprobe::probes::SessionOptions options;
   options.pid = pid;
   options.verbose = verbose;
@@ -116,6 +171,8 @@ int main(int argc, char** argv) {
     if (!words) return error_exit(words.error().text());
     options.command = std::move(*words);
   }
+  const auto format = output_format == "json" ? dprobe::runtime::OutputFormat::Json
+                                              : dprobe::runtime::OutputFormat::Text;
   bool has_uprobes = false;
   for (const auto& block : script->probes) {
     for (const auto& ap : block.attach_points) {
@@ -134,23 +191,33 @@ int main(int argc, char** argv) {
   }
   install_stop_handlers();
 
-  dprobe::runtime::ProbeRuntime runtime(*script, out);
-  options.on_armed = [&] {
-    size_t attach_points = dprobe::probes::count_attach_points(*script);
-    fmt::print(out, "Attaching {} probe{}...\n", attach_points, attach_points == 1 ? "" : "s");
+  dprobe::runtime::ProbeRuntime runtime(*script, out, format);
+  options.on_armed = [&](size_t attach_points) {
+    if (format == dprobe::runtime::OutputFormat::Json) {
+      fmt::print(out, "{}", dprobe::output::json_attached_probes(attach_points));
+    } else {
+      fmt::print(out, "Attaching {} probe{}...\n", attach_points, attach_points == 1 ? "" : "s");
+    }
     std::fflush(out);
   };
 
-  if (has_uprobes) {
+  // A command or process is run under a session even without uprobes: interval probes and
+  // END then run while it lives, as in bpftrace.
+  if (has_uprobes || pid != 0 || !options.command.empty()) {
     auto end = dprobe::probes::run_session(*script, runtime, options, g_stop_requested);
     if (!end) return error_exit(end.error().text());
   } else {
-    options.on_armed();
+    options.on_armed(dprobe::probes::count_attach_points(*script));
     dprobe::probes::run_special_probes(*script, runtime, dprobe::lang::ProbeKind::Begin);
-    // Like bpftrace, a script without uprobes runs until exit() or a signal.
+    // Like bpftrace, a script without uprobes runs until exit() or a signal; interval probes
+    // run meanwhile.
+    dprobe::probes::IntervalTimers timers(*script, dprobe::probes::monotonic_ns());
     while (!runtime.exit_requested() && !g_stop_requested.load()) {
-      if (!options.command.empty() || pid != 0) break;
-      ::pause();
+      dprobe::probes::run_due_intervals(timers, runtime);
+      if (runtime.exit_requested()) break;
+      // Returns early (EINTR) when SIGINT/SIGTERM arrives; the timeout also bounds the wait of
+      // a signal that came just before the call (pause() would sleep through it for good).
+      ::poll(nullptr, 0, timers.wait_ms(dprobe::probes::monotonic_ns(), 1000));
     }
   }
   dprobe::probes::run_special_probes(*script, runtime, dprobe::lang::ProbeKind::End);

@@ -172,6 +172,7 @@ class Analyser {
     for (const AttachPoint& ap : probe.attach_points) {
       if (ap.kind == ProbeKind::Begin) return "BEGIN";
       if (ap.kind == ProbeKind::End) return "END";
+      if (ap.kind == ProbeKind::Interval) return "interval";
     }
     return "";
   }
@@ -181,7 +182,7 @@ class Analyser {
     bool seen_end = false;
     for (const ast::Probe& probe : program_.probes) {
       for (const AttachPoint& ap : probe.attach_points) {
-        if (ap.kind == ProbeKind::Uprobe) continue;
+        if (ap.kind == ProbeKind::Uprobe || ap.kind == ProbeKind::Interval) continue;
         bool& seen = ap.kind == ProbeKind::Begin ? seen_begin : seen_end;
         if (seen) {
           error(SourceLocation{ap.line, ap.column, static_cast<int>(ap.raw.size())},

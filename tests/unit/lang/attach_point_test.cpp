@@ -63,6 +63,45 @@ TEST(AttachPoint, BeginEnd) {
   EXPECT_EQ(parse_error("END:a:b"), "END probes take no arguments");
 }
 
+TEST(AttachPoint, Interval) {
+  AttachPoint ap = parse_ok("interval:s:2");
+  EXPECT_EQ(ap.kind, ProbeKind::Interval);
+  EXPECT_EQ(ap.interval_ns, 2'000'000'000u);
+  EXPECT_EQ(parse_ok("interval:ms:100").interval_ns, 100'000'000u);
+  EXPECT_EQ(parse_ok("i:us:250").interval_ns, 250'000u);
+  EXPECT_EQ(parse_ok("interval:hz:4").interval_ns, 250'000'000u);
+  EXPECT_EQ(parse_ok("interval:hz:3").interval_ns, 333'333'333u);
+}
+
+TEST(AttachPoint, IntervalErrors) {
+  EXPECT_EQ(parse_error("interval:ms"), "interval probe type requires 2 arguments");
+  EXPECT_EQ(parse_error("interval:1s"), "interval probe type requires 2 arguments");
+  EXPECT_EQ(parse_error("interval:s:1:2"), "interval probe type requires 2 arguments");
+  EXPECT_EQ(parse_error("interval:ns:100"), "ns is not an accepted unit of time");
+  EXPECT_EQ(parse_error("interval:ms:abc"),
+            "invalid interval count 'abc': expected a decimal number");
+  EXPECT_EQ(parse_error("interval:ms:0x10"),
+            "invalid interval count '0x10': expected a decimal number");
+  EXPECT_EQ(parse_error("interval:ms:-1"),
+            "invalid interval count '-1': expected a decimal number");
+  EXPECT_EQ(parse_error("interval:ms:0"), "interval count must be at least 1, not '0'");
+  EXPECT_EQ(parse_error("interval:s:99999999999999999999"),
+            "invalid interval count '99999999999999999999': expected a decimal number");
+  EXPECT_EQ(parse_error("interval:s:18446744074"), "interval '18446744074s' is too long");
+  EXPECT_EQ(parse_error("interval:hz:2000000000"), "interval rate 2000000000 hz is above 1 GHz");
+}
+
+TEST(AttachPoint, RefuseProvider) {
+  for (const char* ok : {"uprobe", "u", "BEGIN", "END", "interval", "i"}) {
+    EXPECT_FALSE(refuse_provider(ok).has_value()) << ok;
+  }
+  EXPECT_EQ(refuse_provider("t").value_or(""),
+            "kernel-only probe type 't': dprobe has no kernel side "
+            "(probe user space with uprobe:PATH:FUNCTION)");
+  EXPECT_EQ(refuse_provider("usdt").value_or(""), "probe type 'usdt' is not supported yet");
+  EXPECT_EQ(refuse_provider("uprob").value_or(""), "unknown probe type 'uprob'");
+}
+
 TEST(AttachPoint, Errors) {
   EXPECT_EQ(parse_error("uprobe"), "uprobe needs a path and a symbol: uprobe:PATH:SYMBOL");
   EXPECT_EQ(parse_error("uprobe:./loop"), "uprobe needs a path and a symbol: uprobe:PATH:SYMBOL");
@@ -72,14 +111,20 @@ TEST(AttachPoint, Errors) {
   EXPECT_EQ(parse_error("uprobe:./loop:work+"), "invalid offset ''");
   EXPECT_EQ(parse_error("uprobe:./loop:work+0xg"), "invalid offset '0xg'");
   EXPECT_EQ(parse_error("uprobe:./loop:0x12zz"), "invalid address '0x12zz'");
-  EXPECT_EQ(parse_error("uprobe:./loop:work*"), "wildcard symbols are not supported yet: 'work*'");
+  EXPECT_EQ(parse_ok("uprobe:./loop:work*").symbol, "work*");
+  EXPECT_EQ(parse_ok("u:./loop:*or?").symbol, "*or?");
+  EXPECT_EQ(parse_error("uprobe:./loop:work*+4"), "an offset cannot follow a wildcard: 'work*+4'");
+  EXPECT_EQ(parse_error("uprobe:./loop:w[a-z]rk"),
+            "character classes are not supported in symbols: 'w[a-z]rk'");
   EXPECT_EQ(parse_error("kprobe:do_sys_open"),
-            "kernel-only feature 'kprobe' is not available in user space");
+            "kernel-only probe type 'kprobe': dprobe has no kernel side "
+            "(probe user space with uprobe:PATH:FUNCTION)");
   EXPECT_EQ(parse_error("tracepoint:syscalls:sys_enter_open"),
-            "kernel-only feature 'tracepoint' is not available in user space");
-  EXPECT_EQ(parse_error("kr:f"), "kernel-only feature 'kr' is not available in user space");
+            "kernel-only probe type 'tracepoint': dprobe has no kernel side "
+            "(probe user space with uprobe:PATH:FUNCTION)");
+  EXPECT_EQ(parse_error("kr:f"), "kernel-only probe type 'kr': dprobe has no kernel side "
+            "(probe user space with uprobe:PATH:FUNCTION)");
   EXPECT_EQ(parse_error("uretprobe:./loop:work"), "probe type 'uretprobe' is not supported yet");
-  EXPECT_EQ(parse_error("interval:s:1"), "probe type 'interval' is not supported yet");
   EXPECT_EQ(parse_error("begin"), "unknown probe type 'begin'");
 }
 

@@ -92,7 +92,8 @@ INSTANTIATE_TEST_SUITE_P(
              "BEGIN { @x[ksym(1)] = 1; }\n"
              "           ^~~~~~~"},
         Case{"kprobe:do_nanosleep { exit(); }",
-             "stdin:1:1: error: kernel-only feature 'kprobe' is not available in user space\n"
+             "stdin:1:1: error: kernel-only probe type 'kprobe': dprobe has no kernel side "
+            "(probe user space with uprobe:PATH:FUNCTION)\n"
              "kprobe:do_nanosleep { exit(); }\n"
              "^~~~~~~~~~~~~~~~~~~"},
         Case{"BEGIN:foo { exit(); }", "stdin:1:1: error: BEGIN probes take no arguments\n"

@@ -207,13 +207,49 @@ TEST(Parser, SyntaxErrors) {
 
 TEST(Parser, AttachPointErrorsStopParsing) {
   EXPECT_EQ(first_error("kprobe:do_sys_open { }"),
-            "kernel-only feature 'kprobe' is not available in user space");
+            "kernel-only probe type 'kprobe': dprobe has no kernel side "
+            "(probe user space with uprobe:PATH:FUNCTION)");
 }
 
 TEST(Parser, CloneKeepsShape) {
   auto p = parse_ok("BEGIN { @x = (a ? @m[1, \"s\"] : -$v) + str(arg0) }");
   const auto& assign = static_cast<const ast::AssignMap&>(*p->program.probes[0].body[0]);
   EXPECT_EQ(dump(*ast::clone(*assign.value)), dump(*assign.value));
+}
+
+} // namespace
+} // namespace dprobe::lang
+
+namespace dprobe::lang {
+namespace {
+
+// Found by the fuzzer: 10^5 nested brackets overflowed the stack of the recursive passes.
+std::string nesting_error(const std::string& source) {
+  Diagnostics diagnostics;
+  (void)parse(source, diagnostics);
+  return diagnostics.empty() ? "<no error>" : diagnostics.errors().front().message;
+}
+
+std::string repeat(std::string_view text, int times) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out += text;
+  return out;
+}
+
+TEST(Parser, NestingIsBounded) {
+  const std::string too_deep = "nested too deeply (more than 256 levels)";
+  EXPECT_EQ(nesting_error("BEGIN { @x = " + repeat("(", 200) + "1" + repeat(")", 200) + "; }"),
+            "<no error>");
+  EXPECT_EQ(nesting_error("BEGIN { @x = 1" + repeat(" + 1", 200) + "; }"), "<no error>");
+  EXPECT_EQ(
+      nesting_error("BEGIN { @x = " + repeat("(", 100000) + "1" + repeat(")", 100000) + "; }"),
+      too_deep);
+  EXPECT_EQ(nesting_error("BEGIN { @x = " + repeat("- ", 100000) + "1; }"), too_deep);
+  EXPECT_EQ(nesting_error("BEGIN { @x = 1" + repeat(" + 1", 100000) + "; }"), too_deep);
+  EXPECT_EQ(nesting_error("BEGIN { @x = " + repeat("1 ? 1 : ", 100000) + "2; }"), too_deep);
+  EXPECT_EQ(nesting_error("BEGIN { " + repeat("if (1) { ", 100000)), too_deep);
+  EXPECT_EQ(nesting_error("BEGIN { if (1) { } " + repeat("else if (1) { } ", 100000) + "}"),
+            too_deep);
 }
 
 } // namespace

@@ -46,6 +46,29 @@ lang::AttachPoint uprobe(const std::string& symbol, uint64_t offset = 0) {
   return ap;
 }
 
+TEST(SiteResolverExpand, WildcardNamesEveryMatchingFunction) {
+  SiteResolver resolver("/");
+  lang::AttachPoint ap = uprobe("probe_fixt*re");
+  ap.raw = "u:" + ap.path + ":probe_fixt*re";
+  auto expanded = resolver.expand(ap);
+  ASSERT_TRUE(expanded) << expanded.error().message;
+  ASSERT_EQ(expanded->size(), 1u);
+  EXPECT_EQ((*expanded)[0].symbol, "probe_fixture");
+  EXPECT_EQ((*expanded)[0].raw, "uprobe:" + ap.path + ":probe_fixture");
+
+  auto exact = resolver.expand(uprobe("probe_fixture"));
+  ASSERT_TRUE(exact);
+  ASSERT_EQ(exact->size(), 1u);
+  EXPECT_EQ((*exact)[0].raw, uprobe("probe_fixture").raw);  // as written
+
+  ap.symbol = "no_such_fixture_*";
+  ap.raw = "uprobe:x:no_such_fixture_*";
+  auto none = resolver.expand(ap);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().message,
+            "uprobe:x:no_such_fixture_*: no function matches 'no_such_fixture_*' in " + ap.path);
+}
+
 TEST(SiteResolverLocate, FindsInstructionAtOffset) {
   SiteResolver resolver("/");
   auto loc = resolver.locate(uprobe("probe_fixture", 4));

@@ -453,3 +453,31 @@ TEST(MapStore, MergesByTheMapsRule) {
 
 } // namespace
 } // namespace dprobe::runtime
+
+namespace dprobe::runtime {
+namespace {
+
+TEST(ProbeRuntime, JsonOutput) {
+  // bpftrace -f json -e 'BEGIN { printf("hi %d\n", 5); @a = count(); @b[1, "x"] = count();
+  //   @e = -4; printf("t\tq\"\n"); exit(); }' printed these lines (after attached_probes).
+  auto script = lang::compile("BEGIN { printf(\"hi %d\\n\", 5); @a = count(); "
+                              "@b[1, \"x\"] = count(); @e = -4; printf(\"t\\tq\\\"\\n\"); exit(); }",
+                              "stdin");
+  ASSERT_TRUE(script) << script.error().message;
+  Capture out;
+  FailingMemory memory;
+  ProbeRuntime runtime(*script, out.file(), OutputFormat::Json);
+  runtime.run(0, HitContext{}, memory);
+  EXPECT_TRUE(runtime.exit_requested());
+  runtime.print_maps();
+  EXPECT_EQ(out.text(), "{\"type\": \"printf\", \"data\": \"hi 5\\n\"}\n"
+                        "{\"type\": \"printf\", \"data\": \"t\\tq\\\"\\n\"}\n"
+                        "\n"
+                        "\n"
+                        "{\"type\": \"map\", \"data\": {\"@a\": 1}}\n"
+                        "{\"type\": \"map\", \"data\": {\"@b\": {\"1,x\": 1}}}\n"
+                        "{\"type\": \"map\", \"data\": {\"@e\": -4}}\n");
+}
+
+} // namespace
+} // namespace dprobe::runtime
