@@ -117,6 +117,7 @@ class Session {
       return armed;
     }
     if (options_.on_armed) options_.on_armed();
+    if (agent_) agent_->share_maps(runtime_); // BEGIN's print(@m) sees hits already counted
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
     if (has_boost_sites() && engine_->sites().empty()) {
       // Running free: an int3 handled by the agent must not stop in ptrace first. Nothing
