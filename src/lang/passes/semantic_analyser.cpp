@@ -267,7 +267,7 @@ class Analyser {
     if (e.kind == ast::ExprKind::Unary) {
       const auto& u = static_cast<const ast::Unary&>(e);
       if (u.op == ast::UnaryOp::Neg && u.operand->kind == ast::ExprKind::Integer) {
-        return -static_cast<int64_t>(static_cast<const ast::Integer&>(*u.operand).value);
+        return static_cast<int64_t>(0 - static_cast<const ast::Integer&>(*u.operand).value);
       }
     }
     return std::nullopt;
