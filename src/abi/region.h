@@ -5,7 +5,9 @@
 // Who writes what:
 //   controller, before `enabled` is set: everything but the agent-written fields below;
 //   controller, later: `enabled`, ProbeEntry::enabled, ThreadSlot::have (to forget a thread),
-//                      the ring's tail and the ring bytes it consumed (zeroed);
+//                      the ring's tail and the ring bytes it consumed (zeroed), and the state
+//                      and value words of live map entries for a clear()/zero() that BEGIN,
+//                      END or an interval probe runs in dprobe;
 //   agent: module_state, agent_private, string_views, exit_requested,
 //          counters, arena_used, MapDesc::shared_table, ProbeEntry::shared_hits, thread slots,
 //          scratch busy words, the arena, the ring's head and records.

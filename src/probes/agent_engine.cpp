@@ -272,6 +272,12 @@ Status AgentEngine::arm(process::Tracee& tracee, std::vector<ProbeSite> sites) {
   return {};
 }
 
+void AgentEngine::share_maps(runtime::ProbeRuntime& runtime) {
+  if (!reader_ || collected_) return;
+  runtime.set_external_maps(&region_maps_);
+  attached_runtime_ = &runtime;
+}
+
 void AgentEngine::poll(runtime::ProbeRuntime& runtime) {
   if (!reader_) return;
   // Each event goes from the ring straight into the runtime's output buffer (no allocation per
@@ -289,10 +295,7 @@ void AgentEngine::poll(runtime::ProbeRuntime& runtime) {
     static_cast<Sink*>(context)->runtime->map_command(
         map, kind, kind == static_cast<uint32_t>(bytecode::MapCommandKind::Print));
   };
-  if (!collected_) {
-    runtime.set_external_maps(&region_maps_);
-    attached_runtime_ = &runtime;
-  }
+  share_maps(runtime);
   // A busy ring is drained again at once (after a yield) instead of after the caller's next
   // wait, for up to kBusyBudget: at 10M+ events/s the 10 ms wait alone fills a sixth of it.
   constexpr size_t kBusyEvents = 2048;

@@ -35,8 +35,13 @@ class AgentEngine {
   /// threads stopped inside replaced bytes into the copies. Precondition: all threads stopped.
   [[nodiscard]] Status arm(process::Tracee& tracee, std::vector<ProbeSite> sites);
 
-  /// Prints the printf events waiting in the ring; notes the script's exit().
+  /// Prints the printf events waiting in the ring (and runs the print/clear/zero records);
+  /// notes the script's exit().
   void poll(runtime::ProbeRuntime& runtime);
+
+  /// Lets print/clear/zero in the runtime's own programs (BEGIN, END, interval) see the
+  /// region's maps, until collect(). poll() does it too; call it before BEGIN runs.
+  void share_maps(runtime::ProbeRuntime& runtime);
 
   /// Restores every original byte. Trampolines, slots, the agent and its SIGTRAP handler stay
   /// mapped as inert code: a thread interrupted inside them may return there later.

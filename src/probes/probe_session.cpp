@@ -122,6 +122,7 @@ class Session {
       return armed;
     }
     if (options_.on_armed) options_.on_armed(armed_probe_count());
+    if (agent_) agent_->share_maps(runtime_); // BEGIN's print(@m) sees hits already counted
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
     timers_.emplace(script_, monotonic_ns());
     if (should_run_free()) return let_go();

@@ -320,10 +320,15 @@ class ProgramBuilder {
       const uint8_t r = allocate_register(e);
       emit(Insn{Op::MapLookup, r, 0, 0, map_id(map), key});
       if (module_.maps.at(map_id(map)).value == bytecode::MapValueKind::Min) {
-        // The stored word is 0xffffffff - min (bpftrace gives 0xffffffff for a missing entry).
-        const uint8_t base = allocate_register(e);
-        emit(Insn{Op::LoadImm, base, 0, 0, 0, bytecode::kMinInverseBase});
-        emit(Insn{Op::Sub, r, base, r, 0, 0});
+        // The stored word is 0xffffffff - min; a stored 0 (missing, or zeroed) reads as 0, as
+        // the printer shows it: r = (0xffffffff - r) * (r != 0).
+        const uint8_t inverse = allocate_register(e);
+        const uint8_t nonzero = allocate_register(e);
+        emit(Insn{Op::LoadImm, inverse, 0, 0, 0, bytecode::kMinInverseBase});
+        emit(Insn{Op::Sub, inverse, inverse, r, 0, 0});
+        emit(Insn{Op::LoadImm, nonzero, 0, 0, 0, 0});
+        emit(Insn{Op::Ne, nonzero, r, nonzero, 0, 0});
+        emit(Insn{Op::Mul, r, inverse, nonzero, 0, 0});
         next_register_ = r + 1u;
       }
       return r;

@@ -268,7 +268,7 @@ class Analyser {
     if (e.kind == ast::ExprKind::Unary) {
       const auto& u = static_cast<const ast::Unary&>(e);
       if (u.op == ast::UnaryOp::Neg && u.operand->kind == ast::ExprKind::Integer) {
-        return -static_cast<int64_t>(static_cast<const ast::Integer&>(*u.operand).value);
+        return static_cast<int64_t>(0 - static_cast<const ast::Integer&>(*u.operand).value);
       }
     }
     return std::nullopt;
@@ -317,21 +317,25 @@ class Analyser {
     agg.lhist_min = params[0];
     agg.lhist_max = params[1];
     agg.lhist_step = params[2];
-    if (agg.lhist_step <= 0) {
-      error(call.args[3]->location, "lhist() step must be at least 1");
-      return std::nullopt;
+    // bpftrace 0.17's checks, in its order and words.
+    std::string problem;
+    if (agg.lhist_step < 1) {
+      problem = fmt::format("lhist() step must be >= 1 ({} provided)", agg.lhist_step);
+    } else if (agg.lhist_min < 0) {
+      problem = fmt::format("lhist() min must be non-negative (provided min {})", agg.lhist_min);
+    } else if (agg.lhist_min > agg.lhist_max) {
+      problem = fmt::format("lhist() min must be less than max (provided min {} and max {})",
+                            agg.lhist_min, agg.lhist_max);
+    } else if (agg.lhist_max - agg.lhist_min < agg.lhist_step) {
+      problem = fmt::format("lhist() step is too large for the given range (provided step {} for "
+                            "range {})",
+                            agg.lhist_step, agg.lhist_max - agg.lhist_min);
+    } else if ((agg.lhist_max - agg.lhist_min) / agg.lhist_step > kMaxLhistBuckets) {
+      problem = fmt::format("lhist() too many buckets, must be <= {} (would need {})",
+                            kMaxLhistBuckets, (agg.lhist_max - agg.lhist_min) / agg.lhist_step);
     }
-    if (agg.lhist_min < 0) {
-      error(call.args[1]->location, "lhist() min must be non-negative");
-      return std::nullopt;
-    }
-    if (agg.lhist_min >= agg.lhist_max) {
-      error(call.args[1]->location, "lhist() min must be less than max");
-      return std::nullopt;
-    }
-    if ((agg.lhist_max - agg.lhist_min) / agg.lhist_step > kMaxLhistBuckets) {
-      error(call.location,
-            fmt::format("lhist() would have more than {} buckets", kMaxLhistBuckets));
+    if (!problem.empty()) {
+      error(call.location, problem);
       return std::nullopt;
     }
     return agg;

@@ -202,6 +202,40 @@ TEST(ReaderGarbage, TargetedRingCorruption) {
   EXPECT_EQ(reader.problems().bad_records, 2u);
 }
 
+TEST(ReaderGarbage, HostileMapCommandRecords) {
+  auto h = busy_region();
+  RegionReader& reader = h->reader();
+  auto* ring = reinterpret_cast<abi::RingHeader*>(h->region().data() + h->layout().ring.offset);
+  auto* data = reinterpret_cast<uint8_t*>(ring + 1);
+  const uint64_t capacity = h->layout().ring_capacity();
+  std::vector<PrintfEvent> events;
+  (void)reader.drain_events(events);
+  uint64_t pos = ring->tail;
+  const auto put = [&](uint32_t size, uint32_t meta, uint64_t arg) {
+    const uint64_t word = size | (uint64_t{meta} << 32);
+    std::memcpy(data + (pos & (capacity - 1)), &word, 8);
+    std::memcpy(data + (pos & (capacity - 1)) + 8, &arg, 8);
+    pos += size;
+  };
+  const uint32_t command = abi::kRecordCommitted | abi::kRecordMapCommand;
+  put(16, command | 999, 0);                        // no such map
+  put(16, command | 0, 77);                         // no such command
+  put(24, command | 0, 0);                          // wrong size
+  put(16, command | abi::kRecordPadding | 0, 0);    // padding and command at once
+  put(16, command | 1, 1);                          // clear map 1: the only good one
+  ring->head = pos;
+  std::vector<std::pair<uint32_t, uint32_t>> seen;
+  const auto on_printf = [](void*, uint32_t, std::span<const uint8_t>) {};
+  const auto on_command = [](void* context, uint32_t map, uint32_t kind) {
+    static_cast<std::vector<std::pair<uint32_t, uint32_t>>*>(context)->emplace_back(map, kind);
+  };
+  const uint64_t bad_before = reader.problems().bad_records;
+  EXPECT_EQ(reader.visit_events(on_printf, &seen, SIZE_MAX, on_command), 1u);
+  EXPECT_EQ(seen, (std::vector<std::pair<uint32_t, uint32_t>>{{1, 1}}));
+  EXPECT_EQ(reader.problems().bad_records - bad_before, 4u);
+  EXPECT_EQ(ring->tail, ring->head);
+}
+
 TEST(ReaderGarbage, TargetedTableCorruption) {
   auto h = busy_region();
   RegionReader& reader = h->reader();

@@ -136,5 +136,18 @@ TEST(Disassembler, ListsInstructions) {
                                             "   5: ret\n");
 }
 
+TEST(Disassembler, ListsAggregationInstructions) {
+  Module m = valid_module();
+  m.maps[0].value = MapValueKind::Hist;
+  EXPECT_EQ(disassemble(I(Op::HistIndex, 1, 2), &m), "histidx r1, r2");
+  EXPECT_EQ(disassemble(I(Op::MapUpdate, 0, 1, static_cast<uint8_t>(UpdateOp::Bucket), 0, 8), &m),
+            "mapupd @hits[fp+8] bucket r1");
+  EXPECT_EQ(disassemble(I(Op::MapUpdate, 0, 1, static_cast<uint8_t>(UpdateOp::Max), 0, 0), &m),
+            "mapupd @hits[fp+0] max r1");
+  EXPECT_EQ(disassemble(I(Op::MapCommand, 0, 0, static_cast<uint8_t>(MapCommandKind::Zero), 0), &m),
+            "mapcmd zero @hits");
+  EXPECT_EQ(disassemble(I(Op::MapCommand, 0, 0, 9, 0), &m), "mapcmd ? @hits");
+}
+
 } // namespace
 } // namespace dprobe::bytecode

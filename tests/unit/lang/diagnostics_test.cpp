@@ -198,13 +198,26 @@ INSTANTIATE_TEST_SUITE_P(
              "BEGIN { $n = 5; @x = lhist(1, 0, $n, 1); }\n"
              "                                 ^~"},
         Case{"BEGIN { @x = lhist(1, 10, 5, 1); }",
-             "stdin:1:23: error: lhist() min must be less than max\n"
+             "stdin:1:14: error: lhist() min must be less than max (provided min 10 and max 5)\n"
              "BEGIN { @x = lhist(1, 10, 5, 1); }\n"
-             "                      ^~"},
-        Case{"BEGIN { @x = lhist(1, 0, 10, 0); }",
-             "stdin:1:30: error: lhist() step must be at least 1\n"
-             "BEGIN { @x = lhist(1, 0, 10, 0); }\n"
-             "                             ^"},
+             "             ^~~~~~~~~~~~~~~~~~"},
+        Case{"BEGIN { @x = lhist(1, -1, 10, 0); }",
+             "stdin:1:14: error: lhist() step must be >= 1 (0 provided)\n"
+             "BEGIN { @x = lhist(1, -1, 10, 0); }\n"
+             "             ^~~~~~~~~~~~~~~~~~~"},
+        Case{"BEGIN { @x = lhist(1, -1, 10, 1); }",
+             "stdin:1:14: error: lhist() min must be non-negative (provided min -1)\n"
+             "BEGIN { @x = lhist(1, -1, 10, 1); }\n"
+             "             ^~~~~~~~~~~~~~~~~~~"},
+        Case{"BEGIN { @x = lhist(1, 0, 10, 20); }",
+             "stdin:1:14: error: lhist() step is too large for the given range (provided step 20 "
+             "for range 10)\n"
+             "BEGIN { @x = lhist(1, 0, 10, 20); }\n"
+             "             ^~~~~~~~~~~~~~~~~~~"},
+        Case{"BEGIN { @x = lhist(1, 0, 100000, 1); }",
+             "stdin:1:14: error: lhist() too many buckets, must be <= 1000 (would need 100000)\n"
+             "BEGIN { @x = lhist(1, 0, 100000, 1); }\n"
+             "             ^~~~~~~~~~~~~~~~~~~~~~"},
         Case{"BEGIN { @x = lhist(1, 0, 10, 1); @x = lhist(2, 0, 20, 1); }",
              "stdin:1:39: error: lhist() parameters of @x differ from its earlier lhist(0, 10, 1)\n"
              "BEGIN { @x = lhist(1, 0, 10, 1); @x = lhist(2, 0, 20, 1); }\n"

@@ -415,6 +415,18 @@ TEST(ProbeRuntime, PrintMergesExternalEntriesAndResetsReachThem) {
   EXPECT_EQ(runtime.maps().size(0), 0u);
 }
 
+TEST(ProbeRuntime, ReadingCountSumMinMaxMapsGivesTheirValue) {
+  // bpftrace 0.17 refuses these reads (as it refuses printf("%d", @count)); dprobe reads the
+  // value it would print: a missing or zeroed min reads 0, as it prints.
+  const lang::CompiledScript script = compile_ok(
+      "BEGIN { @z = @q; @q = min(3); @m = min(-7); @r = @m; @x = max(4); @y = @x + 1; "
+      "@s = sum(-2); @t = @s * 3; @c = count(); @c = count(); @d = @c; exit(); }");
+  Capture out;
+  ProbeRuntime runtime(script, out.file());
+  EXPECT_EQ(run_begin(script, runtime, out),
+            "\n\n@c: 2\n@d: 2\n@m: -7\n@q: 3\n@r: -7\n@s: -2\n@t: -6\n@x: 4\n@y: 5\n@z: 0\n");
+}
+
 TEST(MapStore, MergesByTheMapsRule) {
   bytecode::MapSchema hist{"@h", {}, bytecode::MapValueKind::Hist, false, 1};
   bytecode::MapSchema max{"@m", {}, bytecode::MapValueKind::Max, true, 1};
