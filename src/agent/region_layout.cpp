@@ -90,14 +90,23 @@ uint32_t program_context_flags(const bytecode::Program& program) {
         flags |= abi::kNeedsTid;
         break;
       case bytecode::CtxField::Nsecs:
+      case bytecode::CtxField::Elapsed:
         flags |= abi::kNeedsNsecs;
+        break;
+      case bytecode::CtxField::Uid:
+      case bytecode::CtxField::Gid:
+        flags |= abi::kNeedsIds;
+        break;
+      case bytecode::CtxField::Cpu:
+        flags |= abi::kNeedsCpu;
         break;
       default:
         break;
       }
     } else if (insn.op == bytecode::Op::LoadCtxString) {
       flags |= abi::kNeedsComm;
-    } else if (insn.op == bytecode::Op::ReadString) {
+    } else if (insn.op == bytecode::Op::ReadString || insn.op == bytecode::Op::ReadInt ||
+               insn.op == bytecode::Op::ReadBuf) {
       flags |= abi::kNeedsPid; // process_vm_readv names our own pid: cache it per thread
     }
   }

@@ -23,6 +23,7 @@ struct RegionOptions {
   uint32_t max_table_capacity = 1u << 16; ///< entries of one map table, at most
   uint32_t features = 0;             ///< abi::kFeature* (kFeatureFsGsBase from AT_HWCAP2 bit 1)
   uint64_t clock_gettime = 0;        ///< the target's vDSO clock_gettime, 0: use the system call
+  uint64_t start_ns = 0;             ///< CLOCK_MONOTONIC when tracing started (elapsed)
   uint64_t sigtrap_prev_handler = 0; ///< see RegionHeader
   uint64_t sigtrap_prev_flags = 0;
   bool enabled = true; ///< init_region leaves the region enabled

@@ -134,6 +134,7 @@ Status init_region(std::span<uint8_t> region, const RegionLayout& layout,
   h->thread_slot_count = layout.thread_slot_count;
   h->scratch_count = layout.scratch_count;
   h->clock_gettime = options.clock_gettime;
+  h->start_ns = options.start_ns;
   h->sigtrap_prev_handler = options.sigtrap_prev_handler;
   h->sigtrap_prev_flags = options.sigtrap_prev_flags;
   h->probes = layout.probes;

@@ -8,14 +8,15 @@
 
 namespace dprobe::lang {
 
-Result<CompiledScript> compile(std::string_view source, std::string_view filename) {
+Result<CompiledScript> compile(std::string_view source, std::string_view filename,
+                               const CompileOptions& options) {
   Diagnostics diagnostics;
   auto failed = [&] { return fail("{}", diagnostics.format(source, filename)); };
 
   // The pipeline, in order. Each stage runs only if the previous one reported nothing.
   ast::Program program = parse(source, diagnostics);
   if (!diagnostics.empty()) return failed();
-  const SemanticResult semantic = analyse(program, diagnostics);
+  const SemanticResult semantic = analyse(program, diagnostics, AnalyserOptions{options.unsafe});
   if (!diagnostics.empty()) return failed();
   bytecode::Module module = generate(program, semantic, diagnostics);
   if (!diagnostics.empty()) return failed();

@@ -33,7 +33,12 @@ struct CompiledScript {
 ///   FILE:LINE:COL: error: MESSAGE
 ///   <source line>
 ///   <spaces>^~~~
-[[nodiscard]] Result<CompiledScript> compile(std::string_view source, std::string_view filename);
+struct CompileOptions {
+  bool unsafe = false; ///< --unsafe: allow system()
+};
+
+[[nodiscard]] Result<CompiledScript> compile(std::string_view source, std::string_view filename,
+                                             const CompileOptions& options = {});
 
 // format_diagnostic(source, filename, line, column, message[, length]) comes from
 // lang/diagnostics.h: use it for later stages' errors at an attach point's line/column.

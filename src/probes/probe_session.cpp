@@ -217,7 +217,8 @@ class Session {
   }
 
   void on_hit(const ProbeSite& site, pid_t tid, const process::Registers& regs) {
-    runtime::HitContext ctx = make_hit_context(tracee_->pid(), tid, regs, comms_);
+    runtime::HitContext ctx =
+        make_hit_context(tracee_->pid(), tid, regs, comms_, site.address, reads_cpu_);
     TraceeMemoryReader memory(*tracee_);
     for (uint32_t program : site.programs) runtime_.run(program, ctx, memory);
   }
@@ -370,6 +371,8 @@ class Session {
   std::unique_ptr<BreakpointEngine> engine_;
   std::unique_ptr<AgentEngine> agent_;
   CommCache comms_;
+  /// `cpu` costs a file read per hit on the ptrace path: only when a program reads it.
+  const bool reads_cpu_ = script_reads(script_, bytecode::CtxField::Cpu);
   pid_t pid_ = 0;
   bool launched_ = false;
   bool running_free_ = false;

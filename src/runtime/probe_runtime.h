@@ -24,6 +24,10 @@ struct HitContext {
   uint64_t regs_args[6] = {}; ///< rdi rsi rdx rcx r8 r9 at the hit
   uint64_t nsecs = 0;         ///< CLOCK_MONOTONIC at the hit, ns
   char comm[16] = {};         ///< NUL-terminated thread name
+  uint32_t uid = 0, gid = 0;  ///< the thread's real ids
+  uint32_t cpu = 0;           ///< the CPU the thread last ran on
+  /// Every register reg() names, indexed by bytecode::CtxReg (rip: the probed instruction).
+  uint64_t regs[static_cast<uint32_t>(bytecode::CtxReg::kCount)] = {};
 };
 
 /// Fault-safe reads of target memory (ptrace /proc/PID/mem now, the agent later).
@@ -33,6 +37,9 @@ class MemoryReader {
   /// False when any byte of [address, address + length) cannot be read.
   virtual bool read(uint64_t address, void* dst, size_t length) = 0;
 };
+
+/// CLOCK_MONOTONIC now, in ns (the clock of nsecs and elapsed).
+[[nodiscard]] uint64_t monotonic_now_ns();
 
 class ProbeRuntime {
  public:
@@ -68,6 +75,8 @@ class ProbeRuntime {
   [[nodiscard]] const MapStore& maps() const { return maps_; }
   /// Status of the last run (for logs when vm_errors() grows).
   [[nodiscard]] bytecode::VmStatus last_status() const { return last_status_; }
+  /// When tracing started (CLOCK_MONOTONIC ns): the in-target agent counts `elapsed` from it.
+  [[nodiscard]] uint64_t start_ns() const { return start_ns_; }
 
  private:
   static bool host_read(void* ctx, uint64_t address, void* dst, uint64_t length);
@@ -79,8 +88,12 @@ class ProbeRuntime {
   static void host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size);
   static void host_exit(void* ctx);
 
+  /// A Time or System event, or a printf with strftime arguments: the slow, rare path.
+  void emit_special(uint32_t format, std::span<const uint8_t> args);
+
   const lang::CompiledScript& script_;
   std::FILE* out_;
+  uint64_t start_ns_ = 0; ///< CLOCK_MONOTONIC when the runtime was made: `elapsed` counts from it
   bytecode::VmModuleTables tables_;
   std::vector<output::ParsedFormat> formats_;
   std::vector<output::CompiledFormat> compiled_; ///< one per formats_ entry, refers to it

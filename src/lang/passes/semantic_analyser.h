@@ -19,7 +19,12 @@ struct SemanticResult {
   std::vector<std::map<std::string, Type>> probe_variables;
 };
 
+struct AnalyserOptions {
+  bool unsafe = false; ///< --unsafe: system() is allowed
+};
+
 /// Annotates `program` (types, map ids) and reports errors to `diagnostics`.
-[[nodiscard]] SemanticResult analyse(ast::Program& program, Diagnostics& diagnostics);
+[[nodiscard]] SemanticResult analyse(ast::Program& program, Diagnostics& diagnostics,
+                                     const AnalyserOptions& options = {});
 
 } // namespace dprobe::lang

@@ -47,6 +47,12 @@ std::string dump(const ast::Expr& e) {
     const auto& t = static_cast<const ast::Ternary&>(e);
     return "(? " + dump(*t.cond) + " " + dump(*t.then_expr) + " " + dump(*t.else_expr) + ")";
   }
+  case ast::ExprKind::Cast: {
+    const auto& c = static_cast<const ast::Cast&>(e);
+    return "(cast " + c.target.name() + (c.to_pointer ? "*" : "") + " " + dump(*c.operand) + ")";
+  }
+  case ast::ExprKind::Deref:
+    return "(deref " + dump(*static_cast<const ast::Deref&>(e).operand) + ")";
   }
   return "?";
 }
@@ -78,6 +84,18 @@ std::string dump(const ast::Stmt& s) {
     if (!i.else_body.empty()) out += " else " + dump_block(i.else_body);
     return out;
   }
+  case ast::StmtKind::While: {
+    const auto& w = static_cast<const ast::While&>(s);
+    return "while " + dump(*w.cond) + " " + dump_block(w.body);
+  }
+  case ast::StmtKind::Unroll: {
+    const auto& u = static_cast<const ast::Unroll&>(s);
+    return "unroll " + std::to_string(u.count) + " " + dump_block(u.body);
+  }
+  case ast::StmtKind::Break:
+    return "break";
+  case ast::StmtKind::Continue:
+    return "continue";
   }
   return "?";
 }
