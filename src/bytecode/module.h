@@ -44,7 +44,7 @@ struct PrintfFormat {
   EventKind kind = EventKind::Printf;
   /// Per argument: for an Int that is strftime(FMT, ns), FMT (printed as its %s string);
   /// empty for every other argument. Either empty or as long as args.
-  std::vector<std::string> strftime_formats;
+  std::vector<std::string> strftime_formats{};
 
   [[nodiscard]] uint32_t args_size() const;
 };

@@ -333,6 +333,11 @@ void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics
     fmt::print(diagnostics, "dprobe: {} hits not run (no scratch space free)\n",
                counters.dropped_hits);
   }
+  if (counters.vm_errors != 0) {
+    fmt::print(diagnostics, "dprobe: {} probe runs stopped by the VM (last: {})\n",
+               counters.vm_errors,
+               bytecode::vm_status_name(static_cast<bytecode::VmStatus>(counters.last_vm_status)));
+  }
   // Nothing reads the region any more: hits in threads still inside a trampoline run nothing.
   std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
   agent::set_enabled(region, layout_, false);

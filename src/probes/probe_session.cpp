@@ -92,6 +92,10 @@ class Session {
     Status detached;
     if (!exited_) detached = running_free_ ? reattach_and_detach() : detach();
     if (agent_) agent_->collect(runtime_, options_.diagnostics);
+    if (runtime_.vm_errors() != 0) {
+      fmt::print(options_.diagnostics, "dprobe: {} probe runs stopped by the VM (last: {})\n",
+                 runtime_.vm_errors(), bytecode::vm_status_name(runtime_.last_status()));
+    }
     if (!detached) return std::unexpected(detached.error());
     if (launched_ && exited_) ::waitpid(pid_, nullptr, WNOHANG);
     return end;

@@ -69,7 +69,7 @@ INSTANTIATE_TEST_SUITE_P(
                                               "'string' to a variable that holds 'int64'\n"
                                               "BEGIN { $x = 1; $x = \"a\"; }\n"
                                               "                     ^~~"},
-        Case{"BEGIN { exit(1); }", "stdin:1:9: error: exit() takes no arguments (1 given)\n"
+        Case{"BEGIN { exit(1); }", "stdin:1:9: error: exit() requires no arguments (1 provided)\n"
                                    "BEGIN { exit(1); }\n"
                                    "        ^~~~~~~"},
         Case{"BEGIN { $x = count(); }",

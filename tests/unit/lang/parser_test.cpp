@@ -212,8 +212,17 @@ TEST(Parser, SyntaxErrors) {
   EXPECT_EQ(first_error("BEGIN { f(1 2); }"), "expected ',' or ')', found '2'");
   EXPECT_EQ(first_error("BEGIN { @x == 1; }"), "expected '=', found '=='");
   EXPECT_EQ(first_error("BEGIN { $x; }"), "expected '=', found ';'");
-  EXPECT_EQ(first_error("BEGIN { while (1) { } }"), "'while' is not supported yet");
-  EXPECT_EQ(first_error("BEGIN { @x = *arg0; }"), "pointer dereference is not supported yet");
+  EXPECT_EQ(first_error("BEGIN { while 1 { } }"), "expected '(', found '1'");
+  EXPECT_EQ(first_error("BEGIN { while (1) @x = 1; }"), "expected '{', found '@x'");
+  EXPECT_EQ(first_error("BEGIN { unroll($i) { } }"),
+            "expected integer (unroll takes a constant count), found '$i'");
+  EXPECT_EQ(first_error("BEGIN { unroll(101) { } }"), "unroll maximum value is 100");
+  EXPECT_EQ(first_error("BEGIN { unroll(0) { } }"), "unroll minimum value is 1");
+  EXPECT_EQ(first_error("BEGIN { @x = (uint8**)arg0; }"),
+            "pointers to pointers are not supported (cast to uint64* and dereference twice)");
+  EXPECT_EQ(first_error("BEGIN { @x = (uint8 arg0; }"), "expected ')', found 'arg0'");
+  EXPECT_EQ(first_error("BEGIN { @x = &arg0; }"),
+            "address-of ('&') is not supported: there are no addressable values");
   EXPECT_EQ(first_error("BEGIN { @x = (1, 2); }"), "tuples are not supported yet");
   EXPECT_EQ(first_error("BEGIN { @x = arg0->y; }"), "field access is not supported yet");
   EXPECT_EQ(first_error("BEGIN { @x = ++$y; }"),
@@ -221,6 +230,25 @@ TEST(Parser, SyntaxErrors) {
   EXPECT_EQ(first_error("uprobe:./a:f /arg0 {"), "expected '/', found '{'");
   EXPECT_EQ(first_error("{ }"), "expected attach point, found '{'");
   EXPECT_EQ(first_error("BEGIN, { }"), "expected attach point, found '{'");
+}
+
+TEST(Parser, CastsAndDereferences) {
+  EXPECT_EQ(expr("@x = (uint8)arg0"), "@x = (cast uint8 arg0)");
+  EXPECT_EQ(expr("@x = (int32)arg0 + 1"), "@x = (+ (cast int32 arg0) 1)");
+  EXPECT_EQ(expr("@x = *(uint32*)arg0"), "@x = (deref (cast uint32* arg0))");
+  EXPECT_EQ(expr("@x = *(int8*)(arg1 + 4)"), "@x = (deref (cast int8* (+ arg1 4)))");
+  EXPECT_EQ(expr("@x = **(uint64*)arg0"), "@x = (deref (deref (cast uint64* arg0)))");
+  EXPECT_EQ(expr("@x = 2 * *(int16*)arg0"), "@x = (* 2 (deref (cast int16* arg0)))");
+  // Not a type name: an ordinary parenthesized expression.
+  EXPECT_EQ(expr("@x = (arg0) - 1"), "@x = (- arg0 1)");
+}
+
+TEST(Parser, Loops) {
+  EXPECT_EQ(body("BEGIN { while ($i < 3) { $i++; if ($i == 2) { continue; } break; } }"),
+            "{ while (< $i 3) { $i = (+ $i 1); if (== $i 2) { continue; }; break; }; }");
+  EXPECT_EQ(body("BEGIN { unroll(3) { @n = count(); } @m = 1 }"),
+            "{ unroll 3 { @n = (count()); }; @m = 1; }");
+  EXPECT_EQ(body("BEGIN { while (1) { } @x = 1; }"), "{ while 1 { }; @x = 1; }");
 }
 
 TEST(Parser, AttachPointErrorsStopParsing) {
