@@ -710,8 +710,11 @@ class Analyser {
 
   Type analyse_str(ast::Call& call) {
     if (call.args.empty() || call.args.size() > 2) {
-      error(call.location,
-            fmt::format("str() takes 1 or 2 arguments ({} given)", call.args.size()));
+      // bpftrace's words for either case.
+      error(call.location, call.args.empty()
+                               ? std::string("str() requires at least 1 argument (0 provided)")
+                               : fmt::format("str() takes up to 2 arguments ({} provided)",
+                                             call.args.size()));
       for (ast::ExprPtr& arg : call.args)
         analyse_expr(*arg);
       return Type::none();

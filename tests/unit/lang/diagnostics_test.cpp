@@ -103,7 +103,7 @@ INSTANTIATE_TEST_SUITE_P(
              "uprobe:./prog { exit(); }\n"
              "^~~~~~~~~~~~~"},
         Case{"BEGIN { @x[str(1, 2, 3)] = 1; }",
-             "stdin:1:12: error: str() takes 1 or 2 arguments (3 given)\n"
+             "stdin:1:12: error: str() takes up to 2 arguments (3 provided)\n"
              "BEGIN { @x[str(1, 2, 3)] = 1; }\n"
              "           ^~~~~~~~~~~~"},
         Case{"BEGIN { @x[str(\"a\")] = 1; }", "stdin:1:16: error: str() expects an integer address "
