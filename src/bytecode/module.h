@@ -18,6 +18,9 @@ namespace dprobe::bytecode {
 enum class MapValueKind : uint8_t {
   Count, ///< count(): printed unsigned; a keyless count map always shows (0 when never hit)
   Int,   ///< plain integer assignment; printed signed or unsigned per value_signed
+  /// `@m[k] = "text"`: kept by the controller only, set and deleted by ordered MapSet/MapDelete
+  /// events (the agent's tables hold 8-byte values); printed sorted by key, as bpftrace does.
+  String,
 };
 
 struct MapSchema {
@@ -36,12 +39,15 @@ enum class EventKind : uint8_t {
   Printf, ///< print the formatted text (printf, print)
   Time,   ///< time(FORMAT): print the wall-clock time through strftime(FORMAT)
   System, ///< system(...): run the formatted text with /bin/sh (only with --unsafe)
+  MapSet,    ///< string map `map`: args are the packed key, then the String value
+  MapDelete, ///< string map `map`: args are the packed key
 };
 
 struct PrintfFormat {
   std::string format;          ///< the format string after escape processing
   std::vector<FieldKind> args; ///< kinds of the packed arguments, in order
   EventKind kind = EventKind::Printf;
+  uint32_t map = 0; ///< MapSet and MapDelete: the map id
   /// Per argument: for an Int that is strftime(FMT, ns), FMT (printed as its %s string);
   /// empty for every other argument. Either empty or as long as args.
   std::vector<std::string> strftime_formats{};

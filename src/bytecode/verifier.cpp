@@ -36,6 +36,8 @@ bool update_suits_map(const Insn& insn, const Module& module) {
     return op == UpdateOp::Add;
   case MapValueKind::Int:
     return op == UpdateOp::Set || op == UpdateOp::Add;
+  case MapValueKind::String:
+    return false; // set through MapSet events only
   }
   return false;
 }

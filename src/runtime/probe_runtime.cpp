@@ -51,6 +51,7 @@ ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out)
   }
   pending_ = std::make_unique<char[]>(kPendingSize);
   start_ns_ = clock_ns(CLOCK_MONOTONIC);
+  string_maps_.resize(script.module.maps.size());
 }
 
 // Output still buffered is not written here: the stream may be closed already (flush() first).
@@ -106,8 +107,16 @@ std::string ProbeRuntime::format_maps() const {
     return script_.module.maps[a].name < script_.module.maps[b].name;
   });
   std::string text;
-  for (uint32_t id : order)
-    text += output::format_map(script_.module.maps[id], maps_.entries(id));
+  for (uint32_t id : order) {
+    const bytecode::MapSchema& schema = script_.module.maps[id];
+    if (schema.value == bytecode::MapValueKind::String) {
+      text += output::format_string_map(
+          schema, std::vector<std::pair<std::string, std::string>>(string_maps_[id].begin(),
+                                                                     string_maps_[id].end()));
+    } else {
+      text += output::format_map(schema, maps_.entries(id));
+    }
+  }
   return text;
 }
 
@@ -146,6 +155,28 @@ void ProbeRuntime::host_delete(void* ctx, uint32_t map, const uint8_t* key, uint
 
 void ProbeRuntime::emit_special(uint32_t format, std::span<const uint8_t> args) {
   const bytecode::PrintfFormat& spec = script_.module.formats[format];
+  if (spec.kind == bytecode::EventKind::MapSet || spec.kind == bytecode::EventKind::MapDelete) {
+    if (spec.map >= script_.module.maps.size()) return;
+    const bytecode::MapSchema& schema = script_.module.maps[spec.map];
+    const uint32_t key_size = schema.key_size();
+    const bool set = spec.kind == bytecode::EventKind::MapSet;
+    if (args.size() < key_size + (set ? bytecode::kStringFieldSize : 0)) return;
+    auto& values = string_maps_[spec.map];
+    std::string key(reinterpret_cast<const char*>(args.data()), key_size);
+    if (!set) {
+      values.erase(key);
+      return;
+    }
+    const uint8_t* field = args.data() + key_size;
+    std::string value(reinterpret_cast<const char*>(field), bytecode::string_field_length(field));
+    auto it = values.find(key);
+    if (it != values.end()) {
+      it->second = std::move(value);
+    } else if (values.size() < schema.max_entries) { // a full map drops the update, as BPF
+      values.emplace(std::move(key), std::move(value));
+    }
+    return;
+  }
   if (spec.kind == bytecode::EventKind::Time) {
     text_ = format_time(spec.format, clock_ns(CLOCK_MONOTONIC));
   } else if (spec.strftime_formats.empty()) {

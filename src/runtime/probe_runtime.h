@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "bytecode/module.h"
@@ -102,6 +103,8 @@ class ProbeRuntime {
   size_t pending_used_ = 0;         ///< bytes of pending_ in use
   std::string text_;                ///< one event's text on the generic path
   MapStore maps_;
+  /// Values of string maps (MapValueKind::String), by map id then packed key.
+  std::vector<std::unordered_map<std::string, std::string>> string_maps_;
   std::unique_ptr<bytecode::VmState> state_;
   MemoryReader* memory_ = nullptr; ///< set only while run() executes
   bool exit_requested_ = false;

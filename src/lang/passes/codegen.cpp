@@ -109,6 +109,10 @@ class ProgramBuilder {
       break;
     case ast::StmtKind::AssignMap: {
       const auto& s = static_cast<const ast::AssignMap&>(stmt);
+      if (is_string_map(*s.map)) {
+        gen_string_map_event(*s.map, bytecode::EventKind::MapSet, s.value.get());
+        break;
+      }
       const uint32_t key = gen_key(*s.map);
       if (s.value->type.kind == TypeKind::Count) {
         const uint8_t one = allocate_register(*s.value);
@@ -206,6 +210,10 @@ class ProgramBuilder {
       format.format = value.type.is_string() ? "%s\n" : value.type.is_signed ? "%ld\n" : "%lu\n";
       format.args.push_back(value.type.is_string() ? FieldKind::String : FieldKind::Int);
       emit_event(std::move(format), {&value});
+    } else if (call.name == "delete" &&
+               is_string_map(static_cast<const ast::Map&>(*call.args[0]))) {
+      gen_string_map_event(static_cast<const ast::Map&>(*call.args[0]),
+                           bytecode::EventKind::MapDelete, nullptr);
     } else if (call.name == "delete") {
       const auto& map = static_cast<const ast::Map&>(*call.args[0]);
       const uint32_t key = gen_key(map);
@@ -242,6 +250,28 @@ class ProgramBuilder {
       }
     }
     emit_event(std::move(format), values);
+  }
+
+  bool is_string_map(const ast::Map& map) const {
+    return module_.maps.at(map_id(map)).value == bytecode::MapValueKind::String;
+  }
+
+  /// A string map's values live in the controller: an assignment or delete is an event carrying
+  /// the key (and the value), applied in ring order.
+  void gen_string_map_event(const ast::Map& map, bytecode::EventKind kind, const ast::Expr* value) {
+    bytecode::PrintfFormat format;
+    format.kind = kind;
+    format.map = map_id(map);
+    std::vector<const ast::Expr*> fields;
+    for (const ast::ExprPtr& key : map.keys) {
+      format.args.push_back(field_kind(key->type));
+      fields.push_back(key.get());
+    }
+    if (value != nullptr) {
+      format.args.push_back(FieldKind::String);
+      fields.push_back(value);
+    }
+    emit_event(std::move(format), fields);
   }
 
   /// Packs `values` into a fresh frame range and emits the event of `format`.

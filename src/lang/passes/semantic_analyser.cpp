@@ -93,6 +93,8 @@ std::string value_kind_name(MapValueKind kind, bool is_signed) {
     return "count";
   case MapValueKind::Int:
     return is_signed ? "int64" : "uint64";
+  case MapValueKind::String:
+    return "string";
   }
   return "?";
 }
@@ -296,13 +298,12 @@ class Analyser {
     } else {
       const std::optional<Type> t = storable(*stmt.value, analyse_expr(*stmt.value));
       if (!t) return;
-      if (t->is_string()) {
-        error(stmt.value->location, "string map values are not supported yet");
-        return;
-      }
+      if (t->is_string()) kind = MapValueKind::String;
       is_signed = t->is_int() && t->is_signed;
     }
-    stmt.map->type = kind == MapValueKind::Count ? Type::count() : Type::integer(is_signed);
+    stmt.map->type = kind == MapValueKind::Count    ? Type::count()
+                     : kind == MapValueKind::String ? Type::string()
+                                                    : Type::integer(is_signed);
     if (!keys_ok) return;
     // Fetched only now: analysing the value may have added maps (and moved this one).
     MapState* map = &maps_[id];
@@ -400,6 +401,12 @@ class Analyser {
   Type analyse_map_read(ast::Map& map) {
     MapState* state = analyse_map_keys(map);
     if (state == nullptr || !state->value_known) return Type::none();
+    if (state->schema.value == MapValueKind::String) {
+      error(map.location, fmt::format("reading the string map {} in a probe is not supported yet "
+                                      "(its values are printed at exit)",
+                                      map.name));
+      return Type::none();
+    }
     // Reading a count map gives its count as an integer.
     return state->schema.value == MapValueKind::Count ? Type::integer(false)
                                                       : Type::integer(state->schema.value_signed);

@@ -167,10 +167,16 @@ INSTANTIATE_TEST_SUITE_P(
              "stdin:1:14: error: the '-' operator cannot be used on a value of type 'string'\n"
              "BEGIN { @x = -comm; }\n"
              "             ^"},
-        Case{"BEGIN { @x = \"abc\"; }",
-             "stdin:1:14: error: string map values are not supported yet\n"
-             "BEGIN { @x = \"abc\"; }\n"
-             "             ^~~~~"},
+        Case{"BEGIN { @x = \"abc\"; @y = @x; }",
+             "stdin:1:26: error: reading the string map @x in a probe is not supported yet (its "
+             "values are printed at exit)\n"
+             "BEGIN { @x = \"abc\"; @y = @x; }\n"
+             "                         ^~"},
+        Case{"BEGIN { @x = \"abc\"; @x = 1; }",
+             "stdin:1:26: error: type mismatch for @x: assigning 'int64' to a map that holds "
+             "'string' values\n"
+             "BEGIN { @x = \"abc\"; @x = 1; }\n"
+             "                         ^"},
         Case{"BEGIN { @x = hist(5); }", "stdin:1:14: error: function 'hist' is not supported yet\n"
                                         "BEGIN { @x = hist(5); }\n"
                                         "             ^~~~~~~"},
