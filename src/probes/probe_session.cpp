@@ -1,6 +1,7 @@
 #include "probes/probe_session.h"
 
 #include <elf.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -400,6 +401,11 @@ void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntim
   clock_gettime(CLOCK_MONOTONIC, &ts);
   ctx.nsecs = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
   std::snprintf(ctx.comm, sizeof ctx.comm, "dprobe");
+  // BEGIN and END run in dprobe, as bpftrace's run in bpftrace: its own ids and CPU.
+  ctx.uid = static_cast<uint32_t>(::getuid());
+  ctx.gid = static_cast<uint32_t>(::getgid());
+  const int cpu = ::sched_getcpu();
+  ctx.cpu = cpu < 0 ? 0 : static_cast<uint32_t>(cpu);
   NoMemory memory;
   for (const auto& block : script.probes) {
     bool matches = std::any_of(block.attach_points.begin(), block.attach_points.end(),

@@ -25,7 +25,7 @@ class ProgramBuilder {
   bytecode::Program build(const ast::Probe& probe, const std::map<std::string, Type>& variables) {
     probe_ = &probe;
     for (const auto& [name, type] : variables) {
-      if (type.is_int()) variable_slots_[name] = allocate_frame(bytecode::kIntFieldSize);
+      if (type.is_scalar()) variable_slots_[name] = allocate_frame(bytecode::kIntFieldSize);
       if (type.is_string()) variable_slots_[name] = allocate_frame(bytecode::kStringFieldSize);
     }
     temp_base_ = frame_top_;
@@ -328,7 +328,7 @@ class ProgramBuilder {
   void gen_value(const ast::Expr& e) {
     if (e.type.is_string()) {
       gen_string(e);
-    } else if (e.type.is_int()) {
+    } else if (e.type.is_scalar()) {
       gen_int(e);
     }
   }
