@@ -515,7 +515,7 @@ class Analyser {
     }
     if (contains(kKernelBuiltins, name)) {
       error(b.location,
-            fmt::format("kernel-only feature '{}' is not available in user space", name));
+            fmt::format("kernel-only feature '{}' is not available in user space (dprobe has no kernel side)", name));
       return Type::none();
     }
     if (contains(kLaterBuiltins, name)) {
@@ -704,7 +704,7 @@ class Analyser {
     }
     if (contains(kKernelFunctions, name)) {
       error(call.location,
-            fmt::format("kernel-only feature '{}' is not available in user space", name));
+            fmt::format("kernel-only feature '{}' is not available in user space (dprobe has no kernel side)", name));
     } else if (contains(kLaterFunctions, name)) {
       error(call.location, fmt::format("function '{}' is not supported yet", name));
     } else {
