@@ -223,7 +223,7 @@ struct alignas(64) ThreadSlot {
   char comm[16];
   uint64_t block; ///< offset of the thread block (thread_block_size bytes), 0: none yet
   uint64_t levels[kMaxNesting]; ///< offsets of per-level VmState scratch, 0: none yet
-  uint32_t uid; ///< real uid and gid, cached on first use like pid and tid
+  uint32_t uid;                 ///< real uid and gid, cached on first use like pid and tid
   uint32_t gid;
   uint64_t reserved[5];
 };

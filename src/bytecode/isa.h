@@ -70,13 +70,13 @@ inline constexpr uint64_t kPageSize = 4096;
   X(MapLookup, "mapld")        /* dst = map aux [key at frame imm] or 0 when absent */             \
   X(MapUpdate, "mapupd")       /* map aux [key at frame imm] <op b (UpdateOp)> a */                \
   X(MapDelete, "mapdel")       /* remove map aux [key at frame imm] */                             \
-  X(Printf, "printf")          /* emit format aux with packed args frame[imm] (off|len<<32) */ \
-  X(Loop, "loop")              /* pc = imm, backward (imm <= pc): a while loop's back edge */  \
-  X(Extend, "ext")             /* dst = a truncated to aux bytes (1 2 4 8), sign-extended     \
-                                  when imm != 0 (casts, narrow values) */                      \
-  X(ReadInt, "rdint")          /* dst = aux bytes (1 2 4 8) of target memory at a, sign-     \
-                                  extended when imm != 0; 0 when any byte is unreadable */     \
-  X(ReadBuf, "rdbuf")          /* frame buffer field at imm = b bytes (clamped to             \
+  X(Printf, "printf")          /* emit format aux with packed args frame[imm] (off|len<<32) */     \
+  X(Loop, "loop")              /* pc = imm, backward (imm <= pc): a while loop's back edge */      \
+  X(Extend, "ext")             /* dst = a truncated to aux bytes (1 2 4 8), sign-extended          \
+                                  when imm != 0 (casts, narrow values) */                          \
+  X(ReadInt, "rdint")          /* dst = aux bytes (1 2 4 8) of target memory at a, sign-           \
+                                  extended when imm != 0; 0 when any byte is unreadable */         \
+  X(ReadBuf, "rdbuf")          /* frame buffer field at imm = b bytes (clamped to                  \
                                   kMaxBufferLength) of target memory at a; zeros on a fault */
 
 enum class Op : uint8_t {
@@ -119,7 +119,24 @@ enum class CtxField : uint32_t {
 
 /// Registers a probe can read with reg("name"), at the probed instruction.
 enum class CtxReg : uint32_t {
-  R15, R14, R13, R12, Rbp, Rbx, R11, R10, R9, R8, Rax, Rcx, Rdx, Rsi, Rdi, Rip, Rflags, Rsp,
+  R15,
+  R14,
+  R13,
+  R12,
+  Rbp,
+  Rbx,
+  R11,
+  R10,
+  R9,
+  R8,
+  Rax,
+  Rcx,
+  Rdx,
+  Rsi,
+  Rdi,
+  Rip,
+  Rflags,
+  Rsp,
   kCount
 };
 static_assert(static_cast<uint32_t>(CtxField::kCount) ==

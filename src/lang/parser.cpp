@@ -198,8 +198,7 @@ class Parser {
       }
       StmtPtr stmt = parse_stmt();
       if (!stmt) return false;
-      const bool is_block = stmt->kind == ast::StmtKind::If ||
-                            stmt->kind == ast::StmtKind::While ||
+      const bool is_block = stmt->kind == ast::StmtKind::If || stmt->kind == ast::StmtKind::While ||
                             stmt->kind == ast::StmtKind::Unroll;
       body.push_back(std::move(stmt));
       if (is_block || accept(TokenKind::Semicolon) || at(TokenKind::RBrace)) continue;
@@ -215,8 +214,9 @@ class Parser {
     if (t.kind == TokenKind::Ident && t.text == "unroll") return parse_unroll();
     if (t.kind == TokenKind::Ident && (t.text == "break" || t.text == "continue")) {
       const Token keyword = take();
-      return std::make_unique<ast::LoopJump>(
-          keyword.location, keyword.text == "break" ? ast::StmtKind::Break : ast::StmtKind::Continue);
+      return std::make_unique<ast::LoopJump>(keyword.location, keyword.text == "break"
+                                                                   ? ast::StmtKind::Break
+                                                                   : ast::StmtKind::Continue);
     }
     if (t.kind == TokenKind::Ident && is_keyword(t.text) && t.text != "else") {
       error(t.location, fmt::format("'{}' is not supported yet", t.text));
@@ -430,7 +430,8 @@ class Parser {
     }
     case TokenKind::LParen: {
       const Token open = take();
-      if (at(TokenKind::Ident) && !integer_type_named(cur().text).is_none()) return parse_cast(open);
+      if (at(TokenKind::Ident) && !integer_type_named(cur().text).is_none())
+        return parse_cast(open);
       if (at_ident("struct") || at_ident("union")) {
         error(cur().location, "struct and union types are not supported: there is no debug "
                               "type information (cast to an integer type, e.g. *(uint32*)(p + 8))");

@@ -109,7 +109,7 @@ Result<std::unique_ptr<AgentEngine>> AgentEngine::place(process::Tracee& tracee,
   auto hwcap2 = process::read_hwcap2(tracee.pid());
   if (hwcap2 && (*hwcap2 & kHwcap2FsGsBase) != 0) options.features |= abi::kFeatureFsGsBase;
   options.enabled = false;  // enabled once every probe entry is written (arm)
-  options.start_ns = runtime::monotonic_now_ns();  // `elapsed` in the target counts from here
+  options.start_ns = runtime::monotonic_now_ns(); // `elapsed` in the target counts from here
   options.zero_arena = false;  // a fresh memfd reads as zeros; writing them would commit it all
   if (thread_pointers_valid(tracee)) options.features |= abi::kFeatureTlsSelfPointer;
 

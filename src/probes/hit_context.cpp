@@ -2,8 +2,8 @@
 
 #include <time.h>
 
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -31,8 +31,10 @@ void CommCache::fill_ids(pid_t pid, pid_t tid, uint32_t& uid, uint32_t& gid) {
     std::string line;
     while (std::getline(in, line)) {
       // "Uid:\treal\teffective\tsaved\tfs": bpftrace's uid is the real one.
-      if (line.starts_with("Uid:")) ids.first = static_cast<uint32_t>(std::strtoul(line.c_str() + 4, nullptr, 10));
-      if (line.starts_with("Gid:")) ids.second = static_cast<uint32_t>(std::strtoul(line.c_str() + 4, nullptr, 10));
+      if (line.starts_with("Uid:"))
+        ids.first = static_cast<uint32_t>(std::strtoul(line.c_str() + 4, nullptr, 10));
+      if (line.starts_with("Gid:"))
+        ids.second = static_cast<uint32_t>(std::strtoul(line.c_str() + 4, nullptr, 10));
     }
     it = ids_.emplace(tid, ids).first;
   }

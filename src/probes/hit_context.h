@@ -40,9 +40,8 @@ class CommCache {
 
 /// `address` is the probed instruction's (reg("ip")); `with_cpu` reads the thread's CPU.
 [[nodiscard]] runtime::HitContext make_hit_context(pid_t pid, pid_t tid,
-                                                   const process::Registers& regs,
-                                                   CommCache& comms, uint64_t address = 0,
-                                                   bool with_cpu = false);
+                                                   const process::Registers& regs, CommCache& comms,
+                                                   uint64_t address = 0, bool with_cpu = false);
 
 /// Fault-safe reads of the target for probe programs (str(), dereference).
 class TraceeMemoryReader final : public runtime::MemoryReader {

@@ -23,7 +23,8 @@ uint64_t clock_ns(clockid_t clock) {
 std::string format_time(const std::string& format, uint64_t monotonic_ns) {
   const uint64_t now_real = clock_ns(CLOCK_REALTIME);
   const uint64_t now_mono = clock_ns(CLOCK_MONOTONIC);
-  const time_t seconds = static_cast<time_t>((now_real - now_mono + monotonic_ns) / 1'000'000'000ull);
+  const time_t seconds =
+      static_cast<time_t>((now_real - now_mono + monotonic_ns) / 1'000'000'000ull);
   tm local{};
   localtime_r(&seconds, &local);
   char text[512];
@@ -36,7 +37,6 @@ std::string format_time(const std::string& format, uint64_t monotonic_ns) {
 uint64_t monotonic_now_ns() {
   return clock_ns(CLOCK_MONOTONIC);
 }
-
 
 ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out)
     : script_(script), out_(out), tables_(script.module), maps_(script.module.maps),
@@ -110,9 +110,9 @@ std::string ProbeRuntime::format_maps() const {
   for (uint32_t id : order) {
     const bytecode::MapSchema& schema = script_.module.maps[id];
     if (schema.value == bytecode::MapValueKind::String) {
-      text += output::format_string_map(
-          schema, std::vector<std::pair<std::string, std::string>>(string_maps_[id].begin(),
-                                                                     string_maps_[id].end()));
+      text +=
+          output::format_string_map(schema, std::vector<std::pair<std::string, std::string>>(
+                                                string_maps_[id].begin(), string_maps_[id].end()));
     } else {
       text += output::format_map(schema, maps_.entries(id));
     }

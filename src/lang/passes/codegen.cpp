@@ -200,8 +200,8 @@ class ProgramBuilder {
     } else if (call.name == "time") {
       bytecode::PrintfFormat format;
       format.kind = bytecode::EventKind::Time;
-      format.format = call.args.empty() ? "%H:%M:%S\n"
-                                        : static_cast<const ast::String&>(*call.args[0]).value;
+      format.format =
+          call.args.empty() ? "%H:%M:%S\n" : static_cast<const ast::String&>(*call.args[0]).value;
       emit_event(std::move(format), {});
     } else if (call.name == "print") {
       // print(value): the value and a newline, as bpftrace prints a non-map value.
@@ -245,7 +245,8 @@ class ProgramBuilder {
       for (const ast::Expr* arg : values) {
         format.strftime_formats.push_back(
             arg->type.kind == TypeKind::Timestamp
-                ? static_cast<const ast::String&>(*static_cast<const ast::Call&>(*arg).args[0]).value
+                ? static_cast<const ast::String&>(*static_cast<const ast::Call&>(*arg).args[0])
+                      .value
                 : std::string());
       }
     }
@@ -454,8 +455,8 @@ class ProgramBuilder {
     }
     // bpftrace 0.17: division, modulo and '>>' are unsigned; comparisons are signed only when
     // both operands are.
-    const bool is_signed = b.lhs->type.is_int() && b.rhs->type.is_int() &&
-                           b.lhs->type.is_signed && b.rhs->type.is_signed;
+    const bool is_signed = b.lhs->type.is_int() && b.rhs->type.is_int() && b.lhs->type.is_signed &&
+                           b.rhs->type.is_signed;
     Op op = Op::Add;
     switch (b.op) {
     case BinaryOp::Mul:
@@ -564,14 +565,14 @@ class ProgramBuilder {
 
   static bytecode::CtxReg register_named(std::string_view name) {
     static constexpr std::pair<std::string_view, bytecode::CtxReg> kNames[] = {
-        {"r15", bytecode::CtxReg::R15}, {"r14", bytecode::CtxReg::R14},
-        {"r13", bytecode::CtxReg::R13}, {"r12", bytecode::CtxReg::R12},
-        {"bp", bytecode::CtxReg::Rbp},  {"bx", bytecode::CtxReg::Rbx},
-        {"r11", bytecode::CtxReg::R11}, {"r10", bytecode::CtxReg::R10},
-        {"r9", bytecode::CtxReg::R9},   {"r8", bytecode::CtxReg::R8},
-        {"ax", bytecode::CtxReg::Rax},  {"cx", bytecode::CtxReg::Rcx},
-        {"dx", bytecode::CtxReg::Rdx},  {"si", bytecode::CtxReg::Rsi},
-        {"di", bytecode::CtxReg::Rdi},  {"ip", bytecode::CtxReg::Rip},
+        {"r15", bytecode::CtxReg::R15},      {"r14", bytecode::CtxReg::R14},
+        {"r13", bytecode::CtxReg::R13},      {"r12", bytecode::CtxReg::R12},
+        {"bp", bytecode::CtxReg::Rbp},       {"bx", bytecode::CtxReg::Rbx},
+        {"r11", bytecode::CtxReg::R11},      {"r10", bytecode::CtxReg::R10},
+        {"r9", bytecode::CtxReg::R9},        {"r8", bytecode::CtxReg::R8},
+        {"ax", bytecode::CtxReg::Rax},       {"cx", bytecode::CtxReg::Rcx},
+        {"dx", bytecode::CtxReg::Rdx},       {"si", bytecode::CtxReg::Rsi},
+        {"di", bytecode::CtxReg::Rdi},       {"ip", bytecode::CtxReg::Rip},
         {"flags", bytecode::CtxReg::Rflags}, {"sp", bytecode::CtxReg::Rsp}};
     for (const auto& [n, reg] : kNames) {
       if (n == name) return reg;

@@ -23,13 +23,13 @@ constexpr size_t kMaxPrintfArgs = 32;
 constexpr size_t kMaxMapKeys = 16;
 
 constexpr std::array<std::string_view, 4> kKernelBuiltins = {"kstack", "curtask", "cgroup", "cpid"};
-constexpr std::array<std::string_view, 7> kLaterBuiltins = {"ustack", "username", "rand", "ctx",
+constexpr std::array<std::string_view, 7> kLaterBuiltins = {"ustack", "username", "rand",  "ctx",
                                                             "args",   "jiffies",  "numaid"};
 constexpr std::array<std::string_view, 9> kKernelFunctions = {
     "ksym", "kaddr", "kptr", "kstack", "cgroupid", "override", "path", "skboutput", "percpu_kaddr"};
 constexpr std::array<std::string_view, 23> kLaterFunctions = {
-    "hist",  "lhist",   "sum",    "avg",      "min",         "max",     "stats",  "clear",
-    "zero",  "join",    "cat",    "ntop",     "usym",        "uaddr",   "uptr",   "ustack",
+    "hist",   "lhist",   "sum",    "avg",      "min",     "max",   "stats",      "clear",
+    "zero",   "join",    "cat",    "ntop",     "usym",    "uaddr", "uptr",       "ustack",
     "signal", "strncmp", "sizeof", "offsetof", "macaddr", "bswap", "strcontains"};
 
 /// reg("name"): bpftrace's x86-64 register names (pt_regs), and which dprobe can read.
@@ -38,16 +38,26 @@ struct RegisterName {
   std::optional<bytecode::CtxReg> reg; ///< nullopt: a kernel-entry register user space lacks
 };
 constexpr std::array<RegisterName, 21> kRegisters = {{
-    {"r15", bytecode::CtxReg::R15},   {"r14", bytecode::CtxReg::R14},
-    {"r13", bytecode::CtxReg::R13},   {"r12", bytecode::CtxReg::R12},
-    {"bp", bytecode::CtxReg::Rbp},    {"bx", bytecode::CtxReg::Rbx},
-    {"r11", bytecode::CtxReg::R11},   {"r10", bytecode::CtxReg::R10},
-    {"r9", bytecode::CtxReg::R9},     {"r8", bytecode::CtxReg::R8},
-    {"ax", bytecode::CtxReg::Rax},    {"cx", bytecode::CtxReg::Rcx},
-    {"dx", bytecode::CtxReg::Rdx},    {"si", bytecode::CtxReg::Rsi},
-    {"di", bytecode::CtxReg::Rdi},    {"orig_ax", std::nullopt},
-    {"ip", bytecode::CtxReg::Rip},    {"cs", std::nullopt},
-    {"flags", bytecode::CtxReg::Rflags}, {"sp", bytecode::CtxReg::Rsp},
+    {"r15", bytecode::CtxReg::R15},
+    {"r14", bytecode::CtxReg::R14},
+    {"r13", bytecode::CtxReg::R13},
+    {"r12", bytecode::CtxReg::R12},
+    {"bp", bytecode::CtxReg::Rbp},
+    {"bx", bytecode::CtxReg::Rbx},
+    {"r11", bytecode::CtxReg::R11},
+    {"r10", bytecode::CtxReg::R10},
+    {"r9", bytecode::CtxReg::R9},
+    {"r8", bytecode::CtxReg::R8},
+    {"ax", bytecode::CtxReg::Rax},
+    {"cx", bytecode::CtxReg::Rcx},
+    {"dx", bytecode::CtxReg::Rdx},
+    {"si", bytecode::CtxReg::Rsi},
+    {"di", bytecode::CtxReg::Rdi},
+    {"orig_ax", std::nullopt},
+    {"ip", bytecode::CtxReg::Rip},
+    {"cs", std::nullopt},
+    {"flags", bytecode::CtxReg::Rflags},
+    {"sp", bytecode::CtxReg::Rsp},
     {"ss", std::nullopt},
 }};
 
@@ -514,8 +524,11 @@ class Analyser {
       return Type::none();
     }
     if (contains(kKernelBuiltins, name)) {
-      error(b.location,
-            fmt::format("kernel-only feature '{}' is not available in user space (dprobe has no kernel side)", name));
+      error(
+          b.location,
+          fmt::format(
+              "kernel-only feature '{}' is not available in user space (dprobe has no kernel side)",
+              name));
       return Type::none();
     }
     if (contains(kLaterBuiltins, name)) {
@@ -636,8 +649,8 @@ class Analyser {
 
   void analyse_time(ast::Call& call) {
     if (call.args.size() > 1) {
-      error(call.location, fmt::format("time() takes up to 1 argument ({} provided)",
-                                       call.args.size()));
+      error(call.location,
+            fmt::format("time() takes up to 1 argument ({} provided)", call.args.size()));
       return;
     }
     if (call.args.size() == 1) {
@@ -703,8 +716,11 @@ class Analyser {
       return Type::void_type();
     }
     if (contains(kKernelFunctions, name)) {
-      error(call.location,
-            fmt::format("kernel-only feature '{}' is not available in user space (dprobe has no kernel side)", name));
+      error(
+          call.location,
+          fmt::format(
+              "kernel-only feature '{}' is not available in user space (dprobe has no kernel side)",
+              name));
     } else if (contains(kLaterFunctions, name)) {
       error(call.location, fmt::format("function '{}' is not supported yet", name));
     } else {
@@ -718,10 +734,10 @@ class Analyser {
   Type analyse_str(ast::Call& call) {
     if (call.args.empty() || call.args.size() > 2) {
       // bpftrace's words for either case.
-      error(call.location, call.args.empty()
-                               ? std::string("str() requires at least 1 argument (0 provided)")
-                               : fmt::format("str() takes up to 2 arguments ({} provided)",
-                                             call.args.size()));
+      error(call.location,
+            call.args.empty()
+                ? std::string("str() requires at least 1 argument (0 provided)")
+                : fmt::format("str() takes up to 2 arguments ({} provided)", call.args.size()));
       for (ast::ExprPtr& arg : call.args)
         analyse_expr(*arg);
       return Type::none();

@@ -245,13 +245,12 @@ TEST_F(VmTest, ForwardJumps) {
 
 TEST_F(VmTest, LoopJumpsBackAndTheStepBudgetEndsRunaways) {
   // r1 = 0; do r1 += 1 while r1 != 10
-  ASSERT_EQ(run({I(Op::LoadImm, 2, 0, 0, 0, 1), I(Op::LoadImm, 3, 0, 0, 0, 10),
-                 I(Op::Add, 1, 1, 2), I(Op::Ne, 4, 1, 3), I(Op::JumpIfZero, 0, 4, 0, 0, 6),
-                 I(Op::Loop, 0, 0, 0, 0, 2)}),
+  ASSERT_EQ(run({I(Op::LoadImm, 2, 0, 0, 0, 1), I(Op::LoadImm, 3, 0, 0, 0, 10), I(Op::Add, 1, 1, 2),
+                 I(Op::Ne, 4, 1, 3), I(Op::JumpIfZero, 0, 4, 0, 0, 6), I(Op::Loop, 0, 0, 0, 0, 2)}),
             VmStatus::Ok);
   EXPECT_EQ(state_->regs[1], 10u);
   EXPECT_EQ(run({I(Op::Nop), I(Op::Loop, 0, 0, 0, 0, 0)}), VmStatus::StepLimit);
-  EXPECT_EQ(run({I(Op::Loop, 0, 0, 0, 0, 0)}), VmStatus::StepLimit); // to itself
+  EXPECT_EQ(run({I(Op::Loop, 0, 0, 0, 0, 0)}), VmStatus::StepLimit);           // to itself
   EXPECT_EQ(run({I(Op::Loop, 0, 0, 0, 0, 1), I(Op::Nop)}), VmStatus::BadJump); // forward
 }
 

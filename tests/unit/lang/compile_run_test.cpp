@@ -286,7 +286,7 @@ TEST(CompileRun, WhileBreakContinue) {
   Script s("uprobe:./p:f { $i = 0; $sum = 0; while ($i < arg0) { $i++; if ($i == 2) { continue; } "
            "if ($i > 5) { break; } $sum += $i; } printf(\"%d %d\\n\", $i, $sum); }");
   ASSERT_TRUE(s.ok());
-  s.hit(0, {4});  // 1 + 3 + 4
+  s.hit(0, {4});   // 1 + 3 + 4
   s.hit(0, {100}); // stops at 6: 1 + 3 + 4 + 5
   s.hit(0, {0});
   EXPECT_EQ(s.output(), "4 8\n6 13\n0 0\n");
@@ -358,8 +358,8 @@ TEST(CompileRun, BufPrintsEscapedBytes) {
   ASSERT_TRUE(s.ok());
   s.fake.add_memory(0x7000, std::string("a\0\x7f\n\\", 5) + std::string(100, 'z'));
   s.hit(0, {0x7000, 0xdead});
-  EXPECT_EQ(s.output(), "[a\\x00\\x7f\\x0a\\] [a\\x00\\x7f\\x0a\\" + std::string(59, 'z') +
-                            "] [\\x00\\x00]\n");
+  EXPECT_EQ(s.output(),
+            "[a\\x00\\x7f\\x0a\\] [a\\x00\\x7f\\x0a\\" + std::string(59, 'z') + "] [\\x00\\x00]\n");
 }
 
 TEST(CompileRun, StringComparisons) {

@@ -84,13 +84,14 @@ INSTANTIATE_TEST_SUITE_P(
              "uprobe:./prog:work { printf(\"%d\\n\", retval); }\n"
              "                                    ^~~~~~"},
         Case{"BEGIN { printf(\"%s\\n\", kstack); }",
-             "stdin:1:24: error: kernel-only feature 'kstack' is not available in user space (dprobe has no kernel side)\n"
+             "stdin:1:24: error: kernel-only feature 'kstack' is not available in user space "
+             "(dprobe has no kernel side)\n"
              "BEGIN { printf(\"%s\\n\", kstack); }\n"
              "                       ^~~~~~"},
-        Case{"BEGIN { @x[ksym(1)] = 1; }",
-             "stdin:1:12: error: kernel-only feature 'ksym' is not available in user space (dprobe has no kernel side)\n"
-             "BEGIN { @x[ksym(1)] = 1; }\n"
-             "           ^~~~~~~"},
+        Case{"BEGIN { @x[ksym(1)] = 1; }", "stdin:1:12: error: kernel-only feature 'ksym' is not "
+                                           "available in user space (dprobe has no kernel side)\n"
+                                           "BEGIN { @x[ksym(1)] = 1; }\n"
+                                           "           ^~~~~~~"},
         Case{"kprobe:do_nanosleep { exit(); }",
              "stdin:1:1: error: kernel-only feature 'kprobe' is not available in user space\n"
              "kprobe:do_nanosleep { exit(); }\n"
