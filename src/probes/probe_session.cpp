@@ -408,9 +408,11 @@ void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntim
   ctx.cpu = cpu < 0 ? 0 : static_cast<uint32_t>(cpu);
   NoMemory memory;
   for (const auto& block : script.probes) {
-    bool matches = std::any_of(block.attach_points.begin(), block.attach_points.end(),
-                               [&](const lang::AttachPoint& ap) { return ap.kind == kind; });
-    if (matches) runtime.run(block.program_index, ctx, memory);
+    for (size_t point = 0; point < block.attach_points.size(); ++point) {
+      if (block.attach_points[point].kind != kind) continue;
+      runtime.run(block.program_for(point), ctx, memory);
+      break;
+    }
   }
 }
 

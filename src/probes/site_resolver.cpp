@@ -188,7 +188,8 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
                                                      const TargetReader& read_target) {
   std::vector<ProbeSite> sites;
   for (const auto& block : script.probes) {
-    for (const auto& ap : block.attach_points) {
+    for (size_t point = 0; point < block.attach_points.size(); ++point) {
+      const lang::AttachPoint& ap = block.attach_points[point];
       if (ap.kind != lang::ProbeKind::Uprobe) continue;
       auto loc = locate(ap);
       if (!loc) return std::unexpected(loc.error());
@@ -201,7 +202,7 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
                                    [&](const ProbeSite& s) { return s.address == *address; });
       if (existing != sites.end()) {
         existing->probe_names.push_back(ap.raw);
-        existing->programs.push_back(block.program_index);
+        existing->programs.push_back(block.program_for(point));
         continue;
       }
 
@@ -226,7 +227,7 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
 
       ProbeSite site;
       site.probe_names.push_back(ap.raw);
-      site.programs.push_back(block.program_index);
+      site.programs.push_back(block.program_for(point));
       site.file_path = loc->file_path;
       site.function = loc->function;
       site.function_offset = loc->function_offset;

@@ -22,8 +22,12 @@ class ProgramBuilder {
                  Diagnostics& diagnostics)
       : module_(module), string_ids_(string_ids), diagnostics_(diagnostics) {}
 
-  bytecode::Program build(const ast::Probe& probe, const std::map<std::string, Type>& variables) {
+  /// The program of `probe`; `point` >= 0 builds the one of that attach point alone (its name,
+  /// and its `probe`/`func` constants).
+  bytecode::Program build(const ast::Probe& probe, const std::map<std::string, Type>& variables,
+                          int point) {
     probe_ = &probe;
+    point_ = &probe.attach_points.at(point < 0 ? 0 : static_cast<size_t>(point));
     for (const auto& [name, type] : variables) {
       if (type.is_scalar()) variable_slots_[name] = allocate_frame(bytecode::kIntFieldSize);
       if (type.is_string()) variable_slots_[name] = allocate_frame(bytecode::kStringFieldSize);
@@ -42,6 +46,7 @@ class ProgramBuilder {
 
     bytecode::Program program;
     for (const AttachPoint& ap : probe.attach_points) {
+      if (point >= 0 && &ap != point_) continue;
       if (!program.name.empty()) program.name += ",";
       program.name += ap.raw;
     }
@@ -580,9 +585,9 @@ class ProgramBuilder {
     return bytecode::CtxReg::Rsp; // unreachable: the analyser checked the name
   }
 
-  /// `probe` and `func` of the block's only attach point (the analyser made sure there is one).
+  /// `probe` and `func` of the attach point this program is for.
   std::string probe_string(std::string_view name) const {
-    const AttachPoint& ap = probe_->attach_points.at(0);
+    const AttachPoint& ap = *point_;
     if (ap.kind == ProbeKind::Begin) return "BEGIN";
     if (ap.kind == ProbeKind::End) return "END";
     if (name == "func") return ap.symbol;
@@ -669,6 +674,7 @@ class ProgramBuilder {
 
   bytecode::Module& module_;
   const ast::Probe* probe_ = nullptr;
+  const AttachPoint* point_ = nullptr;
   std::vector<LoopLabels> loops_;
   std::map<std::string, uint32_t>& string_ids_;
   Diagnostics& diagnostics_;
@@ -684,13 +690,29 @@ class ProgramBuilder {
 } // namespace
 
 bytecode::Module generate(const ast::Program& program, const SemanticResult& semantic,
-                          Diagnostics& diagnostics) {
+                          Diagnostics& diagnostics,
+                          std::vector<std::vector<uint32_t>>& point_programs) {
   bytecode::Module module;
   module.maps = semantic.maps;
   std::map<std::string, uint32_t> string_ids;
+  point_programs.clear();
   for (size_t i = 0; i < program.probes.size(); ++i) {
-    ProgramBuilder builder(module, string_ids, diagnostics);
-    module.programs.push_back(builder.build(program.probes[i], semantic.probe_variables.at(i)));
+    const ast::Probe& probe = program.probes[i];
+    const bool per_point =
+        i < semantic.probe_names_attach_point.size() && semantic.probe_names_attach_point[i];
+    std::vector<uint32_t>& points = point_programs.emplace_back();
+    if (!per_point) {
+      ProgramBuilder builder(module, string_ids, diagnostics);
+      module.programs.push_back(builder.build(probe, semantic.probe_variables.at(i), -1));
+      points.assign(probe.attach_points.size(), static_cast<uint32_t>(module.programs.size() - 1));
+      continue;
+    }
+    for (size_t k = 0; k < probe.attach_points.size(); ++k) {
+      ProgramBuilder builder(module, string_ids, diagnostics);
+      module.programs.push_back(
+          builder.build(probe, semantic.probe_variables.at(i), static_cast<int>(k)));
+      points.push_back(static_cast<uint32_t>(module.programs.size() - 1));
+    }
   }
   return module;
 }

@@ -132,6 +132,7 @@ class Analyser {
     for (const MapState& map : maps_)
       result.maps.push_back(map.schema);
     result.probe_variables = std::move(probe_variables_);
+    result.probe_names_attach_point = std::move(probe_names_attach_point_);
     return result;
   }
 
@@ -151,6 +152,7 @@ class Analyser {
 
   void analyse_program() {
     probe_variables_.clear();
+    probe_names_attach_point_.clear();
     if (program_.probes.empty()) {
       error(SourceLocation{1, 1, 1}, "script has no probes");
       return;
@@ -165,6 +167,7 @@ class Analyser {
       special_probe_name_ = in_special_probe_ ? first_special_name(probe) : "";
       current_probe_ = &probe;
       loop_depth_ = 0;
+      reads_probe_name_ = false;
       if (probe.predicate) {
         const Type t = analyse_expr(*probe.predicate);
         if (!t.is_none() && !t.is_scalar()) {
@@ -174,6 +177,7 @@ class Analyser {
       }
       analyse_block(probe.body);
       probe_variables_.push_back(variables_);
+      probe_names_attach_point_.push_back(reads_probe_name_);
     }
     if (!quiet_) report_undefined_maps();
   }
@@ -545,28 +549,23 @@ class Analyser {
     return Type::none();
   }
 
-  /// `probe` and `func` name the attach point the program runs for: constants, so only in a
-  /// block with one attach point that names one function.
+  /// `probe` and `func` name the attach point a hit came through: constants of each attach
+  /// point's own program (codegen makes one per attach point for such a block).
   Type analyse_probe_name(const ast::Builtin& b) {
     const ast::Probe& probe = *current_probe_;
-    if (probe.attach_points.size() != 1) {
-      error(b.location, fmt::format("'{}' in a block with several attach points is not "
-                                    "supported yet (give each its own block)",
-                                    b.name));
-      return Type::none();
+    for (const AttachPoint& ap : probe.attach_points) {
+      if (b.name == "func" && ap.kind != ProbeKind::Uprobe) {
+        error(b.location, fmt::format("'func' is not available in {} probes",
+                                      ap.kind == ProbeKind::Begin ? "BEGIN" : "END"));
+        return Type::none();
+      }
+      if (ap.kind == ProbeKind::Uprobe && ap.address) {
+        error(b.location,
+              fmt::format("'{}' with an address attach point is not supported yet", b.name));
+        return Type::none();
+      }
     }
-    const AttachPoint& ap = probe.attach_points[0];
-    if (b.name == "func" && ap.kind != ProbeKind::Uprobe) {
-      error(b.location, fmt::format("'func' is not available in {} probes", special_probe_name_));
-      return Type::none();
-    }
-    if (ap.kind == ProbeKind::Uprobe &&
-        (ap.symbol.find_first_of("*?[") != std::string::npos || ap.address)) {
-      error(b.location, fmt::format("'{}' with a wildcard or address attach point is not "
-                                    "supported yet",
-                                    b.name));
-      return Type::none();
-    }
+    reads_probe_name_ = true;
     return Type::string();
   }
 
@@ -904,6 +903,8 @@ class Analyser {
   const AnalyserOptions& options_;
   const ast::Probe* current_probe_ = nullptr;
   int loop_depth_ = 0;
+  bool reads_probe_name_ = false;
+  std::vector<bool> probe_names_attach_point_;
   bool quiet_ = true;
   bool changed_ = false;
   std::vector<MapState> maps_;

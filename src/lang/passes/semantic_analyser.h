@@ -17,6 +17,9 @@ struct SemanticResult {
   std::vector<bytecode::MapSchema> maps;
   /// Per probe (same index as ast::Program::probes): each scratch variable and its type.
   std::vector<std::map<std::string, Type>> probe_variables;
+  /// Per probe: it reads `probe` or `func`, which differ per attach point (so codegen makes one
+  /// program per attach point).
+  std::vector<bool> probe_names_attach_point;
 };
 
 struct AnalyserOptions {

@@ -435,6 +435,33 @@ TEST(CompileRun, MultipleAttachPointsShareOneProgram) {
   EXPECT_EQ(s.scalar("@c"), 2);
 }
 
+TEST(CompileRun, ProbeAndFuncGiveEachAttachPointItsOwnProgram) {
+  Result<CompiledScript> c = compile("uprobe:./p:f, u:./p:g+16 { printf(\"%s %s\\n\", probe, func); } "
+                                     "uprobe:./p:h { @x = 1; } BEGIN, END { printf(\"%s\\n\", probe); }",
+                                     "t");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  ASSERT_EQ(c->module.programs.size(), 5u);
+  EXPECT_EQ(c->probes[0].point_programs, (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ(c->probes[1].program_for(0), 2u);
+  EXPECT_EQ(c->probes[2].point_programs, (std::vector<uint32_t>{3, 4}));
+  EXPECT_EQ(c->module.programs[1].name, "u:./p:g+16");
+  bytecode::VmModuleTables tables(c->module);
+  bytecode::testing::FakeHost fake;
+  auto state = std::make_unique<bytecode::VmState>();
+  std::string out;
+  for (uint32_t p : {0u, 1u, 3u, 4u}) {
+    fake.printfs.clear();
+    ASSERT_EQ(bytecode::vm_run(tables.program(p), tables.view(), bytecode::VmContext{}, fake.host(),
+                               *state),
+              VmStatus::Ok);
+    const auto& [format, args] = fake.printfs.at(0);
+    const bytecode::PrintfFormat& f = c->module.formats.at(format);
+    out += output::format_printf(output::parse_printf_format(f.format), f.args,
+                                 std::span(reinterpret_cast<const uint8_t*>(args.data()), args.size()));
+  }
+  EXPECT_EQ(out, "uprobe:./p:f f\nuprobe:./p:g+16 g\nBEGIN\nEND\n");
+}
+
 TEST(CompileRun, MapsUsedBeforeTheirAssignmentInSourceOrder) {
   Script s("BEGIN { printf(\"%d\\n\", @later); } uprobe:./p:f { @later = arg0; }");
   ASSERT_TRUE(s.ok());
