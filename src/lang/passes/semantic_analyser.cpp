@@ -22,9 +22,10 @@ constexpr size_t kMaxQuietPasses = 8;
 constexpr size_t kMaxPrintfArgs = 32;
 constexpr size_t kMaxMapKeys = 16;
 
-constexpr std::array<std::string_view, 4> kKernelBuiltins = {"kstack", "curtask", "cgroup", "cpid"};
-constexpr std::array<std::string_view, 7> kLaterBuiltins = {"ustack", "username", "rand",  "ctx",
-                                                            "args",   "jiffies",  "numaid"};
+constexpr std::array<std::string_view, 3> kKernelBuiltins = {"kstack", "curtask", "cgroup"};
+// cpid is the -c command's pid in bpftrace: user space, just not wired up yet.
+constexpr std::array<std::string_view, 8> kLaterBuiltins = {
+    "ustack", "username", "rand", "ctx", "args", "jiffies", "numaid", "cpid"};
 constexpr std::array<std::string_view, 9> kKernelFunctions = {
     "ksym", "kaddr", "kptr", "kstack", "cgroupid", "override", "path", "skboutput", "percpu_kaddr"};
 constexpr std::array<std::string_view, 23> kLaterFunctions = {
