@@ -65,6 +65,21 @@ std::optional<BinaryOp> compound_op(TokenKind kind) {
   }
 }
 
+/// A name that can only be meant as a type: "uint9", "int128", "string", "char", "long".
+bool looks_like_type(std::string_view name) {
+  if (name == "string" || name == "char" || name == "short" || name == "long" ||
+      name == "unsigned" || name == "signed" || name == "bool" || name == "void") {
+    return true;
+  }
+  std::string_view rest = name;
+  if (rest.starts_with("u")) rest.remove_prefix(1);
+  if (!rest.starts_with("int") || rest.size() == 3) return false;
+  for (char c : rest.substr(3)) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
 bool is_keyword(std::string_view name) {
   return name == "if" || name == "else" || name == "while" || name == "unroll" ||
          name == "return" || name == "for" || name == "break" || name == "continue";
@@ -432,6 +447,12 @@ class Parser {
       const Token open = take();
       if (at(TokenKind::Ident) && !integer_type_named(cur().text).is_none())
         return parse_cast(open);
+      if (at(TokenKind::Ident) && looks_like_type(cur().text)) {
+        error(cur().location, fmt::format("unknown type '{}' (casts take int8, int16, int32, int64 "
+                                          "or their unsigned forms, e.g. uint8)",
+                                          cur().text));
+        return nullptr;
+      }
       if (at_ident("struct") || at_ident("union")) {
         error(cur().location, "struct and union types are not supported: there is no debug "
                               "type information (cast to an integer type, e.g. *(uint32*)(p + 8))");

@@ -221,6 +221,12 @@ TEST(Parser, SyntaxErrors) {
   EXPECT_EQ(first_error("BEGIN { @x = (uint8**)arg0; }"),
             "pointers to pointers are not supported (cast to uint64* and dereference twice)");
   EXPECT_EQ(first_error("BEGIN { @x = (uint8 arg0; }"), "expected ')', found 'arg0'");
+  EXPECT_EQ(first_error("BEGIN { @x = (uint9)arg0; }"),
+            "unknown type 'uint9' (casts take int8, int16, int32, int64 or their unsigned forms, "
+            "e.g. uint8)");
+  EXPECT_EQ(first_error("BEGIN { @x = (string)arg0; }"),
+            "unknown type 'string' (casts take int8, int16, int32, int64 or their unsigned forms, "
+            "e.g. uint8)");
   EXPECT_EQ(first_error("BEGIN { @x = &arg0; }"),
             "address-of ('&') is not supported: there are no addressable values");
   EXPECT_EQ(first_error("BEGIN { @x = (1, 2); }"), "tuples are not supported yet");
