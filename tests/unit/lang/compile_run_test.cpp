@@ -487,6 +487,10 @@ TEST(CompileRun, MutatedScriptsNeverCrashTheCompiler) {
       "printf(\"%s %d\\n\", $s, @c[comm, arg1]); } else { exit(); } }",
       "BEGIN { @x = (1 ? 2 : 3) << 4 % 5; $v = -~!@x; delete(@x); @y[\"k\"] += $v; @y[\"k\"]++; } "
       "END { printf(\"%-5lx|%c\", @y[\"k\"], 65); }",
+      "uprobe:./p:f, uprobe:./p:g { $i = 0; while ($i < 3) { $i++; if ($i == 1) { continue; } "
+      "break; } unroll(2) { @s[probe, func] = str(arg0); } $p = (int16*)(arg1 + 2); "
+      "printf(\"%d %r %s\\n\", *($p + 1), buf(arg0, 4), strftime(\"%H\", nsecs)); "
+      "print((uint8)sarg0 + reg(\"sp\")); delete(@s[probe, func]); time(); }",
   };
   uint64_t state = 88172645463325252ull;
   auto next = [&] {
@@ -497,8 +501,8 @@ TEST(CompileRun, MutatedScriptsNeverCrashTheCompiler) {
   };
   const std::string alphabet = "{}()[]/@$\"\\;,:+-*%<>=!~&|^?0x1 \nabcifelsprntukomd";
   int compiled = 0;
-  for (int round = 0; round < 3000; ++round) {
-    std::string text = seeds[round % 2];
+  for (int round = 0; round < 4500; ++round) {
+    std::string text = seeds[round % std::size(seeds)];
     for (int edits = 1 + static_cast<int>(next() % 4); edits > 0; --edits) {
       const size_t pos = next() % (text.size() + 1);
       switch (next() % 3) {
