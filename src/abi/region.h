@@ -127,6 +127,7 @@ struct RegionHeader {
   uint32_t reserved_u32;
   /// int clock_gettime(clockid_t, struct timespec*) in the target (the vDSO's), 0: use the syscall.
   uint64_t clock_gettime;
+  uint64_t start_ns; ///< CLOCK_MONOTONIC when tracing started: `elapsed` counts from it
   /// SIGTRAP disposition the agent's handler replaced: 0 SIG_DFL, 1 SIG_IGN, else the handler.
   uint64_t sigtrap_prev_handler;
   uint64_t sigtrap_prev_flags; ///< its sa_flags (SA_SIGINFO picks the call signature)
@@ -162,6 +163,8 @@ inline constexpr uint32_t kNeedsPid = 1u << 0;
 inline constexpr uint32_t kNeedsTid = 1u << 1;
 inline constexpr uint32_t kNeedsNsecs = 1u << 2;
 inline constexpr uint32_t kNeedsComm = 1u << 3;
+inline constexpr uint32_t kNeedsIds = 1u << 4; ///< uid and gid
+inline constexpr uint32_t kNeedsCpu = 1u << 5;
 
 /// ProbeEntry::fast: the controller found the probe's only program to be exactly one of these
 /// shapes, and the agent applies the equivalent update without the interpreter (once this
@@ -238,6 +241,7 @@ struct StringDesc {
 inline constexpr uint32_t kHaveTid = 1u << 0;
 inline constexpr uint32_t kHavePid = 1u << 1;
 inline constexpr uint32_t kHaveComm = 1u << 2;
+inline constexpr uint32_t kHaveIds = 1u << 3;
 
 /// Per-thread state, found by hashing the thread's fs base. Written only by its thread (and by
 /// signal handlers nested on it), except `have`, which the controller clears when the thread
@@ -251,7 +255,9 @@ struct alignas(64) ThreadSlot {
   char comm[16];
   uint64_t block; ///< offset of the thread block (thread_block_size bytes), 0: none yet
   uint64_t levels[kMaxNesting]; ///< offsets of per-level VmState scratch, 0: none yet
-  uint64_t reserved[6];
+  uint32_t uid;                 ///< real uid and gid, cached on first use like pid and tid
+  uint32_t gid;
+  uint64_t reserved[5];
 };
 static_assert(sizeof(ThreadSlot) == 128, "thread slot layout");
 

@@ -98,14 +98,23 @@ uint32_t program_context_flags(const bytecode::Program& program) {
         flags |= abi::kNeedsTid;
         break;
       case bytecode::CtxField::Nsecs:
+      case bytecode::CtxField::Elapsed:
         flags |= abi::kNeedsNsecs;
+        break;
+      case bytecode::CtxField::Uid:
+      case bytecode::CtxField::Gid:
+        flags |= abi::kNeedsIds;
+        break;
+      case bytecode::CtxField::Cpu:
+        flags |= abi::kNeedsCpu;
         break;
       default:
         break;
       }
     } else if (insn.op == bytecode::Op::LoadCtxString) {
       flags |= abi::kNeedsComm;
-    } else if (insn.op == bytecode::Op::ReadString) {
+    } else if (insn.op == bytecode::Op::ReadString || insn.op == bytecode::Op::ReadInt ||
+               insn.op == bytecode::Op::ReadBuf) {
       flags |= abi::kNeedsPid; // process_vm_readv names our own pid: cache it per thread
     }
   }
@@ -153,6 +162,7 @@ bool touches_no_map(bytecode::Op op) {
   case Op::LNot: case Op::LoadCtx: case Op::Load64: case Op::Store64: case Op::LoadString:
   case Op::LoadCtxString: case Op::ReadString: case Op::Copy: case Op::StrEq: case Op::Jump:
   case Op::JumpIfZero: case Op::JumpIfNotZero: case Op::Printf: case Op::HistIndex:
+  case Op::Loop: case Op::Extend: case Op::ReadInt: case Op::ReadBuf:
     return true;
   default:
     return false;

@@ -24,6 +24,7 @@ struct RegionOptions {
   uint32_t features = 0;             ///< abi::kFeature* (kFeatureFsGsBase from AT_HWCAP2 bit 1)
   uint64_t clock_gettime = 0;        ///< the target's vDSO clock_gettime, 0: use the system call
   uint32_t tls_tid_offset = 0;       ///< with abi::kFeatureTlsTid: where the tid sits in the TLS
+  uint64_t start_ns = 0;             ///< CLOCK_MONOTONIC when tracing started (elapsed)
   uint64_t sigtrap_prev_handler = 0; ///< see RegionHeader
   uint64_t sigtrap_prev_flags = 0;
   bool enabled = true; ///< init_region leaves the region enabled

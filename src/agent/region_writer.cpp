@@ -135,6 +135,7 @@ Status init_region(std::span<uint8_t> region, const RegionLayout& layout,
   h->scratch_count = layout.scratch_count;
   h->clock_gettime = options.clock_gettime;
   h->tls_tid_offset = options.tls_tid_offset;
+  h->start_ns = options.start_ns;
   h->sigtrap_prev_handler = options.sigtrap_prev_handler;
   h->sigtrap_prev_flags = options.sigtrap_prev_flags;
   h->probes = layout.probes;

@@ -31,6 +31,9 @@ enum class MapValueKind : uint8_t {
   Stats = 6, ///< stats(x)
   Hist = 7,  ///< hist(x)
   Lhist = 8, ///< lhist(x, min, max, step)
+  /// `@m[k] = "text"`: kept by the controller only, set and deleted by ordered MapSet/MapDelete
+  /// events (the agent's tables hold 8-byte values); printed sorted by key, as bpftrace does.
+  String = 9,
   kCount
 };
 
@@ -91,6 +94,7 @@ inline constexpr uint32_t value_words(MapValueKind kind, int64_t lhist_min = 0,
   case MapValueKind::Sum:
   case MapValueKind::Min:
   case MapValueKind::Max:
+  case MapValueKind::String: // held by the controller only; the agent never stores one
     return 1;
   case MapValueKind::Avg:
   case MapValueKind::Stats:
@@ -115,6 +119,7 @@ inline constexpr MergeRule merge_rule(MapValueKind kind) {
   case MapValueKind::Max:
     return MergeRule::Max;
   case MapValueKind::Int:
+  case MapValueKind::String:
     return MergeRule::Any;
   default:
     return MergeRule::Sum;
@@ -188,6 +193,7 @@ inline constexpr bool update_suits(MapValueKind kind, UpdateOp op) {
   case MapValueKind::Hist:
   case MapValueKind::Lhist:
     return op == UpdateOp::Bucket;
+  case MapValueKind::String: // set and deleted through ordered events, never by MapUpdate
   case MapValueKind::kCount:
     break;
   }

@@ -30,8 +30,12 @@ const char* update_op_name(uint8_t op) {
 }
 
 const char* ctx_field_name(uint32_t field) {
-  static constexpr const char* kNames[] = {"arg0", "arg1", "arg2", "arg3",  "arg4",
-                                           "arg5", "pid",  "tid",  "nsecs", "retval"};
+  static constexpr const char* kNames[] = {
+      "arg0",    "arg1",    "arg2",   "arg3",   "arg4",    "arg5",    "pid",       "tid",
+      "nsecs",   "retval",  "uid",    "gid",    "cpu",     "elapsed", "reg:r15",   "reg:r14",
+      "reg:r13", "reg:r12", "reg:bp", "reg:bx", "reg:r11", "reg:r10", "reg:r9",    "reg:r8",
+      "reg:ax",  "reg:cx",  "reg:dx", "reg:si", "reg:di",  "reg:ip",  "reg:flags", "reg:sp"};
+  static_assert(std::size(kNames) == static_cast<size_t>(CtxField::kCount));
   return field < std::size(kNames) ? kNames[field] : "?";
 }
 
@@ -89,6 +93,14 @@ std::string disassemble(const Insn& insn, const Module* module) {
   case Op::Printf:
     return fmt::format("{} fmt#{}, [fp+{}], {}", name, insn.aux, range_offset(insn.imm),
                        range_length(insn.imm));
+  case Op::Loop:
+    return fmt::format("{} {}", name, insn.imm);
+  case Op::Extend:
+  case Op::ReadInt:
+    return fmt::format("{} r{}, r{}, {}{}", name, insn.dst, insn.a, insn.imm != 0 ? "s" : "u",
+                       insn.aux * 8);
+  case Op::ReadBuf:
+    return fmt::format("{} [fp+{}], r{}, len r{}", name, insn.imm, insn.a, insn.b);
   case Op::kCount:
     break;
   default:

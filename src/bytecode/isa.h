@@ -2,9 +2,10 @@
 // and a per-run byte "frame" for scratch variables, strings, map keys and printf arguments.
 // Freestanding: this header is compiled into the in-target agent (no libc, no std::).
 //
-// Programs are loop-free: every jump goes forward, so a program of N instructions executes at
-// most N steps (the VM still enforces kStepLimit). Later loop constructs (while, unroll) must
-// come with a bounded backward-jump instruction and a step budget, not by relaxing this rule.
+// Every jump goes forward except Loop, the one backward jump (a `while`'s back edge). A program
+// without Loop runs at most N steps for N instructions; with Loop, termination is the VM's step
+// budget (kStepLimit per run): a runaway loop stops the run with VmStatus::StepLimit, counted as a
+// VM error, as the kernel verifier bounds a bpftrace loop.
 #pragma once
 
 #include <stdint.h>
@@ -71,7 +72,14 @@ inline constexpr uint64_t kPageSize = 4096;
   X(MapDelete, "mapdel")       /* remove map aux [key at frame imm] */                             \
   X(HistIndex, "histidx")      /* dst = hist() bucket of a (bytecode/aggregate.h hist_bucket) */   \
   X(MapCommand, "mapcmd")      /* host: print/clear/zero map aux (b is a MapCommandKind) */        \
-  X(Printf, "printf")          /* emit format aux with packed args frame[imm] (off|len<<32) */
+  X(Printf, "printf")          /* emit format aux with packed args frame[imm] (off|len<<32) */     \
+  X(Loop, "loop")              /* pc = imm, backward (imm <= pc): a while loop's back edge */      \
+  X(Extend, "ext")             /* dst = a truncated to aux bytes (1 2 4 8), sign-extended          \
+                                  when imm != 0 (casts, narrow values) */                          \
+  X(ReadInt, "rdint")          /* dst = aux bytes (1 2 4 8) of target memory at a, sign-           \
+                                  extended when imm != 0; 0 when any byte is unreadable */         \
+  X(ReadBuf, "rdbuf")          /* frame buffer field at imm = b bytes (clamped to                  \
+                                  kMaxBufferLength) of target memory at a; zeros on a fault */
 
 enum class Op : uint8_t {
 #define DPROBE_OP_ENUM(name, text) name,
@@ -103,8 +111,44 @@ enum class CtxField : uint32_t {
   Tid,
   Nsecs,
   Retval,
+  Uid,
+  Gid,
+  Cpu,
+  Elapsed,  ///< nanoseconds since tracing started
+  RegFirst, ///< RegFirst + CtxReg: a named register at the hit
+  kCount = RegFirst + 18
+};
+
+/// Registers a probe can read with reg("name"), at the probed instruction.
+enum class CtxReg : uint32_t {
+  R15,
+  R14,
+  R13,
+  R12,
+  Rbp,
+  Rbx,
+  R11,
+  R10,
+  R9,
+  R8,
+  Rax,
+  Rcx,
+  Rdx,
+  Rsi,
+  Rdi,
+  Rip,
+  Rflags,
+  Rsp,
   kCount
 };
+static_assert(static_cast<uint32_t>(CtxField::kCount) ==
+                  static_cast<uint32_t>(CtxField::RegFirst) + static_cast<uint32_t>(CtxReg::kCount),
+              "one context field per register");
+
+inline constexpr CtxField reg_field(CtxReg reg) {
+  return static_cast<CtxField>(static_cast<uint32_t>(CtxField::RegFirst) +
+                               static_cast<uint32_t>(reg));
+}
 
 /// Context strings readable with LoadCtxString.
 enum class CtxString : uint32_t { Comm, kCount };

@@ -33,9 +33,23 @@ struct MapSchema {
   }
 };
 
+/// What the controller does with an event of a format (the agent only carries the bytes).
+enum class EventKind : uint8_t {
+  Printf,    ///< print the formatted text (printf, print)
+  Time,      ///< time(FORMAT): print the wall-clock time through strftime(FORMAT)
+  System,    ///< system(...): run the formatted text with /bin/sh (only with --unsafe)
+  MapSet,    ///< string map `map`: args are the packed key, then the String value
+  MapDelete, ///< string map `map`: args are the packed key
+};
+
 struct PrintfFormat {
   std::string format;          ///< the format string after escape processing
   std::vector<FieldKind> args; ///< kinds of the packed arguments, in order
+  EventKind kind = EventKind::Printf;
+  uint32_t map = 0; ///< MapSet and MapDelete: the map id
+  /// Per argument: for an Int that is strftime(FMT, ns), FMT (printed as its %s string);
+  /// empty for every other argument. Either empty or as long as args.
+  std::vector<std::string> strftime_formats{};
 
   [[nodiscard]] uint32_t args_size() const;
 };

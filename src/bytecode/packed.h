@@ -12,15 +12,23 @@ namespace dprobe::bytecode {
 ///   Int    - 8 bytes, little-endian two's complement
 ///   String - 64 bytes, the characters then NUL padding; at most 63 characters, so always
 ///   NUL-terminated
-enum class FieldKind : uint8_t { Int = 0, String = 1 };
+///   Buffer - 72 bytes: the length (8 bytes, little-endian), then kMaxBufferLength data bytes
+///   (zero beyond the length); from buf(p, n), printed with %r
+enum class FieldKind : uint8_t { Int = 0, String = 1, Buffer = 2 };
 
 inline constexpr uint32_t kIntFieldSize = 8;
 inline constexpr uint32_t kStringFieldSize = 64;
 /// Longest string a String field holds (bpftrace's default strlen of 64 includes the NUL).
 inline constexpr uint32_t kMaxStringLength = kStringFieldSize - 1;
 
+/// Most bytes buf(p, n) keeps (bpftrace's default BPFTRACE_STRLEN).
+inline constexpr uint32_t kMaxBufferLength = 64;
+inline constexpr uint32_t kBufferFieldSize = 8 + kMaxBufferLength;
+
 inline constexpr uint32_t field_size(FieldKind kind) {
-  return kind == FieldKind::String ? kStringFieldSize : kIntFieldSize;
+  return kind == FieldKind::String   ? kStringFieldSize
+         : kind == FieldKind::Buffer ? kBufferFieldSize
+                                     : kIntFieldSize;
 }
 
 inline void store_u64_le(uint8_t* dst, uint64_t value) {

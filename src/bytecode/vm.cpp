@@ -26,6 +26,7 @@ uint32_t register_operands(Op op) {
   case Op::MapDelete:
   case Op::Printf:
   case Op::MapCommand:
+  case Op::Loop:
     return kNone;
   case Op::LoadImm:
   case Op::LoadCtx:
@@ -33,6 +34,8 @@ uint32_t register_operands(Op op) {
   case Op::MapLookup:
   case Op::StrEq:
     return kDst;
+  case Op::Extend:
+  case Op::ReadInt:
   case Op::Mov:
   case Op::Neg:
   case Op::Not:
@@ -45,6 +48,7 @@ uint32_t register_operands(Op op) {
   case Op::MapUpdate:
     return kA;
   case Op::ReadString:
+  case Op::ReadBuf:
     return kA | kB;
   case Op::Add:
   case Op::Sub:
@@ -147,7 +151,52 @@ bool strings_equal(const uint8_t* x, const uint8_t* y) {
   return true;
 }
 
+/// Truncates to `size` bytes (1, 2, 4 or 8), then sign- or zero-extends back to 64 bits.
+uint64_t extend(uint64_t value, uint32_t size, bool is_signed) {
+  if (size >= 8) return value;
+  const uint32_t bits = size * 8;
+  const uint64_t mask = (1ull << bits) - 1;
+  value &= mask;
+  if (is_signed && (value >> (bits - 1)) != 0) value |= ~mask;
+  return value;
+}
+
+bool int_size_ok(uint32_t size) {
+  return size == 1 || size == 2 || size == 4 || size == 8;
+}
+
+/// *(T*)address: a fault reads as 0, as bpf_probe_read_user leaves its buffer zeroed.
+uint64_t read_target_int(uint64_t address, uint32_t size, bool is_signed, const VmHost& host) {
+  uint8_t bytes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  if (host.read_memory == nullptr || !host.read_memory(host.ctx, address, bytes, size)) return 0;
+  return extend(load_u64_le(bytes), size, is_signed);
+}
+
+/// buf(p, n): the length, then the bytes; zeros when any read faults (the length stays).
+void read_target_buffer(uint8_t* field, uint64_t address, uint64_t length, const VmHost& host) {
+  zero_bytes(field, kBufferFieldSize);
+  if (length > kMaxBufferLength) length = kMaxBufferLength;
+  store_u64_le(field, length);
+  uint64_t done = 0;
+  while (done < length) {
+    const uint64_t current = address + done;
+    uint64_t chunk = kPageSize - (current % kPageSize);
+    if (chunk > length - done) chunk = length - done;
+    if (current < address || host.read_memory == nullptr ||
+        !host.read_memory(host.ctx, current, field + 8 + done, chunk)) {
+      zero_bytes(field + 8, kMaxBufferLength);
+      return;
+    }
+    done += chunk;
+  }
+}
+
 uint64_t context_field(const VmContext& context, CtxField field) {
+  const auto index = static_cast<uint32_t>(field);
+  if (index >= static_cast<uint32_t>(CtxField::RegFirst) &&
+      index < static_cast<uint32_t>(CtxField::kCount)) {
+    return context.regs[index - static_cast<uint32_t>(CtxField::RegFirst)];
+  }
   switch (field) {
   case CtxField::Arg0:
   case CtxField::Arg1:
@@ -164,6 +213,15 @@ uint64_t context_field(const VmContext& context, CtxField field) {
     return context.tid;
   case CtxField::Nsecs:
     return context.nsecs;
+  case CtxField::Uid:
+    return context.uid;
+  case CtxField::Gid:
+    return context.gid;
+  case CtxField::Cpu:
+    return context.cpu;
+  case CtxField::Elapsed:
+    return context.elapsed;
+  case CtxField::RegFirst:
   case CtxField::kCount:
     break;
   }
@@ -226,7 +284,7 @@ const char* vm_status_name(VmStatus status) {
   case VmStatus::BadProgram:
     return "bad program header";
   case VmStatus::StepLimit:
-    return "step limit reached";
+    return "step limit reached (a loop ran too long)";
   }
   return "?";
 }
@@ -258,6 +316,16 @@ VmStatus vm_check_insn(const Insn& insn, uint32_t pc, const VmProgram& program,
     break;
   case Op::ReadString:
     if (!frame_range_ok(insn.imm, kStringFieldSize, program)) return VmStatus::BadFrameAccess;
+    break;
+  case Op::ReadBuf:
+    if (!frame_range_ok(insn.imm, kBufferFieldSize, program)) return VmStatus::BadFrameAccess;
+    break;
+  case Op::Extend:
+  case Op::ReadInt:
+    if (!int_size_ok(insn.aux)) return VmStatus::BadOpcode;
+    break;
+  case Op::Loop:
+    if (insn.imm > pc) return VmStatus::BadJump;
     break;
   case Op::Copy:
     if (!frame_range_ok(range_offset(insn.imm), range_length(insn.imm), program) ||
@@ -492,6 +560,18 @@ VmStatus vm_run(const VmProgram& program, const VmModule& module, const VmContex
         host.emit_printf(host.ctx, insn.aux, frame + range_offset(insn.imm),
                          range_length(insn.imm));
       }
+      break;
+    case Op::Loop:
+      next = static_cast<uint32_t>(insn.imm);
+      break;
+    case Op::Extend:
+      dst = extend(a, insn.aux, insn.imm != 0);
+      break;
+    case Op::ReadInt:
+      dst = read_target_int(a, insn.aux, insn.imm != 0, host);
+      break;
+    case Op::ReadBuf:
+      read_target_buffer(frame + insn.imm, a, b, host);
       break;
     case Op::kCount:
       return VmStatus::BadOpcode;

@@ -51,6 +51,11 @@ struct VmContext {
   uint64_t tid;
   uint64_t nsecs;
   char comm[16]; ///< NUL-terminated
+  uint64_t uid;
+  uint64_t gid;
+  uint64_t cpu;
+  uint64_t elapsed;                                     ///< ns since tracing started
+  uint64_t regs[static_cast<uint32_t>(CtxReg::kCount)]; ///< indexed by CtxReg
 };
 
 /// Caller-owned working memory, so the VM needs no stack beyond a few words and the agent can
@@ -92,7 +97,7 @@ enum class VmStatus : uint8_t {
   BadUpdateOp, ///< an UpdateOp or MapCommandKind out of range
   BadJump,    ///< backward, self, or past the end
   BadProgram, ///< null code, too long, frame too big
-  StepLimit,
+  StepLimit,  ///< the run's step budget is spent (a loop that did not end in time)
 };
 
 /// Human-readable name of a status, for logs ("bad register").

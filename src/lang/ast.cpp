@@ -59,6 +59,15 @@ ExprPtr clone(const Expr& expr) {
                                                  clone(*e.else_expr)),
                        expr);
   }
+  case ExprKind::Cast: {
+    const auto& e = static_cast<const Cast&>(expr);
+    return copy_common(
+        std::make_unique<Cast>(e.location, e.target, e.to_pointer, clone(*e.operand)), expr);
+  }
+  case ExprKind::Deref: {
+    const auto& e = static_cast<const Deref&>(expr);
+    return copy_common(std::make_unique<Deref>(e.location, clone(*e.operand)), expr);
+  }
   }
   return nullptr;
 }

@@ -23,7 +23,9 @@ enum class ExprKind : uint8_t {
   Variable,
   Unary,
   Binary,
-  Ternary
+  Ternary,
+  Cast,
+  Deref
 };
 
 struct Expr {
@@ -116,7 +118,22 @@ struct Ternary : Expr {
   ExprPtr cond, then_expr, else_expr;
 };
 
-enum class StmtKind : uint8_t { Expr, AssignMap, AssignVar, If };
+/// (uint8)e, (int32 *)e: `target` is the integer type named (for a pointer cast, its target).
+struct Cast : Expr {
+  Cast(SourceLocation loc, Type t, bool pointer, ExprPtr e)
+      : Expr(ExprKind::Cast, loc), target(t), to_pointer(pointer), operand(std::move(e)) {}
+  Type target;
+  bool to_pointer;
+  ExprPtr operand;
+};
+
+/// *e: reads the integer e points to (8 bytes, signed, when e is not a typed pointer).
+struct Deref : Expr {
+  Deref(SourceLocation loc, ExprPtr e) : Expr(ExprKind::Deref, loc), operand(std::move(e)) {}
+  ExprPtr operand;
+};
+
+enum class StmtKind : uint8_t { Expr, AssignMap, AssignVar, If, While, Unroll, Break, Continue };
 
 struct Stmt {
   Stmt(StmtKind k, SourceLocation loc) : kind(k), location(loc) {}
@@ -155,6 +172,24 @@ struct If : Stmt {
   ExprPtr cond;
   std::vector<StmtPtr> then_body;
   std::vector<StmtPtr> else_body; ///< an "else if" is an If alone in here
+};
+
+struct While : Stmt {
+  While(SourceLocation loc, ExprPtr c) : Stmt(StmtKind::While, loc), cond(std::move(c)) {}
+  ExprPtr cond;
+  std::vector<StmtPtr> body;
+};
+
+/// unroll(N) { body }: the body N times over (1 <= N <= 100), as bpftrace.
+struct Unroll : Stmt {
+  Unroll(SourceLocation loc, uint64_t n) : Stmt(StmtKind::Unroll, loc), count(n) {}
+  uint64_t count;
+  std::vector<StmtPtr> body;
+};
+
+/// break or continue (kind tells which), only inside a while loop.
+struct LoopJump : Stmt {
+  LoopJump(SourceLocation loc, StmtKind k) : Stmt(k, loc) {}
 };
 
 struct Probe {

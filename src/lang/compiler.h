@@ -18,7 +18,14 @@ namespace dprobe::lang {
 /// One probe block of the script: where it attaches and which program runs on a hit.
 struct ProbeBlock {
   std::vector<AttachPoint> attach_points;
-  uint32_t program_index; ///< into module.programs
+  uint32_t program_index; ///< into module.programs (attach point 0's)
+  /// Per attach point, its program: the same one for all, unless the block reads `probe` or
+  /// `func` (then each attach point has its own, with its own names).
+  std::vector<uint32_t> point_programs{};
+
+  [[nodiscard]] uint32_t program_for(size_t attach_point) const {
+    return attach_point < point_programs.size() ? point_programs[attach_point] : program_index;
+  }
 };
 
 struct CompiledScript {
@@ -33,7 +40,12 @@ struct CompiledScript {
 ///   FILE:LINE:COL: error: MESSAGE
 ///   <source line>
 ///   <spaces>^~~~
-[[nodiscard]] Result<CompiledScript> compile(std::string_view source, std::string_view filename);
+struct CompileOptions {
+  bool unsafe = false; ///< --unsafe: allow system()
+};
+
+[[nodiscard]] Result<CompiledScript> compile(std::string_view source, std::string_view filename,
+                                             const CompileOptions& options = {});
 
 // format_diagnostic(source, filename, line, column, message[, length]) comes from
 // lang/diagnostics.h: use it for later stages' errors at an attach point's line/column.

@@ -70,6 +70,21 @@ std::optional<BinaryOp> compound_op(TokenKind kind) {
 // the fuzzer: 10^5 nested brackets) would overflow dprobe's stack; real scripts stay far below.
 constexpr int kMaxNesting = 256;
 
+/// A name that can only be meant as a type: "uint9", "int128", "string", "char", "long".
+bool looks_like_type(std::string_view name) {
+  if (name == "string" || name == "char" || name == "short" || name == "long" ||
+      name == "unsigned" || name == "signed" || name == "bool" || name == "void") {
+    return true;
+  }
+  std::string_view rest = name;
+  if (rest.starts_with("u")) rest.remove_prefix(1);
+  if (!rest.starts_with("int") || rest.size() == 3) return false;
+  for (char c : rest.substr(3)) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
 bool is_keyword(std::string_view name) {
   return name == "if" || name == "else" || name == "while" || name == "unroll" ||
          name == "return" || name == "for" || name == "break" || name == "continue";
@@ -220,7 +235,8 @@ class Parser {
       }
       StmtPtr stmt = parse_stmt();
       if (!stmt) return false;
-      const bool is_block = stmt->kind == ast::StmtKind::If;
+      const bool is_block = stmt->kind == ast::StmtKind::If || stmt->kind == ast::StmtKind::While ||
+                            stmt->kind == ast::StmtKind::Unroll;
       body.push_back(std::move(stmt));
       if (is_block || accept(TokenKind::Semicolon) || at(TokenKind::RBrace)) continue;
       expected("';' or '}'");
@@ -231,6 +247,14 @@ class Parser {
   StmtPtr parse_stmt() {
     const Token& t = cur();
     if (t.kind == TokenKind::Ident && t.text == "if") return parse_if();
+    if (t.kind == TokenKind::Ident && t.text == "while") return parse_while();
+    if (t.kind == TokenKind::Ident && t.text == "unroll") return parse_unroll();
+    if (t.kind == TokenKind::Ident && (t.text == "break" || t.text == "continue")) {
+      const Token keyword = take();
+      return std::make_unique<ast::LoopJump>(keyword.location, keyword.text == "break"
+                                                                   ? ast::StmtKind::Break
+                                                                   : ast::StmtKind::Continue);
+    }
     if (t.kind == TokenKind::Ident && is_keyword(t.text) && t.text != "else") {
       error(t.location, fmt::format("'{}' is not supported yet", t.text));
       return nullptr;
@@ -311,6 +335,49 @@ class Parser {
     return stmt;
   }
 
+  StmtPtr parse_while() {
+    const Token keyword = take();
+    if (!expect(TokenKind::LParen)) return nullptr;
+    ExprPtr cond = parse_nested_expr();
+    if (!cond || !expect(TokenKind::RParen)) return nullptr;
+    auto stmt = std::make_unique<ast::While>(keyword.location, std::move(cond));
+    if (!at(TokenKind::LBrace)) {
+      expected("'{'");
+      return nullptr;
+    }
+    if (!parse_block(stmt->body)) return nullptr;
+    return stmt;
+  }
+
+  /// unroll(N) with N an integer literal, as bpftrace's grammar has it.
+  StmtPtr parse_unroll() {
+    const Token keyword = take();
+    if (!expect(TokenKind::LParen)) return nullptr;
+    bool negative = accept(TokenKind::Minus);
+    if (!at(TokenKind::Integer)) {
+      expected("integer (unroll takes a constant count)");
+      return nullptr;
+    }
+    const Token count = take();
+    if (!expect(TokenKind::RParen)) return nullptr;
+    SourceLocation where = span_from(keyword.location);
+    if (negative || count.value < 1) {
+      error(where, "unroll minimum value is 1");
+      return nullptr;
+    }
+    if (count.value > 100) {
+      error(where, "unroll maximum value is 100");
+      return nullptr;
+    }
+    auto stmt = std::make_unique<ast::Unroll>(where, count.value);
+    if (!at(TokenKind::LBrace)) {
+      expected("'{'");
+      return nullptr;
+    }
+    if (!parse_block(stmt->body)) return nullptr;
+    return stmt;
+  }
+
   // --- expressions ----------------------------------------------------------------------------
 
   ExprPtr parse_expr() { return parse_ternary(); }
@@ -383,9 +450,14 @@ class Parser {
       if (!operand) return nullptr;
       return std::make_unique<ast::Unary>(op_token.location, *op, std::move(operand));
     }
-    if (t.kind == TokenKind::Star || t.kind == TokenKind::Amp) {
-      error(t.location, fmt::format("pointer {} is not supported yet",
-                                    t.kind == TokenKind::Star ? "dereference" : "address-of"));
+    if (t.kind == TokenKind::Star) {
+      const Token op_token = take();
+      ExprPtr operand = parse_unary();
+      if (!operand) return nullptr;
+      return std::make_unique<ast::Deref>(op_token.location, std::move(operand));
+    }
+    if (t.kind == TokenKind::Amp) {
+      error(t.location, "address-of ('&') is not supported: there are no addressable values");
       return nullptr;
     }
     if (t.kind == TokenKind::PlusPlus || t.kind == TokenKind::MinusMinus) {
@@ -413,7 +485,20 @@ class Parser {
       return std::make_unique<ast::String>(s.location, s.text);
     }
     case TokenKind::LParen: {
-      take();
+      const Token open = take();
+      if (at(TokenKind::Ident) && !integer_type_named(cur().text).is_none())
+        return parse_cast(open);
+      if (at(TokenKind::Ident) && looks_like_type(cur().text)) {
+        error(cur().location, fmt::format("unknown type '{}' (casts take int8, int16, int32, int64 "
+                                          "or their unsigned forms, e.g. uint8)",
+                                          cur().text));
+        return nullptr;
+      }
+      if (at_ident("struct") || at_ident("union")) {
+        error(cur().location, "struct and union types are not supported: there is no debug "
+                              "type information (cast to an integer type, e.g. *(uint32*)(p + 8))");
+        return nullptr;
+      }
       ExprPtr e = parse_nested_expr();
       if (!e) return nullptr;
       if (at(TokenKind::Comma)) {
@@ -446,6 +531,24 @@ class Parser {
       expected("expression");
       return nullptr;
     }
+  }
+
+  /// After '(' and at an integer type name: "(T)e" or "(T*)e"; casts bind as unary operators.
+  ExprPtr parse_cast(const Token& open) {
+    const Token name = take();
+    const Type target = integer_type_named(name.text);
+    bool pointer = false;
+    if (accept(TokenKind::Star)) pointer = true;
+    if (at(TokenKind::Star)) {
+      error(cur().location, "pointers to pointers are not supported (cast to uint64* and "
+                            "dereference twice)");
+      return nullptr;
+    }
+    if (!expect(TokenKind::RParen)) return nullptr;
+    const SourceLocation where = span_from(open.location);
+    ExprPtr operand = parse_unary();
+    if (!operand) return nullptr;
+    return std::make_unique<ast::Cast>(where, target, pointer, std::move(operand));
   }
 
   std::unique_ptr<ast::Map> parse_map() {

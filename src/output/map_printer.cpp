@@ -314,4 +314,17 @@ std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> 
   return out;
 }
 
+std::string format_string_map(const bytecode::MapSchema& schema,
+                              std::vector<std::pair<std::string, std::string>> entries) {
+  if (entries.empty()) return "\n";
+  if (schema.is_scalar()) return fmt::format("{}: {}\n", schema.name, entries.front().second);
+  std::sort(entries.begin(), entries.end(), [&](const auto& a, const auto& b) {
+    return compare_keys(schema.key, a.first, b.first) < 0;
+  });
+  std::string out;
+  for (const auto& [key, value] : entries)
+    out += fmt::format("{}[{}]: {}\n", schema.name, format_key(schema.key, key), value);
+  return out;
+}
+
 } // namespace dprobe::output

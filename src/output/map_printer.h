@@ -60,4 +60,10 @@ void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entr
 [[nodiscard]] std::string format_map(const bytecode::MapSchema& schema,
                                      std::vector<MapEntry> entries);
 
+/// A string-valued map's text (entries: packed key -> value): sorted by key, as bpftrace sorts
+/// maps whose values are not integers; a map that holds nothing is an empty line.
+[[nodiscard]] std::string
+format_string_map(const bytecode::MapSchema& schema,
+                  std::vector<std::pair<std::string, std::string>> entries);
+
 } // namespace dprobe::output

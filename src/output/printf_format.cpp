@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <fmt/format.h>
+
 namespace dprobe::output {
 
 namespace {
@@ -146,6 +148,20 @@ void append_segment(std::string& out, const FormatSegment& segment, FieldKind ki
       value.assign(reinterpret_cast<const char*>(field), bytecode::string_field_length(field));
     }
     text += run_snprintf(c_format(c), value.c_str());
+  } else if (c.argument_class() == ArgumentClass::Buffer) {
+    // bpftrace's %r: printable bytes as they are, every other byte as \xNN.
+    if (field != nullptr && kind == FieldKind::Buffer) {
+      uint64_t length = bytecode::load_u64_le(field);
+      if (length > bytecode::kMaxBufferLength) length = bytecode::kMaxBufferLength;
+      for (uint64_t i = 0; i < length; ++i) {
+        const uint8_t byte = field[8 + i];
+        if (byte >= 0x20 && byte < 0x7f) {
+          text += static_cast<char>(byte);
+        } else {
+          text += fmt::format("\\x{:02x}", byte);
+        }
+      }
+    }
   } else if (c.argument_class() == ArgumentClass::Integer) {
     const uint64_t value =
         field != nullptr && kind == FieldKind::Int ? bytecode::load_u64_le(field) : 0;

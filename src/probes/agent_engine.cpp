@@ -19,6 +19,7 @@
 #include "arch/x86_64/jump_planner.h"
 #include "arch/x86_64/relocator.h"
 #include "process/auxv.h"
+#include "runtime/probe_runtime.h"
 
 namespace dprobe::probes {
 namespace {
@@ -133,6 +134,7 @@ Result<std::unique_ptr<AgentEngine>> AgentEngine::place(process::Tracee& tracee,
   auto hwcap2 = process::read_hwcap2(tracee.pid());
   if (hwcap2 && (*hwcap2 & kHwcap2FsGsBase) != 0) options.features |= abi::kFeatureFsGsBase;
   options.enabled = false;  // enabled once every probe entry is written (arm)
+  options.start_ns = runtime::monotonic_now_ns(); // `elapsed` in the target counts from here
   options.zero_arena = false;  // a fresh memfd reads as zeros; writing them would commit it all
   if (thread_pointers_valid(tracee)) {
     options.features |= abi::kFeatureTlsSelfPointer;
@@ -394,6 +396,11 @@ void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics
   if (counters.dropped_hits != 0) {
     fmt::print(diagnostics, "dprobe: {} hits not run (no scratch space free)\n",
                counters.dropped_hits);
+  }
+  if (counters.vm_errors != 0) {
+    fmt::print(diagnostics, "dprobe: {} probe runs stopped by the VM (last: {})\n",
+               counters.vm_errors,
+               bytecode::vm_status_name(static_cast<bytecode::VmStatus>(counters.last_vm_status)));
   }
   // Nothing reads the region any more: hits in threads still inside a trampoline run nothing.
   std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);

@@ -10,9 +10,10 @@ namespace dprobe::probes {
 
 IntervalTimers::IntervalTimers(const lang::CompiledScript& script, uint64_t start_ns) {
   for (const auto& block : script.probes) {
-    for (const auto& ap : block.attach_points) {
+    for (size_t point = 0; point < block.attach_points.size(); ++point) {
+      const lang::AttachPoint& ap = block.attach_points[point];
       if (ap.kind != lang::ProbeKind::Interval || ap.interval_ns == 0) continue;
-      timers_.push_back(Timer{block.program_index, ap.interval_ns, start_ns + ap.interval_ns});
+      timers_.push_back(Timer{block.program_for(point), ap.interval_ns, start_ns + ap.interval_ns});
     }
   }
 }

@@ -1,6 +1,7 @@
 #include "probes/probe_session.h"
 
 #include <elf.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -97,6 +98,10 @@ class Session {
     Status detached;
     if (!exited_) detached = running_free_ ? reattach_and_detach() : detach();
     if (agent_) agent_->collect(runtime_, options_.diagnostics);
+    if (runtime_.vm_errors() != 0) {
+      fmt::print(options_.diagnostics, "dprobe: {} probe runs stopped by the VM (last: {})\n",
+                 runtime_.vm_errors(), bytecode::vm_status_name(runtime_.last_status()));
+    }
     if (!detached) return std::unexpected(detached.error());
     if (launched_ && exited_) ::waitpid(pid_, nullptr, WNOHANG);
     return end;
@@ -242,7 +247,8 @@ class Session {
   }
 
   void on_hit(const ProbeSite& site, pid_t tid, const process::Registers& regs) {
-    runtime::HitContext ctx = make_hit_context(tracee_->pid(), tid, regs, comms_);
+    runtime::HitContext ctx =
+        make_hit_context(tracee_->pid(), tid, regs, comms_, site.address, reads_cpu_);
     TraceeMemoryReader memory(*tracee_);
     for (uint32_t program : site.programs) runtime_.run(program, ctx, memory);
   }
@@ -475,6 +481,8 @@ class Session {
   CommCache comms_;
   std::vector<ProcessWatch> children_;  ///< followed fork children, not traced
   std::optional<IntervalTimers> timers_;  ///< started once BEGIN ran
+  /// `cpu` costs a file read per hit on the ptrace path: only when a program reads it.
+  const bool reads_cpu_ = script_reads(script_, bytecode::CtxField::Cpu);
   pid_t pid_ = 0;
   bool launched_ = false;
   bool running_free_ = false;
@@ -493,9 +501,11 @@ Result<SessionEnd> run_session(const lang::CompiledScript& script, runtime::Prob
 void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntime& runtime,
                         lang::ProbeKind kind) {
   for (const auto& block : script.probes) {
-    bool matches = std::any_of(block.attach_points.begin(), block.attach_points.end(),
-                               [&](const lang::AttachPoint& ap) { return ap.kind == kind; });
-    if (matches) run_program_in_dprobe(block.program_index, runtime);
+    for (size_t point = 0; point < block.attach_points.size(); ++point) {
+      if (block.attach_points[point].kind != kind) continue;
+      run_program_in_dprobe(block.program_for(point), runtime);
+      break;
+    }
   }
 }
 
@@ -507,6 +517,11 @@ void run_program_in_dprobe(uint32_t program, runtime::ProbeRuntime& runtime) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   ctx.nsecs = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
   std::snprintf(ctx.comm, sizeof ctx.comm, "dprobe");
+  // BEGIN and END run in dprobe, as bpftrace's run in bpftrace: its own ids and CPU.
+  ctx.uid = static_cast<uint32_t>(::getuid());
+  ctx.gid = static_cast<uint32_t>(::getgid());
+  const int cpu = ::sched_getcpu();
+  ctx.cpu = cpu < 0 ? 0 : static_cast<uint32_t>(cpu);
   NoMemory memory;
   runtime.run(program, ctx, memory);
 }

@@ -273,12 +273,14 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
                                                      const TargetReader& read_target) {
   std::vector<ProbeSite> sites;
   for (const auto& block : script.probes) {
-    for (const auto& written : block.attach_points) {
+    for (size_t point = 0; point < block.attach_points.size(); ++point) {
+      const lang::AttachPoint& written = block.attach_points[point];
       if (written.kind != lang::ProbeKind::Uprobe) continue;
       auto expanded = expand(written);
       if (!expanded) return std::unexpected(expanded.error());
       for (const auto& ap : *expanded) {
-        if (auto st = resolve_one(ap, block.program_index, pid, maps, read_target, sites); !st) {
+        if (auto st = resolve_one(ap, block.program_for(point), pid, maps, read_target, sites);
+            !st) {
           return std::unexpected(st.error());
         }
       }

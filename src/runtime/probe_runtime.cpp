@@ -1,6 +1,9 @@
 #include "runtime/probe_runtime.h"
 
+#include <time.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "output/json_printer.h"
@@ -17,7 +20,31 @@ std::vector<uint64_t> whole_value(const output::MapEntry& e) {
   return words;
 }
 
+uint64_t clock_ns(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+/// strftime of a CLOCK_MONOTONIC timestamp (nsecs) as wall-clock local time, as bpftrace 0.17
+/// turns its boot-based nanoseconds into a date.
+std::string format_time(const std::string& format, uint64_t monotonic_ns) {
+  const uint64_t now_real = clock_ns(CLOCK_REALTIME);
+  const uint64_t now_mono = clock_ns(CLOCK_MONOTONIC);
+  const time_t seconds =
+      static_cast<time_t>((now_real - now_mono + monotonic_ns) / 1'000'000'000ull);
+  tm local{};
+  localtime_r(&seconds, &local);
+  char text[512];
+  const size_t n = strftime(text, sizeof text, format.c_str(), &local);
+  return std::string(text, n);
+}
+
 } // namespace
+
+uint64_t monotonic_now_ns() {
+  return clock_ns(CLOCK_MONOTONIC);
+}
 
 ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out,
                            OutputFormat format)
@@ -32,6 +59,8 @@ ProbeRuntime::ProbeRuntime(const lang::CompiledScript& script, std::FILE* out,
     compiled_.emplace_back(formats_[i], script.module.formats[i].args);
   }
   pending_ = std::make_unique<char[]>(kPendingSize);
+  start_ns_ = clock_ns(CLOCK_MONOTONIC);
+  string_maps_.resize(script.module.maps.size());
 }
 
 // Output still buffered is not written here: the stream may be closed already (flush() first).
@@ -59,6 +88,11 @@ void ProbeRuntime::run(uint32_t program_index, const HitContext& ctx, MemoryRead
   context.pid = static_cast<uint64_t>(static_cast<uint32_t>(ctx.pid));
   context.tid = static_cast<uint64_t>(static_cast<uint32_t>(ctx.tid));
   context.nsecs = ctx.nsecs;
+  context.elapsed = ctx.nsecs > start_ns_ ? ctx.nsecs - start_ns_ : 0;
+  context.uid = ctx.uid;
+  context.gid = ctx.gid;
+  context.cpu = ctx.cpu;
+  std::memcpy(context.regs, ctx.regs, sizeof(context.regs));
   std::memcpy(context.comm, ctx.comm, sizeof(context.comm));
   context.comm[sizeof(context.comm) - 1] = '\0';
 
@@ -84,9 +118,16 @@ std::string ProbeRuntime::format_maps() const {
   });
   std::string text;
   for (uint32_t id : order) {
-    text += format_ == OutputFormat::Json
-                ? output::format_map_json(script_.module.maps[id], maps_.entries(id))
-                : output::format_map(script_.module.maps[id], maps_.entries(id));
+    const bytecode::MapSchema& schema = script_.module.maps[id];
+    if (schema.value == bytecode::MapValueKind::String) {
+      text +=
+          output::format_string_map(schema, std::vector<std::pair<std::string, std::string>>(
+                                                string_maps_[id].begin(), string_maps_[id].end()));
+    } else if (format_ == OutputFormat::Json) {
+      text += output::format_map_json(schema, maps_.entries(id));
+    } else {
+      text += output::format_map(schema, maps_.entries(id));
+    }
   }
   return text;
 }
@@ -124,8 +165,82 @@ void ProbeRuntime::host_delete(void* ctx, uint32_t map, const uint8_t* key, uint
   self->maps_.remove(map, std::string_view(reinterpret_cast<const char*>(key), key_size));
 }
 
+void ProbeRuntime::emit_special(uint32_t format, std::span<const uint8_t> args) {
+  const bytecode::PrintfFormat& spec = script_.module.formats[format];
+  if (spec.kind == bytecode::EventKind::MapSet || spec.kind == bytecode::EventKind::MapDelete) {
+    if (spec.map >= script_.module.maps.size()) return;
+    const bytecode::MapSchema& schema = script_.module.maps[spec.map];
+    const uint32_t key_size = schema.key_size();
+    const bool set = spec.kind == bytecode::EventKind::MapSet;
+    if (args.size() < key_size + (set ? bytecode::kStringFieldSize : 0)) return;
+    auto& values = string_maps_[spec.map];
+    std::string key(reinterpret_cast<const char*>(args.data()), key_size);
+    if (!set) {
+      values.erase(key);
+      return;
+    }
+    const uint8_t* field = args.data() + key_size;
+    std::string value(reinterpret_cast<const char*>(field), bytecode::string_field_length(field));
+    auto it = values.find(key);
+    if (it != values.end()) {
+      it->second = std::move(value);
+    } else if (values.size() < schema.max_entries) { // a full map drops the update, as BPF
+      values.emplace(std::move(key), std::move(value));
+    }
+    return;
+  }
+  if (spec.kind == bytecode::EventKind::Time) {
+    text_ = format_time(spec.format, clock_ns(CLOCK_MONOTONIC));
+  } else if (spec.strftime_formats.empty()) {
+    text_ = output::format_printf(formats_[format], spec.args, args);
+  } else {
+    // strftime() arguments travel as their nanoseconds: print each as its formatted date.
+    std::vector<bytecode::FieldKind> kinds;
+    std::string packed;
+    size_t offset = 0;
+    for (size_t i = 0; i < spec.args.size(); ++i) {
+      const uint32_t size = bytecode::field_size(spec.args[i]);
+      if (offset + size > args.size()) break;
+      if (!spec.strftime_formats[i].empty()) {
+        std::string date =
+            format_time(spec.strftime_formats[i], bytecode::load_u64_le(args.data() + offset));
+        date.resize(std::min<size_t>(std::strlen(date.c_str()), bytecode::kMaxStringLength));
+        packed += date;
+        packed.append(bytecode::kStringFieldSize - date.size(), '\0');
+        kinds.push_back(bytecode::FieldKind::String);
+      } else {
+        packed.append(reinterpret_cast<const char*>(args.data() + offset), size);
+        kinds.push_back(spec.args[i]);
+      }
+      offset += size;
+    }
+    text_ = output::format_printf(
+        formats_[format], kinds,
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(packed.data()), packed.size()));
+  }
+  if (spec.kind == bytecode::EventKind::System) {
+    // bpftrace runs the command from its own process, its output going to bpftrace's stdout.
+    flush();
+    std::fflush(stdout);
+    (void)std::system(text_.c_str());
+    return;
+  }
+  if (kPendingSize - pending_used_ < text_.size()) write_pending();
+  if (text_.size() > kPendingSize) {
+    std::fwrite(text_.data(), 1, text_.size(), out_);
+    return;
+  }
+  std::memcpy(pending_.get() + pending_used_, text_.data(), text_.size());
+  pending_used_ += text_.size();
+}
+
 void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   if (format >= compiled_.size()) return;
+  const bytecode::PrintfFormat& spec = script_.module.formats[format];
+  if (spec.kind != bytecode::EventKind::Printf || !spec.strftime_formats.empty()) {
+    emit_special(format, args);
+    return;
+  }
   const output::CompiledFormat& compiled = compiled_[format];
   if (format_ == OutputFormat::Text && compiled.fast() && args.size() >= compiled.args_size() &&
       compiled.max_length() <= kPendingSize) {

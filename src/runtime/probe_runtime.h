@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "bytecode/module.h"
@@ -24,6 +25,10 @@ struct HitContext {
   uint64_t regs_args[6] = {}; ///< rdi rsi rdx rcx r8 r9 at the hit
   uint64_t nsecs = 0;         ///< CLOCK_MONOTONIC at the hit, ns
   char comm[16] = {};         ///< NUL-terminated thread name
+  uint32_t uid = 0, gid = 0;  ///< the thread's real ids
+  uint32_t cpu = 0;           ///< the CPU the thread last ran on
+  /// Every register reg() names, indexed by bytecode::CtxReg (rip: the probed instruction).
+  uint64_t regs[static_cast<uint32_t>(bytecode::CtxReg::kCount)] = {};
 };
 
 /// Fault-safe reads of target memory (ptrace /proc/PID/mem now, the agent later).
@@ -47,6 +52,9 @@ class ExternalMaps {
 
 /// -f: bpftrace's text, or its JSON lines (output/json_printer.h).
 enum class OutputFormat { Text, Json };
+
+/// CLOCK_MONOTONIC now, in ns (the clock of nsecs and elapsed).
+[[nodiscard]] uint64_t monotonic_now_ns();
 
 class ProbeRuntime {
  public:
@@ -99,6 +107,8 @@ class ProbeRuntime {
   [[nodiscard]] const MapStore& maps() const { return maps_; }
   /// Status of the last run (for logs when vm_errors() grows).
   [[nodiscard]] bytecode::VmStatus last_status() const { return last_status_; }
+  /// When tracing started (CLOCK_MONOTONIC ns): the in-target agent counts `elapsed` from it.
+  [[nodiscard]] uint64_t start_ns() const { return start_ns_; }
 
  private:
   static bool host_read(void* ctx, uint64_t address, void* dst, uint64_t length);
@@ -111,9 +121,13 @@ class ProbeRuntime {
   static void host_exit(void* ctx);
   static void host_map_command(void* ctx, uint32_t map, uint32_t command);
 
+  /// A Time or System event, or a printf with strftime arguments: the slow, rare path.
+  void emit_special(uint32_t format, std::span<const uint8_t> args);
+
   const lang::CompiledScript& script_;
   std::FILE* out_;
   OutputFormat format_;
+  uint64_t start_ns_ = 0; ///< CLOCK_MONOTONIC when the runtime was made: `elapsed` counts from it
   bytecode::VmModuleTables tables_;
   std::vector<output::ParsedFormat> formats_;
   std::vector<output::CompiledFormat> compiled_; ///< one per formats_ entry, refers to it
@@ -123,6 +137,8 @@ class ProbeRuntime {
   std::string text_;                ///< one event's text on the generic path
   MapStore maps_;
   ExternalMaps* external_ = nullptr;
+  /// Values of string maps (MapValueKind::String), by map id then packed key.
+  std::vector<std::unordered_map<std::string, std::string>> string_maps_;
   std::unique_ptr<bytecode::VmState> state_;
   MemoryReader* memory_ = nullptr; ///< set only while run() executes
   bool exit_requested_ = false;

@@ -89,6 +89,8 @@ int main(int argc, char** argv) {
   app.add_option("-c", command, "run CMD and probe it from its first instruction");
   app.add_option("-o", output_file, "write output to FILE instead of stdout");
   app.add_flag("-v", verbose, "print each probe's address, instruction and mechanism");
+  bool unsafe = false;
+  app.add_flag("--unsafe", unsafe, "allow unsafe builtins: system() runs commands from dprobe");
   std::string mechanism;
   app.add_option("--mechanism", mechanism,
                  "use this mechanism for every probe or refuse it: jump, int3-boost, int3-ptrace "
@@ -150,7 +152,7 @@ int main(int argc, char** argv) {
   }
 
   // Everything the user wrote is checked before any process is touched.
-  auto script = dprobe::lang::compile(source, filename);
+  auto script = dprobe::lang::compile(source, filename, dprobe::lang::CompileOptions{unsafe});
   if (!script) {
     fmt::print(stderr, "{}\n", script.error().message);
     return 1;

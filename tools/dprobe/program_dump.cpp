@@ -65,6 +65,8 @@ std::string value_name(const bytecode::MapSchema& map) {
     return "hist";
   case bytecode::MapValueKind::Lhist:
     return "lhist";
+  case bytecode::MapValueKind::String:
+    return "string";
   case bytecode::MapValueKind::kCount:
     break;
   }

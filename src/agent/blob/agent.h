@@ -102,6 +102,14 @@ bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,
 /// One probe hit, from a trampoline or the SIGTRAP handler.
 void dispatch_hit(RegionHeader* h, uint32_t probe_id, const abi::SavedRegisters& regs);
 
+/// What the SIGTRAP handler passes to dispatch_hit: the registers, then the interrupted rsp
+/// (a trampoline's frame has no rsp slot: there it is found from the frame's own address).
+/// fill_context tells the two apart by the probe's resume_address (set only for int3 sites).
+struct TrapRegisters {
+  abi::SavedRegisters regs; ///< first: dispatch_hit sees a SavedRegisters
+  uint64_t rsp;
+};
+
 /// Integer argument n (0..5) of the SysV calling convention, from the trampoline's frame.
 inline uint64_t saved_argument(const abi::SavedRegisters& regs, uint32_t n) {
   switch (n) {

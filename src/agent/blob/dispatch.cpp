@@ -74,6 +74,36 @@ void record_vm_error(RegionHeader* h, bytecode::VmStatus status) {
   store_relaxed(&h->counters.last_vm_status, static_cast<uint64_t>(status));
 }
 
+/// reg("name") and the stack arguments: every register as the probed instruction sees it.
+void fill_registers(const abi::ProbeEntry& probe, const abi::SavedRegisters& regs,
+                    bytecode::VmContext& context) {
+  using bytecode::CtxReg;
+  uint64_t* r = context.regs;
+  r[static_cast<uint32_t>(CtxReg::R15)] = regs.r15;
+  r[static_cast<uint32_t>(CtxReg::R14)] = regs.r14;
+  r[static_cast<uint32_t>(CtxReg::R13)] = regs.r13;
+  r[static_cast<uint32_t>(CtxReg::R12)] = regs.r12;
+  r[static_cast<uint32_t>(CtxReg::Rbp)] = regs.rbp;
+  r[static_cast<uint32_t>(CtxReg::Rbx)] = regs.rbx;
+  r[static_cast<uint32_t>(CtxReg::R11)] = regs.r11;
+  r[static_cast<uint32_t>(CtxReg::R10)] = regs.r10;
+  r[static_cast<uint32_t>(CtxReg::R9)] = regs.r9;
+  r[static_cast<uint32_t>(CtxReg::R8)] = regs.r8;
+  r[static_cast<uint32_t>(CtxReg::Rax)] = regs.rax;
+  r[static_cast<uint32_t>(CtxReg::Rcx)] = regs.rcx;
+  r[static_cast<uint32_t>(CtxReg::Rdx)] = regs.rdx;
+  r[static_cast<uint32_t>(CtxReg::Rsi)] = regs.rsi;
+  r[static_cast<uint32_t>(CtxReg::Rdi)] = regs.rdi;
+  r[static_cast<uint32_t>(CtxReg::Rip)] = probe.address;
+  r[static_cast<uint32_t>(CtxReg::Rflags)] = regs.rflags;
+  // An int3 site's hit comes from the SIGTRAP handler with the interrupted rsp after the
+  // registers; a trampoline's frame sits just below the probed code's red zone.
+  r[static_cast<uint32_t>(CtxReg::Rsp)] =
+      probe.resume_address != 0
+          ? reinterpret_cast<const TrapRegisters&>(regs).rsp
+          : reinterpret_cast<uint64_t>(&regs) + sizeof(abi::SavedRegisters) + abi::kRedZoneSize;
+}
+
 void fill_context(RegionHeader* h, const abi::ProbeEntry& probe, const abi::SavedRegisters& regs,
                   abi::ThreadSlot* slot, bytecode::VmContext& context) {
   context.args[0] = regs.rdi;
@@ -86,12 +116,21 @@ void fill_context(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
   context.pid = 0;
   context.tid = 0;
   context.nsecs = 0;
+  context.uid = 0;
+  context.gid = 0;
+  context.cpu = 0;
+  context.elapsed = 0;
   for (char& c : context.comm)
     c = 0;
+  fill_registers(probe, regs, context);
   const uint32_t flags = probe.context_flags;
   if (__builtin_expect(flags != 0, 0)) {
     fill_identity(slot, flags, context);
-    if (flags & abi::kNeedsNsecs) context.nsecs = monotonic_ns(h);
+    if (flags & abi::kNeedsNsecs) {
+      context.nsecs = monotonic_ns(h);
+      const uint64_t start = h->start_ns;
+      context.elapsed = context.nsecs > start ? context.nsecs - start : 0;
+    }
   }
 }
 

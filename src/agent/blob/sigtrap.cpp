@@ -121,7 +121,9 @@ extern "C" void agent_sigtrap(int signal, void* info, void* ucontext) {
       abi::ProbeEntry& probe = area<abi::ProbeEntry>(h, h->probes)[id];
       const uint64_t resume = load_relaxed(&probe.resume_address);
       if (resume != 0) {
-        abi::SavedRegisters regs;
+        TrapRegisters trap;
+        trap.rsp = gregs[kRsp];
+        abi::SavedRegisters& regs = trap.regs;
         regs.r15 = gregs[kR15];
         regs.r14 = gregs[kR14];
         regs.r13 = gregs[kR13];

@@ -8,6 +8,9 @@ namespace dprobe::agent::blob {
 
 inline constexpr long kSysRtSigaction = 13;
 inline constexpr long kSysGetpid = 39;
+inline constexpr long kSysGetuid = 102;
+inline constexpr long kSysGetgid = 104;
+inline constexpr long kSysGetcpu = 309;
 inline constexpr long kSysPrctl = 157;
 inline constexpr long kSysGettid = 186;
 inline constexpr long kSysClockGettime = 228;

@@ -30,6 +30,13 @@ void copy_bytes(char* dst, const char* src, uint32_t n) {
     dst[i] = src[i];
 }
 
+/// The CPU this thread runs on now (getcpu; the vDSO's would need its address from dprobe).
+uint64_t current_cpu() {
+  unsigned cpu = 0;
+  syscall6(kSysGetcpu, reinterpret_cast<long>(&cpu), 0, 0, 0, 0, 0);
+  return cpu;
+}
+
 } // namespace
 
 uint64_t arena_alloc(RegionHeader* h, uint64_t size) {
@@ -105,10 +112,15 @@ void fill_identity(abi::ThreadSlot* slot, uint32_t flags, bytecode::VmContext& c
       name[15] = 0;
       copy_bytes(context.comm, name, 16);
     }
+    if (flags & abi::kNeedsIds) {
+      context.uid = static_cast<uint32_t>(syscall0(kSysGetuid));
+      context.gid = static_cast<uint32_t>(syscall0(kSysGetgid));
+    }
+    if (flags & abi::kNeedsCpu) context.cpu = current_cpu();
     return;
   }
   uint32_t have = load_relaxed(&slot->have);
-  if (flags & (abi::kNeedsPid | abi::kNeedsTid | abi::kNeedsComm)) {
+  if (flags & (abi::kNeedsPid | abi::kNeedsTid | abi::kNeedsComm | abi::kNeedsIds)) {
     // Nested calls may fill the same fields meanwhile; they write the same values.
     if ((flags & abi::kNeedsTid) && !(have & abi::kHaveTid)) {
       store_relaxed(&slot->tid, static_cast<uint32_t>(syscall0(kSysGettid)));
@@ -125,8 +137,19 @@ void fill_identity(abi::ThreadSlot* slot, uint32_t flags, bytecode::VmContext& c
       copy_bytes(slot->comm, name, 16);
       have |= abi::kHaveComm;
     }
+    if ((flags & abi::kNeedsIds) && !(have & abi::kHaveIds)) {
+      store_relaxed(&slot->uid, static_cast<uint32_t>(syscall0(kSysGetuid)));
+      store_relaxed(&slot->gid, static_cast<uint32_t>(syscall0(kSysGetgid)));
+      have |= abi::kHaveIds;
+    }
     store_relaxed(&slot->have, have);
   }
+  if (flags & abi::kNeedsIds) {
+    context.uid = slot->uid;
+    context.gid = slot->gid;
+  }
+  // Not cached: the thread may migrate between any two hits.
+  if (flags & abi::kNeedsCpu) context.cpu = current_cpu();
   if (flags & abi::kNeedsPid) context.pid = slot->pid;
   if (flags & abi::kNeedsTid) context.tid = slot->tid;
   if (flags & abi::kNeedsComm) copy_bytes(context.comm, slot->comm, 16);

@@ -4,6 +4,7 @@
 #include "lang/passes/codegen.h"
 
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -21,9 +22,14 @@ class ProgramBuilder {
                  Diagnostics& diagnostics)
       : module_(module), string_ids_(string_ids), diagnostics_(diagnostics) {}
 
-  bytecode::Program build(const ast::Probe& probe, const std::map<std::string, Type>& variables) {
+  /// The program of `probe`; `point` >= 0 builds the one of that attach point alone (its name,
+  /// and its `probe`/`func` constants).
+  bytecode::Program build(const ast::Probe& probe, const std::map<std::string, Type>& variables,
+                          int point) {
+    probe_ = &probe;
+    point_ = &probe.attach_points.at(point < 0 ? 0 : static_cast<size_t>(point));
     for (const auto& [name, type] : variables) {
-      if (type.is_int()) variable_slots_[name] = allocate_frame(bytecode::kIntFieldSize);
+      if (type.is_scalar()) variable_slots_[name] = allocate_frame(bytecode::kIntFieldSize);
       if (type.is_string()) variable_slots_[name] = allocate_frame(bytecode::kStringFieldSize);
     }
     temp_base_ = frame_top_;
@@ -40,6 +46,7 @@ class ProgramBuilder {
 
     bytecode::Program program;
     for (const AttachPoint& ap : probe.attach_points) {
+      if (point >= 0 && &ap != point_) continue;
       if (!program.name.empty()) program.name += ",";
       program.name += ap.raw;
     }
@@ -107,6 +114,10 @@ class ProgramBuilder {
       break;
     case ast::StmtKind::AssignMap: {
       const auto& s = static_cast<const ast::AssignMap&>(stmt);
+      if (is_string_map(*s.map)) {
+        gen_string_map_event(*s.map, bytecode::EventKind::MapSet, s.value.get());
+        break;
+      }
       const uint32_t key = gen_key(*s.map);
       if (s.value->type.kind == TypeKind::Count) {
         gen_aggregation(*s.map, key, static_cast<const ast::Call&>(*s.value));
@@ -128,6 +139,34 @@ class ProgramBuilder {
       }
       break;
     }
+    case ast::StmtKind::While: {
+      const auto& s = static_cast<const ast::While&>(stmt);
+      const size_t start = code_.size();
+      const uint8_t cond = gen_int(*s.cond);
+      const size_t to_end = emit_jump(Op::JumpIfZero, cond);
+      release_temporaries();
+      loops_.push_back(LoopLabels{start, {}});
+      gen_block(s.body);
+      // The back edge: the only backward jump; the VM's step budget bounds the loop.
+      emit(Insn{Op::Loop, 0, 0, 0, 0, start});
+      patch(to_end);
+      for (size_t jump : loops_.back().breaks)
+        patch(jump);
+      loops_.pop_back();
+      break;
+    }
+    case ast::StmtKind::Unroll: {
+      const auto& s = static_cast<const ast::Unroll&>(stmt);
+      for (uint64_t i = 0; i < s.count; ++i)
+        gen_block(s.body);
+      break;
+    }
+    case ast::StmtKind::Break:
+      if (!loops_.empty()) loops_.back().breaks.push_back(emit_jump(Op::Jump));
+      break;
+    case ast::StmtKind::Continue:
+      if (!loops_.empty()) emit(Insn{Op::Loop, 0, 0, 0, 0, loops_.back().start});
+      break;
     case ast::StmtKind::If: {
       const auto& s = static_cast<const ast::If&>(stmt);
       const uint8_t cond = gen_int(*s.cond);
@@ -222,7 +261,27 @@ class ProgramBuilder {
     if (call.name == "exit") {
       emit(Insn{Op::Exit, 0, 0, 0, 0, 0});
     } else if (call.name == "printf") {
-      gen_printf(call);
+      gen_printf(call, bytecode::EventKind::Printf);
+    } else if (call.name == "system") {
+      gen_printf(call, bytecode::EventKind::System);
+    } else if (call.name == "time") {
+      bytecode::PrintfFormat format;
+      format.kind = bytecode::EventKind::Time;
+      format.format =
+          call.args.empty() ? "%H:%M:%S\n" : static_cast<const ast::String&>(*call.args[0]).value;
+      emit_event(std::move(format), {});
+    } else if (call.name == "print" && !(call.args[0]->kind == ast::ExprKind::Map &&
+                                         static_cast<const ast::Map&>(*call.args[0]).keys.empty())) {
+      // print(value): the value and a newline, as bpftrace prints a non-map value.
+      const ast::Expr& value = *call.args[0];
+      bytecode::PrintfFormat format;
+      format.format = value.type.is_string() ? "%s\n" : value.type.is_signed ? "%ld\n" : "%lu\n";
+      format.args.push_back(value.type.is_string() ? FieldKind::String : FieldKind::Int);
+      emit_event(std::move(format), {&value});
+    } else if (call.name == "delete" &&
+               is_string_map(static_cast<const ast::Map&>(*call.args[0]))) {
+      gen_string_map_event(static_cast<const ast::Map&>(*call.args[0]),
+                           bytecode::EventKind::MapDelete, nullptr);
     } else if (call.name == "delete") {
       const auto& map = static_cast<const ast::Map&>(*call.args[0]);
       const uint32_t key = gen_key(map);
@@ -238,18 +297,65 @@ class ProgramBuilder {
     }
   }
 
-  void gen_printf(const ast::Call& call) {
+  static FieldKind field_kind(const Type& type) {
+    if (type.is_string()) return FieldKind::String;
+    if (type.kind == TypeKind::Buffer) return FieldKind::Buffer;
+    return FieldKind::Int;
+  }
+
+  void gen_printf(const ast::Call& call, bytecode::EventKind kind) {
     bytecode::PrintfFormat format;
+    format.kind = kind;
     format.format = static_cast<const ast::String&>(*call.args[0]).value;
+    std::vector<const ast::Expr*> values;
+    bool timestamps = false;
     for (size_t i = 1; i < call.args.size(); ++i) {
-      format.args.push_back(call.args[i]->type.is_string() ? FieldKind::String : FieldKind::Int);
+      const ast::Expr& arg = *call.args[i];
+      format.args.push_back(field_kind(arg.type));
+      values.push_back(&arg);
+      timestamps |= arg.type.kind == TypeKind::Timestamp;
     }
+    if (timestamps) {
+      for (const ast::Expr* arg : values) {
+        format.strftime_formats.push_back(
+            arg->type.kind == TypeKind::Timestamp
+                ? static_cast<const ast::String&>(*static_cast<const ast::Call&>(*arg).args[0])
+                      .value
+                : std::string());
+      }
+    }
+    emit_event(std::move(format), values);
+  }
+
+  bool is_string_map(const ast::Map& map) const {
+    return module_.maps.at(map_id(map)).value == bytecode::MapValueKind::String;
+  }
+
+  /// A string map's values live in the controller: an assignment or delete is an event carrying
+  /// the key (and the value), applied in ring order.
+  void gen_string_map_event(const ast::Map& map, bytecode::EventKind kind, const ast::Expr* value) {
+    bytecode::PrintfFormat format;
+    format.kind = kind;
+    format.map = map_id(map);
+    std::vector<const ast::Expr*> fields;
+    for (const ast::ExprPtr& key : map.keys) {
+      format.args.push_back(field_kind(key->type));
+      fields.push_back(key.get());
+    }
+    if (value != nullptr) {
+      format.args.push_back(FieldKind::String);
+      fields.push_back(value);
+    }
+    emit_event(std::move(format), fields);
+  }
+
+  /// Packs `values` into a fresh frame range and emits the event of `format`.
+  void emit_event(bytecode::PrintfFormat format, const std::vector<const ast::Expr*>& values) {
     const uint32_t size = format.args_size();
     const uint32_t args = allocate_frame(size);
     uint32_t offset = args;
-    for (size_t i = 1; i < call.args.size(); ++i) {
-      offset += gen_field_into(*call.args[i], offset);
-    }
+    for (const ast::Expr* value : values)
+      offset += gen_field_into(*value, offset);
     const auto id = static_cast<uint32_t>(module_.formats.size());
     module_.formats.push_back(std::move(format));
     emit(Insn{Op::Printf, 0, 0, 0, id, bytecode::frame_range(args, size)});
@@ -264,6 +370,14 @@ class ProgramBuilder {
     if (e.type.is_string()) {
       gen_string_into(e, offset);
       return bytecode::kStringFieldSize;
+    }
+    if (e.type.kind == TypeKind::Buffer) { // buf(address, length)
+      const auto& call = static_cast<const ast::Call&>(e);
+      const uint8_t address = gen_int(*call.args[0]);
+      const uint8_t length = gen_int(*call.args[1]);
+      emit(Insn{Op::ReadBuf, 0, address, length, 0, offset});
+      next_register_ = address;
+      return bytecode::kBufferFieldSize;
     }
     const uint8_t value = gen_int(e);
     emit(Insn{Op::Store64, 0, value, 0, 0, offset});
@@ -289,7 +403,7 @@ class ProgramBuilder {
   void gen_value(const ast::Expr& e) {
     if (e.type.is_string()) {
       gen_string(e);
-    } else if (e.type.is_int()) {
+    } else if (e.type.is_scalar()) {
       gen_int(e);
     }
   }
@@ -303,9 +417,24 @@ class ProgramBuilder {
       return r;
     }
     case ast::ExprKind::Builtin: {
+      const std::string& name = static_cast<const ast::Builtin&>(e).name;
+      if (std::optional<uint32_t> slot = stack_slot(name)) return gen_stack_argument(e, *slot);
       const uint8_t r = allocate_register(e);
-      emit(Insn{Op::LoadCtx, r, 0, 0,
-                static_cast<uint32_t>(context_field(static_cast<const ast::Builtin&>(e).name)), 0});
+      emit(Insn{Op::LoadCtx, r, 0, 0, static_cast<uint32_t>(context_field(name)), 0});
+      return r;
+    }
+    case ast::ExprKind::Cast: {
+      const auto& c = static_cast<const ast::Cast&>(e);
+      const uint8_t r = gen_int(*c.operand);
+      if (!c.to_pointer && c.target.size < 8) {
+        emit(Insn{Op::Extend, r, r, 0, c.target.size, c.target.is_signed ? 1u : 0u});
+      }
+      return r;
+    }
+    case ast::ExprKind::Deref: {
+      const auto& d = static_cast<const ast::Deref&>(e);
+      const uint8_t r = gen_int(*d.operand);
+      emit(Insn{Op::ReadInt, r, r, 0, e.type.size, e.type.is_signed ? 1u : 0u});
       return r;
     }
     case ast::ExprKind::Variable: {
@@ -359,8 +488,18 @@ class ProgramBuilder {
       patch(to_end);
       return r;
     }
+    case ast::ExprKind::Call: {
+      const auto& call = static_cast<const ast::Call&>(e);
+      if (call.name == "reg") {
+        const uint8_t r = allocate_register(e);
+        const auto reg = register_named(static_cast<const ast::String&>(*call.args[0]).value);
+        emit(Insn{Op::LoadCtx, r, 0, 0, static_cast<uint32_t>(bytecode::reg_field(reg)), 0});
+        return r;
+      }
+      if (call.name == "strftime") return gen_int(*call.args[1]); // the ns; printed by the host
+      break;
+    }
     case ast::ExprKind::String:
-    case ast::ExprKind::Call:
       break;
     }
     // Only reachable for an ill-typed tree; produce a harmless zero.
@@ -393,9 +532,17 @@ class ProgramBuilder {
     }
     const uint8_t lhs = gen_int(*b.lhs);
     const uint8_t rhs = gen_int(*b.rhs);
+    // Pointer arithmetic: the integer side counts elements of the pointer's target.
+    if (b.type.is_pointer() && b.type.size > 1) {
+      const uint8_t index = b.lhs->type.is_pointer() ? rhs : lhs;
+      const uint8_t scale = allocate_register(b);
+      emit(Insn{Op::LoadImm, scale, 0, 0, 0, b.type.size});
+      emit(Insn{Op::Mul, index, index, scale, 0, 0});
+    }
     // bpftrace 0.17: division, modulo and '>>' are unsigned; comparisons are signed only when
     // both operands are.
-    const bool is_signed = b.lhs->type.is_signed && b.rhs->type.is_signed;
+    const bool is_signed = b.lhs->type.is_int() && b.rhs->type.is_int() && b.lhs->type.is_signed &&
+                           b.rhs->type.is_signed;
     Op op = Op::Add;
     switch (b.op) {
     case BinaryOp::Mul:
@@ -468,7 +615,66 @@ class ProgramBuilder {
     if (name == "pid") return bytecode::CtxField::Pid;
     if (name == "tid") return bytecode::CtxField::Tid;
     if (name == "retval") return bytecode::CtxField::Retval;
+    if (name == "uid") return bytecode::CtxField::Uid;
+    if (name == "gid") return bytecode::CtxField::Gid;
+    if (name == "cpu") return bytecode::CtxField::Cpu;
+    if (name == "elapsed") return bytecode::CtxField::Elapsed;
     return bytecode::CtxField::Nsecs;
+  }
+
+  /// arg6..arg9 and sargN: the stack slot (0 = the first word above the return address).
+  static std::optional<uint32_t> stack_slot(std::string_view name) {
+    if (name.size() == 4 && name.substr(0, 3) == "arg" && name[3] >= '6' && name[3] <= '9') {
+      return static_cast<uint32_t>(name[3] - '6');
+    }
+    if (name.size() > 4 && name.substr(0, 4) == "sarg") {
+      uint32_t n = 0;
+      for (char c : name.substr(4))
+        n = n * 10 + static_cast<uint32_t>(c - '0');
+      return n;
+    }
+    return std::nullopt;
+  }
+
+  /// At a function's entry the return address is at sp: stack argument n is at sp + 8 (n + 1).
+  uint8_t gen_stack_argument(const ast::Expr& e, uint32_t slot) {
+    const uint8_t r = allocate_register(e);
+    const uint8_t offset = allocate_register(e);
+    emit(Insn{Op::LoadCtx, r, 0, 0,
+              static_cast<uint32_t>(bytecode::reg_field(bytecode::CtxReg::Rsp)), 0});
+    emit(Insn{Op::LoadImm, offset, 0, 0, 0, 8ull * (slot + 1)});
+    emit(Insn{Op::Add, r, r, offset, 0, 0});
+    emit(Insn{Op::ReadInt, r, r, 0, 8, 0});
+    next_register_ = r + 1u;
+    return r;
+  }
+
+  static bytecode::CtxReg register_named(std::string_view name) {
+    static constexpr std::pair<std::string_view, bytecode::CtxReg> kNames[] = {
+        {"r15", bytecode::CtxReg::R15},      {"r14", bytecode::CtxReg::R14},
+        {"r13", bytecode::CtxReg::R13},      {"r12", bytecode::CtxReg::R12},
+        {"bp", bytecode::CtxReg::Rbp},       {"bx", bytecode::CtxReg::Rbx},
+        {"r11", bytecode::CtxReg::R11},      {"r10", bytecode::CtxReg::R10},
+        {"r9", bytecode::CtxReg::R9},        {"r8", bytecode::CtxReg::R8},
+        {"ax", bytecode::CtxReg::Rax},       {"cx", bytecode::CtxReg::Rcx},
+        {"dx", bytecode::CtxReg::Rdx},       {"si", bytecode::CtxReg::Rsi},
+        {"di", bytecode::CtxReg::Rdi},       {"ip", bytecode::CtxReg::Rip},
+        {"flags", bytecode::CtxReg::Rflags}, {"sp", bytecode::CtxReg::Rsp}};
+    for (const auto& [n, reg] : kNames) {
+      if (n == name) return reg;
+    }
+    return bytecode::CtxReg::Rsp; // unreachable: the analyser checked the name
+  }
+
+  /// `probe` and `func` of the attach point this program is for.
+  std::string probe_string(std::string_view name) const {
+    const AttachPoint& ap = *point_;
+    if (ap.kind == ProbeKind::Begin) return "BEGIN";
+    if (ap.kind == ProbeKind::End) return "END";
+    if (name == "func") return ap.symbol;
+    std::string text = "uprobe:" + ap.path + ":" + ap.symbol;
+    if (ap.offset != 0) text += fmt::format("+{}", ap.offset);
+    return text;
   }
 
   /// A string expression's frame field: a variable's own slot, else a fresh temporary.
@@ -481,20 +687,28 @@ class ProgramBuilder {
     return field;
   }
 
+  void load_constant(const std::string& value, uint32_t field) {
+    auto [it, inserted] =
+        string_ids_.try_emplace(value, static_cast<uint32_t>(module_.strings.size()));
+    if (inserted) module_.strings.push_back(value);
+    emit(Insn{Op::LoadString, 0, 0, 0, it->second, field});
+  }
+
   void gen_string_into(const ast::Expr& e, uint32_t field) {
     switch (e.kind) {
-    case ast::ExprKind::String: {
-      const std::string& value = static_cast<const ast::String&>(e).value;
-      auto [it, inserted] =
-          string_ids_.try_emplace(value, static_cast<uint32_t>(module_.strings.size()));
-      if (inserted) module_.strings.push_back(value);
-      emit(Insn{Op::LoadString, 0, 0, 0, it->second, field});
+    case ast::ExprKind::String:
+      load_constant(static_cast<const ast::String&>(e).value, field);
       return;
-    }
-    case ast::ExprKind::Builtin: // comm
+    case ast::ExprKind::Builtin: { // comm, probe, func
+      const std::string& name = static_cast<const ast::Builtin&>(e).name;
+      if (name == "probe" || name == "func") {
+        load_constant(probe_string(name), field);
+        return;
+      }
       emit(Insn{Op::LoadCtxString, 0, 0, 0, static_cast<uint32_t>(bytecode::CtxString::Comm),
                 field});
       return;
+    }
     case ast::ExprKind::Variable: {
       const uint32_t slot = variable_slots_.at(static_cast<const ast::Variable&>(e).name);
       if (slot != field) {
@@ -534,7 +748,15 @@ class ProgramBuilder {
     }
   }
 
+  struct LoopLabels {
+    size_t start;               ///< the condition's first instruction (continue, back edge)
+    std::vector<size_t> breaks; ///< forward jumps to patch to the loop's end
+  };
+
   bytecode::Module& module_;
+  const ast::Probe* probe_ = nullptr;
+  const AttachPoint* point_ = nullptr;
+  std::vector<LoopLabels> loops_;
   std::map<std::string, uint32_t>& string_ids_;
   Diagnostics& diagnostics_;
   std::vector<Insn> code_;
@@ -549,13 +771,29 @@ class ProgramBuilder {
 } // namespace
 
 bytecode::Module generate(const ast::Program& program, const SemanticResult& semantic,
-                          Diagnostics& diagnostics) {
+                          Diagnostics& diagnostics,
+                          std::vector<std::vector<uint32_t>>& point_programs) {
   bytecode::Module module;
   module.maps = semantic.maps;
   std::map<std::string, uint32_t> string_ids;
+  point_programs.clear();
   for (size_t i = 0; i < program.probes.size(); ++i) {
-    ProgramBuilder builder(module, string_ids, diagnostics);
-    module.programs.push_back(builder.build(program.probes[i], semantic.probe_variables.at(i)));
+    const ast::Probe& probe = program.probes[i];
+    const bool per_point =
+        i < semantic.probe_names_attach_point.size() && semantic.probe_names_attach_point[i];
+    std::vector<uint32_t>& points = point_programs.emplace_back();
+    if (!per_point) {
+      ProgramBuilder builder(module, string_ids, diagnostics);
+      module.programs.push_back(builder.build(probe, semantic.probe_variables.at(i), -1));
+      points.assign(probe.attach_points.size(), static_cast<uint32_t>(module.programs.size() - 1));
+      continue;
+    }
+    for (size_t k = 0; k < probe.attach_points.size(); ++k) {
+      ProgramBuilder builder(module, string_ids, diagnostics);
+      module.programs.push_back(
+          builder.build(probe, semantic.probe_variables.at(i), static_cast<int>(k)));
+      points.push_back(static_cast<uint32_t>(module.programs.size() - 1));
+    }
   }
   return module;
 }

@@ -9,8 +9,10 @@
 namespace dprobe::lang {
 
 /// Needs a tree that semantic analysis accepted. Reports only resource limits (registers, frame
-/// size) as diagnostics. Program i of the module is probe i of the tree.
+/// size) as diagnostics. Each probe block gets one program, or one per attach point when it
+/// reads `probe` or `func`; `point_programs[i][k]` is the program of attach point k of probe i.
 [[nodiscard]] bytecode::Module generate(const ast::Program& program, const SemanticResult& semantic,
-                                        Diagnostics& diagnostics);
+                                        Diagnostics& diagnostics,
+                                        std::vector<std::vector<uint32_t>>& point_programs);
 
 } // namespace dprobe::lang

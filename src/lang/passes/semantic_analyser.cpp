@@ -22,16 +22,15 @@ constexpr size_t kMaxQuietPasses = 8;
 constexpr size_t kMaxPrintfArgs = 32;
 constexpr size_t kMaxMapKeys = 16;
 
-constexpr std::array<std::string_view, 4> kKernelBuiltins = {"kstack", "curtask", "cgroup", "cpid"};
-constexpr std::array<std::string_view, 16> kLaterBuiltins = {
-    "ustack", "uid", "gid",  "username", "elapsed", "cpu",  "rand", "probe",
-    "func",   "ctx", "args", "jiffies",  "numaid",  "arg6", "arg7", "arg8"};
+constexpr std::array<std::string_view, 3> kKernelBuiltins = {"kstack", "curtask", "cgroup"};
+// cpid is the -c command's pid in bpftrace: user space, just not wired up yet.
+constexpr std::array<std::string_view, 8> kLaterBuiltins = {
+    "ustack", "username", "rand", "ctx", "args", "jiffies", "numaid", "cpid"};
 constexpr std::array<std::string_view, 9> kKernelFunctions = {
     "ksym", "kaddr", "kptr", "kstack", "cgroupid", "override", "path", "skboutput", "percpu_kaddr"};
-constexpr std::array<std::string_view, 20> kLaterFunctions = {
-    "time",   "join",     "system",  "cat",   "buf",        "ntop",   "usym",
-    "uaddr",  "uptr",     "ustack",  "reg",   "signal",     "strftime", "strncmp",
-    "sizeof", "offsetof", "macaddr", "bswap", "strcontains", "has_key"};
+constexpr std::array<std::string_view, 14> kLaterFunctions = {
+    "join",   "cat",     "ntop",   "usym",     "uaddr",   "uptr",  "ustack",
+    "signal", "strncmp", "sizeof", "offsetof", "macaddr", "bswap", "strcontains"};
 /// Functions whose value only a map assignment can take: `@m[k] = hist(x)`.
 constexpr std::array<std::string_view, 8> kAggregations = {"count", "sum",   "avg",  "min",
                                                            "max",   "stats", "hist", "lhist"};
@@ -40,6 +39,35 @@ constexpr std::array<std::string_view, 3> kMapCommands = {"print", "clear", "zer
 /// lhist() with more buckets than this is refused (bpftrace 0.17 allows 1000).
 constexpr int64_t kMaxLhistBuckets = 1000;
 
+/// reg("name"): bpftrace's x86-64 register names (pt_regs), and which dprobe can read.
+struct RegisterName {
+  std::string_view name;
+  std::optional<bytecode::CtxReg> reg; ///< nullopt: a kernel-entry register user space lacks
+};
+constexpr std::array<RegisterName, 21> kRegisters = {{
+    {"r15", bytecode::CtxReg::R15},
+    {"r14", bytecode::CtxReg::R14},
+    {"r13", bytecode::CtxReg::R13},
+    {"r12", bytecode::CtxReg::R12},
+    {"bp", bytecode::CtxReg::Rbp},
+    {"bx", bytecode::CtxReg::Rbx},
+    {"r11", bytecode::CtxReg::R11},
+    {"r10", bytecode::CtxReg::R10},
+    {"r9", bytecode::CtxReg::R9},
+    {"r8", bytecode::CtxReg::R8},
+    {"ax", bytecode::CtxReg::Rax},
+    {"cx", bytecode::CtxReg::Rcx},
+    {"dx", bytecode::CtxReg::Rdx},
+    {"si", bytecode::CtxReg::Rsi},
+    {"di", bytecode::CtxReg::Rdi},
+    {"orig_ax", std::nullopt},
+    {"ip", bytecode::CtxReg::Rip},
+    {"cs", std::nullopt},
+    {"flags", bytecode::CtxReg::Rflags},
+    {"sp", bytecode::CtxReg::Rsp},
+    {"ss", std::nullopt},
+}};
+
 bool contains(const auto& list, std::string_view name) {
   for (std::string_view entry : list) {
     if (entry == name) return true;
@@ -47,11 +75,23 @@ bool contains(const auto& list, std::string_view name) {
   return false;
 }
 
+/// argN (0..9: 6..9 are read from the stack, as sarg0..3) and sargN (any N up to 99).
 std::optional<int> arg_index(std::string_view name) {
-  if (name.size() == 4 && name.substr(0, 3) == "arg" && name[3] >= '0' && name[3] <= '5') {
+  if (name.size() == 4 && name.substr(0, 3) == "arg" && name[3] >= '0' && name[3] <= '9') {
     return name[3] - '0';
   }
   return std::nullopt;
+}
+
+std::optional<int> sarg_index(std::string_view name) {
+  if (name.size() < 5 || name.size() > 6 || name.substr(0, 4) != "sarg") return std::nullopt;
+  int n = 0;
+  for (char c : name.substr(4)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  if (name.size() == 6 && name[4] == '0') return std::nullopt;
+  return n;
 }
 
 std::string describe_keys(const std::vector<FieldKind>& kinds) {
@@ -86,6 +126,8 @@ std::string value_kind_name(MapValueKind kind, bool is_signed) {
     return "lhist";
   case MapValueKind::kCount:
     break;
+  case MapValueKind::String:
+    return "string";
   }
   return "?";
 }
@@ -108,8 +150,8 @@ std::string printf_type_name(const Type& type) {
 
 class Analyser {
  public:
-  Analyser(ast::Program& program, Diagnostics& diagnostics)
-      : program_(program), diagnostics_(diagnostics) {}
+  Analyser(ast::Program& program, Diagnostics& diagnostics, const AnalyserOptions& options)
+      : program_(program), diagnostics_(diagnostics), options_(options) {}
 
   SemanticResult run() {
     for (size_t pass = 0; pass < kMaxQuietPasses; ++pass) {
@@ -124,6 +166,7 @@ class Analyser {
     for (const MapState& map : maps_)
       result.maps.push_back(map.schema);
     result.probe_variables = std::move(probe_variables_);
+    result.probe_names_attach_point = std::move(probe_names_attach_point_);
     return result;
   }
 
@@ -143,6 +186,7 @@ class Analyser {
 
   void analyse_program() {
     probe_variables_.clear();
+    probe_names_attach_point_.clear();
     if (program_.probes.empty()) {
       error(SourceLocation{1, 1, 1}, "script has no probes");
       return;
@@ -155,15 +199,19 @@ class Analyser {
         if (ap.kind != ProbeKind::Uprobe) in_special_probe_ = true;
       }
       special_probe_name_ = in_special_probe_ ? first_special_name(probe) : "";
+      current_probe_ = &probe;
+      loop_depth_ = 0;
+      reads_probe_name_ = false;
       if (probe.predicate) {
         const Type t = analyse_expr(*probe.predicate);
-        if (!t.is_none() && !t.is_int()) {
+        if (!t.is_none() && !t.is_scalar()) {
           error(probe.predicate->location,
                 fmt::format("predicate must be an integer, not '{}'", t.name()));
         }
       }
       analyse_block(probe.body);
       probe_variables_.push_back(variables_);
+      probe_names_attach_point_.push_back(reads_probe_name_);
     }
     if (!quiet_) report_undefined_maps();
   }
@@ -224,13 +272,35 @@ class Analyser {
     case ast::StmtKind::If: {
       auto& s = static_cast<ast::If&>(stmt);
       const Type t = analyse_expr(*s.cond);
-      if (!t.is_none() && !t.is_int()) {
+      if (!t.is_none() && !t.is_scalar()) {
         error(s.cond->location, fmt::format("if condition must be an integer, not '{}'", t.name()));
       }
       analyse_block(s.then_body);
       analyse_block(s.else_body);
       break;
     }
+    case ast::StmtKind::While: {
+      auto& s = static_cast<ast::While&>(stmt);
+      const Type t = analyse_expr(*s.cond);
+      if (!t.is_none() && !t.is_scalar()) {
+        error(s.cond->location,
+              fmt::format("while condition must be an integer, not '{}'", t.name()));
+      }
+      ++loop_depth_;
+      analyse_block(s.body);
+      --loop_depth_;
+      break;
+    }
+    case ast::StmtKind::Unroll:
+      analyse_block(static_cast<ast::Unroll&>(stmt).body);
+      break;
+    case ast::StmtKind::Break:
+    case ast::StmtKind::Continue:
+      if (loop_depth_ == 0) {
+        error(stmt.location, fmt::format("{} used outside of a loop",
+                                         stmt.kind == ast::StmtKind::Break ? "break" : "continue"));
+      }
+      break;
     }
   }
 
@@ -241,7 +311,13 @@ class Analyser {
       return std::nullopt;
     case TypeKind::Int:
     case TypeKind::String:
+    case TypeKind::Pointer:
       return t;
+    case TypeKind::Buffer:
+    case TypeKind::Timestamp:
+      error(value.location, fmt::format("a {} can only be printed (printf's %{}), not stored",
+                                        t.name(), t.kind == TypeKind::Buffer ? 'r' : 's'));
+      return std::nullopt;
     case TypeKind::Void:
       error(value.location, "this expression has no value");
       return std::nullopt;
@@ -358,14 +434,13 @@ class Analyser {
     } else {
       const std::optional<Type> t = storable(*stmt.value, analyse_expr(*stmt.value));
       if (!t) return;
-      if (t->is_string()) {
-        error(stmt.value->location, "string map values are not supported yet");
-        return;
-      }
-      agg.is_signed = t->is_signed;
+      if (t->is_string()) agg.kind = MapValueKind::String;
+      agg.is_signed = t->is_int() && t->is_signed;
     }
     const MapValueKind kind = agg.kind;
-    stmt.map->type = kind == MapValueKind::Int ? Type::integer(agg.is_signed) : Type::count();
+    stmt.map->type = kind == MapValueKind::Int      ? Type::integer(agg.is_signed)
+                     : kind == MapValueKind::String ? Type::string()
+                                                    : Type::count();
     if (!keys_ok) return;
     // Fetched only now: analysing the value may have added maps (and moved this one).
     MapState* map = &maps_[id];
@@ -437,7 +512,7 @@ class Analyser {
     bool known = true;
     for (ast::ExprPtr& key : map.keys) {
       const Type t = analyse_expr(*key);
-      if (t.is_int()) {
+      if (t.is_scalar()) {
         kinds.push_back(FieldKind::Int);
       } else if (t.is_string()) {
         kinds.push_back(FieldKind::String);
@@ -473,6 +548,12 @@ class Analyser {
   Type analyse_map_read(ast::Map& map) {
     MapState* state = analyse_map_keys(map);
     if (state == nullptr || !state->value_known) return Type::none();
+    if (state->schema.value == MapValueKind::String) {
+      error(map.location, fmt::format("reading the string map {} in a probe is not supported yet "
+                                      "(its values are printed at exit)",
+                                      map.name));
+      return Type::none();
+    }
     switch (state->schema.value) {
     case MapValueKind::Count: // reading a count map gives its count as an integer
       return Type::integer(false);
@@ -543,13 +624,37 @@ class Analyser {
       return analyse_binary(static_cast<ast::Binary&>(e));
     case ast::ExprKind::Ternary:
       return analyse_ternary(static_cast<ast::Ternary&>(e));
+    case ast::ExprKind::Cast:
+      return analyse_cast(static_cast<ast::Cast&>(e));
+    case ast::ExprKind::Deref:
+      return analyse_deref(static_cast<ast::Deref&>(e));
     }
+    return Type::none();
+  }
+
+  Type analyse_cast(ast::Cast& c) {
+    const Type t = analyse_expr(*c.operand);
+    if (t.is_none()) return t;
+    if (!t.is_scalar()) {
+      error(c.location, fmt::format("cannot cast a value of type '{}' to '{}{}'", t.name(),
+                                    c.target.name(), c.to_pointer ? " *" : ""));
+      return Type::none();
+    }
+    return c.to_pointer ? Type::pointer(c.target.is_signed, c.target.size) : c.target;
+  }
+
+  Type analyse_deref(ast::Deref& d) {
+    const Type t = analyse_expr(*d.operand);
+    if (t.is_none()) return t;
+    if (t.is_pointer()) return Type::integer(t.is_signed, t.size);
+    if (t.is_int()) return Type::integer(true, 8); // as bpftrace: *addr reads an int64
+    error(d.location, fmt::format("cannot dereference a value of type '{}'", t.name()));
     return Type::none();
   }
 
   Type analyse_builtin(const ast::Builtin& b) {
     const std::string& name = b.name;
-    if (arg_index(name)) {
+    if (arg_index(name) || sarg_index(name)) {
       if (in_special_probe_) {
         error(b.location,
               fmt::format("'{}' is not available in {} probes", name, special_probe_name_));
@@ -557,15 +662,22 @@ class Analyser {
       }
       return Type::integer(false);
     }
-    if (name == "pid" || name == "tid" || name == "nsecs") return Type::integer(false);
+    if (name == "pid" || name == "tid" || name == "nsecs" || name == "uid" || name == "gid" ||
+        name == "cpu" || name == "elapsed") {
+      return Type::integer(false);
+    }
     if (name == "comm") return Type::string();
+    if (name == "probe" || name == "func") return analyse_probe_name(b);
     if (name == "retval") {
       error(b.location, "'retval' is only available in uretprobe probes");
       return Type::none();
     }
     if (contains(kKernelBuiltins, name)) {
-      error(b.location,
-            fmt::format("kernel-only feature '{}' is not available in user space", name));
+      error(
+          b.location,
+          fmt::format(
+              "kernel-only feature '{}' is not available in user space (dprobe has no kernel side)",
+              name));
       return Type::none();
     }
     if (contains(kLaterBuiltins, name)) {
@@ -573,12 +685,139 @@ class Analyser {
       return Type::none();
     }
     if (contains(kAggregations, name) || contains(kMapCommands, name) || name == "str" ||
-        name == "printf" || name == "exit" || name == "delete") {
+        name == "printf" || name == "exit" || name == "delete" || name == "buf" || name == "reg" ||
+        name == "strftime" || name == "system") {
       error(b.location, fmt::format("'{}' is a function: call it as {}(...)", name, name));
       return Type::none();
     }
     error(b.location, fmt::format("unknown identifier '{}'", name));
     return Type::none();
+  }
+
+  /// `probe` and `func` name the attach point a hit came through: constants of each attach
+  /// point's own program (codegen makes one per attach point for such a block).
+  Type analyse_probe_name(const ast::Builtin& b) {
+    const ast::Probe& probe = *current_probe_;
+    for (const AttachPoint& ap : probe.attach_points) {
+      if (b.name == "func" && ap.kind != ProbeKind::Uprobe) {
+        error(b.location, fmt::format("'func' is not available in {} probes",
+                                      ap.kind == ProbeKind::Begin ? "BEGIN" : "END"));
+        return Type::none();
+      }
+      if (ap.kind == ProbeKind::Uprobe && ap.address) {
+        error(b.location,
+              fmt::format("'{}' with an address attach point is not supported yet", b.name));
+        return Type::none();
+      }
+    }
+    reads_probe_name_ = true;
+    return Type::string();
+  }
+
+  Type analyse_reg(ast::Call& call) {
+    if (call.args.size() != 1 || call.args[0]->kind != ast::ExprKind::String) {
+      for (ast::ExprPtr& arg : call.args)
+        analyse_expr(*arg);
+      error(call.location, "reg() takes one register name as a string literal, e.g. reg(\"sp\")");
+      return Type::none();
+    }
+    call.args[0]->type = Type::string();
+    const std::string& name = static_cast<const ast::String&>(*call.args[0]).value;
+    if (in_special_probe_) {
+      error(call.location, fmt::format("reg() is not available in {} probes", special_probe_name_));
+      return Type::none();
+    }
+    for (const RegisterName& r : kRegisters) {
+      if (r.name != name) continue;
+      if (!r.reg) {
+        error(call.location, fmt::format("register '{}' only exists on kernel entry, not at a "
+                                         "user-space probe",
+                                         name));
+        return Type::none();
+      }
+      return Type::integer(false);
+    }
+    error(call.location,
+          fmt::format("'{}' is not a valid register on this architecture (x86_64)", name));
+    return Type::none();
+  }
+
+  Type analyse_buf(ast::Call& call) {
+    for (ast::ExprPtr& arg : call.args)
+      analyse_expr(*arg);
+    if (call.args.size() != 2) {
+      if (call.args.size() == 1 && call.args[0]->type.is_scalar()) {
+        error(call.location, "buf() expects a length argument for non-array type integer");
+      } else {
+        error(call.location,
+              fmt::format("buf() takes 2 arguments ({} provided)", call.args.size()));
+      }
+      return Type::none();
+    }
+    for (const ast::ExprPtr& arg : call.args) {
+      if (!arg->type.is_none() && !arg->type.is_scalar()) {
+        error(arg->location,
+              fmt::format("buf() expects integer arguments, not '{}'", arg->type.name()));
+        return Type::none();
+      }
+    }
+    if (in_special_probe_) {
+      error(call.location, fmt::format("buf() is not available in {} probes", special_probe_name_));
+      return Type::none();
+    }
+    return Type::buffer();
+  }
+
+  Type analyse_strftime(ast::Call& call) {
+    for (size_t i = 1; i < call.args.size(); ++i)
+      analyse_expr(*call.args[i]);
+    if (call.args.size() != 2) {
+      error(call.location,
+            fmt::format("strftime() requires two arguments ({} provided)", call.args.size()));
+      return Type::none();
+    }
+    if (call.args[0]->kind != ast::ExprKind::String) {
+      analyse_expr(*call.args[0]);
+      error(call.args[0]->location, "strftime() expects a string literal as its first argument");
+      return Type::none();
+    }
+    call.args[0]->type = Type::string();
+    if (!call.args[1]->type.is_none() && !call.args[1]->type.is_scalar()) {
+      error(call.args[1]->location, fmt::format("strftime() expects an integer timestamp, not "
+                                                "'{}'",
+                                                call.args[1]->type.name()));
+      return Type::none();
+    }
+    return Type::timestamp();
+  }
+
+  void analyse_time(ast::Call& call) {
+    if (call.args.size() > 1) {
+      error(call.location,
+            fmt::format("time() takes up to 1 argument ({} provided)", call.args.size()));
+      return;
+    }
+    if (call.args.size() == 1) {
+      if (call.args[0]->kind != ast::ExprKind::String) {
+        analyse_expr(*call.args[0]);
+        error(call.args[0]->location, "time() expects a string literal");
+        return;
+      }
+      call.args[0]->type = Type::string();
+    }
+  }
+
+  void analyse_print(ast::Call& call) {
+    if (call.args.size() != 1) {
+      for (ast::ExprPtr& arg : call.args)
+        analyse_expr(*arg);
+      error(call.location, fmt::format("print() takes 1 argument ({} provided)", call.args.size()));
+      return;
+    }
+    const Type t = analyse_expr(*call.args[0]);
+    if (t.is_none() || t.is_int() || t.is_string()) return;
+    // bpftrace's words: "unsigned int8 * type passed to print() is not printable"
+    error(call.location, fmt::format("{} type passed to print() is not printable", t.name()));
   }
 
   Type analyse_call(ast::Call& call, bool statement) {
@@ -589,7 +828,8 @@ class Analyser {
         analyse_expr(*arg);
       return Type::none();
     }
-    if (contains(kMapCommands, name)) {
+    // print(@m) prints a whole map; print(value) anything else, as bpftrace.
+    if (contains(kMapCommands, name) && (name != "print" || prints_whole_map(call))) {
       if (!statement) {
         error(call.location, fmt::format("{}() can only be used as a statement", name));
         return Type::none();
@@ -598,21 +838,38 @@ class Analyser {
       return Type::void_type();
     }
     if (name == "str") return analyse_str(call);
-    if (name == "printf" || name == "exit" || name == "delete") {
+    if (name == "reg") return analyse_reg(call);
+    if (name == "buf") return analyse_buf(call);
+    if (name == "strftime") return analyse_strftime(call);
+    if (name == "system" && !options_.unsafe) {
+      for (ast::ExprPtr& arg : call.args)
+        analyse_expr(*arg);
+      error(call.location, "system() is an unsafe function being used in safe mode (run dprobe "
+                           "with --unsafe to allow it)");
+      return Type::none();
+    }
+    if (name == "printf" || name == "exit" || name == "delete" || name == "print" ||
+        name == "time" || name == "system") {
       if (!statement) {
         error(call.location, fmt::format("{}() can only be used as a statement", name));
         return Type::none();
       }
-      if (name == "printf") analyse_printf(call);
+      if (name == "printf" || name == "system") analyse_printf(call);
+      if (name == "print") analyse_print(call);
+      if (name == "time") analyse_time(call);
       if (name == "exit" && !call.args.empty()) {
-        error(call.location, fmt::format("exit() takes no arguments ({} given)", call.args.size()));
+        error(call.location,
+              fmt::format("exit() requires no arguments ({} provided)", call.args.size()));
       }
       if (name == "delete") analyse_delete(call);
       return Type::void_type();
     }
     if (contains(kKernelFunctions, name)) {
-      error(call.location,
-            fmt::format("kernel-only feature '{}' is not available in user space", name));
+      error(
+          call.location,
+          fmt::format(
+              "kernel-only feature '{}' is not available in user space (dprobe has no kernel side)",
+              name));
     } else if (contains(kLaterFunctions, name)) {
       error(call.location, fmt::format("function '{}' is not supported yet", name));
     } else {
@@ -625,15 +882,18 @@ class Analyser {
 
   Type analyse_str(ast::Call& call) {
     if (call.args.empty() || call.args.size() > 2) {
+      // bpftrace's words for either case.
       error(call.location,
-            fmt::format("str() takes 1 or 2 arguments ({} given)", call.args.size()));
+            call.args.empty()
+                ? std::string("str() requires at least 1 argument (0 provided)")
+                : fmt::format("str() takes up to 2 arguments ({} provided)", call.args.size()));
       for (ast::ExprPtr& arg : call.args)
         analyse_expr(*arg);
       return Type::none();
     }
     bool ok = true;
     const Type pointer = analyse_expr(*call.args[0]);
-    if (!pointer.is_none() && !pointer.is_int()) {
+    if (!pointer.is_none() && !pointer.is_scalar()) {
       error(call.args[0]->location,
             fmt::format("str() expects an integer address as its first argument, not '{}'",
                         pointer.name()));
@@ -641,7 +901,7 @@ class Analyser {
     }
     if (call.args.size() == 2) {
       const Type length = analyse_expr(*call.args[1]);
-      if (!length.is_none() && !length.is_int()) {
+      if (!length.is_none() && !length.is_scalar()) {
         error(call.args[1]->location,
               fmt::format("str() expects an integer length, not '{}'", length.name()));
         ok = false;
@@ -651,20 +911,24 @@ class Analyser {
   }
 
   void analyse_printf(ast::Call& call) {
+    const std::string& fn = call.name;
     if (call.args.empty()) {
-      error(call.location, "printf() requires a format string");
+      error(call.location, fmt::format("{}() requires a format string", fn));
       return;
     }
     if (call.args[0]->kind != ast::ExprKind::String) {
       analyse_expr(*call.args[0]);
-      error(call.args[0]->location, "printf() expects a string literal as its first argument");
+      error(call.args[0]->location,
+            fmt::format("{}() expects a string literal as its first argument", fn));
       return;
     }
     call.args[0]->type = Type::string();
     bool known = true;
     for (size_t i = 1; i < call.args.size(); ++i) {
-      const std::optional<Type> t = storable(*call.args[i], analyse_expr(*call.args[i]));
-      if (!t) known = false;
+      const Type t = analyse_expr(*call.args[i]);
+      // Buffers and timestamps exist to be printed.
+      if (t.kind == TypeKind::Buffer || t.kind == TypeKind::Timestamp) continue;
+      if (!storable(*call.args[i], t)) known = false;
     }
     const auto& format = static_cast<const ast::String&>(*call.args[0]).value;
     const output::ParsedFormat parsed = output::parse_printf_format(format);
@@ -692,9 +956,19 @@ class Analyser {
       const output::Conversion& conversion = parsed.segments[i].conversion;
       const ast::Expr& arg = *call.args[i + 1];
       const bool wants_string = conversion.argument_class() == output::ArgumentClass::String;
+      const bool is_buffer = arg.type.kind == TypeKind::Buffer;
+      const bool is_stringish = arg.type.is_string() || arg.type.kind == TypeKind::Timestamp;
       if (conversion.argument_class() == output::ArgumentClass::Buffer) {
-        error(arg.location, "printf: %r is not supported yet");
-      } else if (wants_string != arg.type.is_string()) {
+        if (!is_buffer) {
+          error(arg.location, fmt::format("printf: %r specifier expects a value of type buffer "
+                                          "({} supplied)",
+                                          printf_type_name(arg.type)));
+        }
+      } else if (is_buffer) {
+        error(arg.location, fmt::format("printf: %{} specifier expects a value of type {} "
+                                        "(buffer supplied; use %r)",
+                                        conversion.token(), wants_string ? "string" : "integer"));
+      } else if (wants_string != is_stringish) {
         error(arg.location, fmt::format("printf: %{} specifier expects a value of type {} ({} "
                                         "supplied)",
                                         conversion.token(), wants_string ? "string" : "integer",
@@ -704,6 +978,11 @@ class Analyser {
   }
 
   /// print(@m), clear(@m), zero(@m): one whole map.
+  static bool prints_whole_map(const ast::Call& call) {
+    return call.args.size() == 1 && call.args[0]->kind == ast::ExprKind::Map &&
+           static_cast<const ast::Map&>(*call.args[0]).keys.empty();
+  }
+
   void analyse_map_command(ast::Call& call) {
     if (call.args.size() != 1 || call.args[0]->kind != ast::ExprKind::Map ||
         !static_cast<ast::Map&>(*call.args[0]).keys.empty()) {
@@ -734,13 +1013,14 @@ class Analyser {
   Type analyse_unary(ast::Unary& u) {
     const Type t = analyse_expr(*u.operand);
     if (t.is_none()) return t;
-    if (!t.is_int()) {
+    if (!t.is_scalar()) {
       error(u.location, fmt::format("the '{}' operator cannot be used on a value of type '{}'",
                                     ast::spelling(u.op), t.name()));
       return Type::none();
     }
     // As bpftrace 0.17: '-' and '~' keep the operand's signedness, '!' gives uint64.
-    return u.op == ast::UnaryOp::LNot ? Type::integer(false) : t;
+    if (u.op == ast::UnaryOp::LNot || t.is_pointer()) return Type::integer(false);
+    return Type::integer(t.is_signed); // promoted to 64 bits
   }
 
   Type analyse_binary(ast::Binary& b) {
@@ -751,16 +1031,21 @@ class Analyser {
       // defined in terms of itself ("@sum[k] = @sum[k] + v") gets a type. The reporting pass
       // sees every map typed and checks the real thing.
       const Type& known = l.is_none() ? r : l;
-      if (known.is_int()) return known;
+      if (known.is_scalar()) return known;
     }
     if (l.is_none() || r.is_none()) return Type::none();
     const bool equality = b.op == ast::BinaryOp::Eq || b.op == ast::BinaryOp::Ne;
     if (equality && l.is_string() && r.is_string()) return Type::integer(true);
-    if (!l.is_int() || !r.is_int()) {
+    if (!l.is_scalar() || !r.is_scalar()) {
       error(b.location, fmt::format("type mismatch for '{}': '{}' and '{}'", ast::spelling(b.op),
                                     l.name(), r.name()));
       return Type::none();
     }
+    // Pointer arithmetic as in C (and bpftrace): p + n and p - n step by the target's size.
+    const bool additive = b.op == ast::BinaryOp::Add || b.op == ast::BinaryOp::Sub;
+    if (additive && l.is_pointer() && r.is_int()) return l;
+    if (b.op == ast::BinaryOp::Add && l.is_int() && r.is_pointer()) return r;
+    if (l.is_pointer() || r.is_pointer()) return Type::integer(false);
     // bpftrace 0.17: the result (arithmetic, comparison or logical) is signed only when both
     // operands are.
     return Type::integer(l.is_signed && r.is_signed);
@@ -770,13 +1055,13 @@ class Analyser {
     const Type c = analyse_expr(*t.cond);
     const Type a = analyse_expr(*t.then_expr);
     const Type b = analyse_expr(*t.else_expr);
-    if (!c.is_none() && !c.is_int()) {
+    if (!c.is_none() && !c.is_scalar()) {
       error(t.cond->location, fmt::format("condition must be an integer, not '{}'", c.name()));
       return Type::none();
     }
     if (quiet_ && a.is_none() != b.is_none()) return a.is_none() ? b : a;
     if (a.is_none() || b.is_none()) return Type::none();
-    if ((!a.is_int() && !a.is_string()) || !a.same_kind(b)) {
+    if ((!a.is_scalar() && !a.is_string()) || !a.same_kind(b)) {
       error(t.location, fmt::format("ternary branches must have the same type: '{}' and '{}'",
                                     a.name(), b.name()));
       return Type::none();
@@ -786,6 +1071,11 @@ class Analyser {
 
   ast::Program& program_;
   Diagnostics& diagnostics_;
+  const AnalyserOptions& options_;
+  const ast::Probe* current_probe_ = nullptr;
+  int loop_depth_ = 0;
+  bool reads_probe_name_ = false;
+  std::vector<bool> probe_names_attach_point_;
   bool quiet_ = true;
   bool changed_ = false;
   std::vector<MapState> maps_;
@@ -799,8 +1089,9 @@ class Analyser {
 
 } // namespace
 
-SemanticResult analyse(ast::Program& program, Diagnostics& diagnostics) {
-  return Analyser(program, diagnostics).run();
+SemanticResult analyse(ast::Program& program, Diagnostics& diagnostics,
+                       const AnalyserOptions& options) {
+  return Analyser(program, diagnostics, options).run();
 }
 
 } // namespace dprobe::lang

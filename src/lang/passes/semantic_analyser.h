@@ -17,9 +17,17 @@ struct SemanticResult {
   std::vector<bytecode::MapSchema> maps;
   /// Per probe (same index as ast::Program::probes): each scratch variable and its type.
   std::vector<std::map<std::string, Type>> probe_variables;
+  /// Per probe: it reads `probe` or `func`, which differ per attach point (so codegen makes one
+  /// program per attach point).
+  std::vector<bool> probe_names_attach_point;
+};
+
+struct AnalyserOptions {
+  bool unsafe = false; ///< --unsafe: system() is allowed
 };
 
 /// Annotates `program` (types, map ids) and reports errors to `diagnostics`.
-[[nodiscard]] SemanticResult analyse(ast::Program& program, Diagnostics& diagnostics);
+[[nodiscard]] SemanticResult analyse(ast::Program& program, Diagnostics& diagnostics,
+                                     const AnalyserOptions& options = {});
 
 } // namespace dprobe::lang

@@ -67,6 +67,51 @@ void expect_identity(Harness& h, const char* name) {
 
 constexpr const char* kIdentity = "uprobe:/bin/true:f { printf(\"%d %d %s\\n\", pid, tid, comm); }";
 
+TEST_P(Context, RegistersStackArgumentsIdsAndCpu) {
+  Harness h("uprobe:/bin/true:f { printf(\"%d %d %d %d %d %d %d\\n\", uid, gid, cpu, reg(\"bx\"), "
+            "reg(\"r15\"), sarg0, sarg1); }",
+            GetParam());
+  // A trampoline's stack: the saved registers, the red zone, then the probed code's stack
+  // (return address at rsp, stack arguments above it).
+  constexpr size_t kRegs = sizeof(abi::SavedRegisters) / 8;
+  constexpr size_t kRedZone = abi::kRedZoneSize / 8;
+  alignas(16) uint64_t stack[kRegs + kRedZone + 3] = {};
+  stack[kRegs + kRedZone] = 0x401234; // return address
+  stack[kRegs + kRedZone + 1] = 77;   // sarg0
+  stack[kRegs + kRedZone + 2] = 88;   // sarg1
+  auto* regs = reinterpret_cast<abi::SavedRegisters*>(stack);
+  regs->rbx = 5;
+  regs->r15 = 6;
+  h.hit_with(0, *regs);
+  std::vector<PrintfEvent> events;
+  ASSERT_EQ(h.reader().drain_events(events), 1u);
+  EXPECT_EQ(int_arg(events[0], 0), static_cast<uint64_t>(getuid()));
+  EXPECT_EQ(int_arg(events[0], 8), static_cast<uint64_t>(getgid()));
+  EXPECT_LT(int_arg(events[0], 16), static_cast<uint64_t>(sysconf(_SC_NPROCESSORS_CONF)));
+  EXPECT_EQ(int_arg(events[0], 24), 5u);
+  EXPECT_EQ(int_arg(events[0], 32), 6u);
+  EXPECT_EQ(int_arg(events[0], 40), 77u);
+  EXPECT_EQ(int_arg(events[0], 48), 88u);
+}
+
+TEST_P(Context, DereferenceAndBufReadOwnMemoryAndFaultSafely) {
+  Harness h("uprobe:/bin/true:f { printf(\"%d %d %r %d\\n\", *(int16*)arg0, *(uint32*)(arg0 + 2), "
+            "buf(arg0, 3), *(uint64*)arg1); }",
+            GetParam());
+  static const uint8_t bytes[8] = {0xfe, 0xff, 0x01, 0x00, 0x00, 0x80, 0x41, 0x00};
+  void* unmapped = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(unmapped, MAP_FAILED);
+  h.hit(0, reinterpret_cast<uint64_t>(bytes), reinterpret_cast<uint64_t>(unmapped));
+  munmap(unmapped, 4096);
+  std::vector<PrintfEvent> events;
+  ASSERT_EQ(h.reader().drain_events(events), 1u);
+  EXPECT_EQ(int_arg(events[0], 0), static_cast<uint64_t>(-2));
+  EXPECT_EQ(int_arg(events[0], 8), 0x80000001u);
+  EXPECT_EQ(int_arg(events[0], 16), 3u); // the buffer's length, then its bytes
+  EXPECT_EQ(std::memcmp(events[0].args.data() + 24, bytes, 3), 0);
+  EXPECT_EQ(int_arg(events[0], 16 + bytecode::kBufferFieldSize), 0u); // a fault reads 0
+}
+
 TEST_P(Context, PidTidComm) {
   Harness h(kIdentity, GetParam());
   expect_identity(h, "agent-ctx");

@@ -47,6 +47,17 @@ TEST(Verifier, RejectsBackwardJumps) {
             "program 0 (BEGIN): instruction 3 (jmp): jump not forward within the program");
 }
 
+TEST(Verifier, AcceptsOnlyBackwardLoops) {
+  Module m = valid_module();
+  m.programs[0].code[3] = I(Op::Loop, 0, 0, 0, 0, 1);
+  EXPECT_TRUE(verify(m));
+  m.programs[0].code[3] = I(Op::Loop, 0, 0, 0, 0, 4);
+  const Status status = verify(m);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().message,
+            "program 0 (BEGIN): instruction 3 (loop): jump not forward within the program");
+}
+
 TEST(Verifier, RejectsFrameOverruns) {
   Module m = valid_module();
   m.programs[0].code[4].imm = 9; // a 64-byte string at 9 does not fit a 72-byte frame

@@ -243,6 +243,87 @@ TEST_F(VmTest, ForwardJumps) {
   EXPECT_EQ(state_->regs[4], 0u); // jumped to the end
 }
 
+TEST_F(VmTest, LoopJumpsBackAndTheStepBudgetEndsRunaways) {
+  // r1 = 0; do r1 += 1 while r1 != 10
+  ASSERT_EQ(run({I(Op::LoadImm, 2, 0, 0, 0, 1), I(Op::LoadImm, 3, 0, 0, 0, 10), I(Op::Add, 1, 1, 2),
+                 I(Op::Ne, 4, 1, 3), I(Op::JumpIfZero, 0, 4, 0, 0, 6), I(Op::Loop, 0, 0, 0, 0, 2)}),
+            VmStatus::Ok);
+  EXPECT_EQ(state_->regs[1], 10u);
+  EXPECT_EQ(run({I(Op::Nop), I(Op::Loop, 0, 0, 0, 0, 0)}), VmStatus::StepLimit);
+  EXPECT_EQ(run({I(Op::Loop, 0, 0, 0, 0, 0)}), VmStatus::StepLimit);           // to itself
+  EXPECT_EQ(run({I(Op::Loop, 0, 0, 0, 0, 1), I(Op::Nop)}), VmStatus::BadJump); // forward
+}
+
+TEST_F(VmTest, ExtendTruncatesThenExtends) {
+  auto extend = [&](uint64_t v, uint32_t size, bool is_signed) {
+    EXPECT_EQ(run({I(Op::LoadImm, 1, 0, 0, 0, v), I(Op::Extend, 0, 1, 0, size, is_signed)}),
+              VmStatus::Ok);
+    return state_->regs[0];
+  };
+  EXPECT_EQ(extend(0x1ff, 1, false), 0xffu);
+  EXPECT_EQ(extend(0x1ff, 1, true), kMinusOne);
+  EXPECT_EQ(extend(0x17f, 1, true), 0x7fu);
+  EXPECT_EQ(extend(0xfffffc11, 2, true), neg(1007));
+  EXPECT_EQ(extend(0x1fffffffe, 4, true), neg(2));
+  EXPECT_EQ(extend(0x1fffffffe, 4, false), 0xfffffffeu);
+  EXPECT_EQ(extend(kMinusOne, 8, false), kMinusOne);
+  EXPECT_EQ(run({I(Op::Extend, 0, 1, 0, 3, 0)}), VmStatus::BadOpcode);
+}
+
+TEST_F(VmTest, ReadIntReadsTargetMemoryAndFaultsToZero) {
+  host_.add_memory(0x5000, std::string("\xfe\xff\x01\x02\x03\x04\x05\x86", 8));
+  auto read = [&](uint64_t address, uint32_t size, bool is_signed) {
+    EXPECT_EQ(run({I(Op::LoadImm, 1, 0, 0, 0, address), I(Op::ReadInt, 0, 1, 0, size, is_signed)}),
+              VmStatus::Ok);
+    return state_->regs[0];
+  };
+  EXPECT_EQ(read(0x5000, 1, false), 0xfeu);
+  EXPECT_EQ(read(0x5000, 1, true), neg(2));
+  EXPECT_EQ(read(0x5000, 2, true), neg(2));
+  EXPECT_EQ(read(0x5001, 2, false), 0x01ffu);
+  EXPECT_EQ(read(0x5000, 8, false), 0x86050403'0201fffeull);
+  EXPECT_EQ(read(0x5004, 8, false), 0u); // runs past the mapped bytes
+  EXPECT_EQ(read(0, 4, true), 0u);
+}
+
+TEST_F(VmTest, ReadBufKeepsLengthAndBytes) {
+  host_.add_memory(0x5000, std::string("ab\0cd", 5) + std::string(100, 'z'));
+  ASSERT_EQ(run({I(Op::LoadImm, 1, 0, 0, 0, 0x5000), I(Op::LoadImm, 2, 0, 0, 0, 4),
+                 I(Op::ReadBuf, 0, 1, 2, 0, 8)}),
+            VmStatus::Ok);
+  EXPECT_EQ(load_u64_le(state_->frame + 8), 4u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(state_->frame + 16), 5),
+            std::string("ab\0c\0", 5));
+  ASSERT_EQ(run({I(Op::LoadImm, 1, 0, 0, 0, 0x5000), I(Op::LoadImm, 2, 0, 0, 0, 1000),
+                 I(Op::ReadBuf, 0, 1, 2, 0, 8)}),
+            VmStatus::Ok);
+  EXPECT_EQ(load_u64_le(state_->frame + 8), kMaxBufferLength);
+  ASSERT_EQ(run({I(Op::LoadImm, 1, 0, 0, 0, 0x9000), I(Op::LoadImm, 2, 0, 0, 0, 3),
+                 I(Op::ReadBuf, 0, 1, 2, 0, 8)}),
+            VmStatus::Ok);
+  EXPECT_EQ(load_u64_le(state_->frame + 8), 3u);
+  EXPECT_EQ(state_->frame[16], 0);
+  EXPECT_EQ(run({I(Op::ReadBuf, 0, 1, 2, 0, 200)}), VmStatus::BadFrameAccess);
+}
+
+TEST_F(VmTest, RegistersAndNewContextFields) {
+  context_.uid = 5;
+  context_.cpu = 7;
+  context_.elapsed = 9;
+  context_.regs[static_cast<uint32_t>(CtxReg::Rsp)] = 0x7ffc;
+  ASSERT_EQ(run({I(Op::LoadCtx, 0, 0, 0, static_cast<uint32_t>(CtxField::Uid)),
+                 I(Op::LoadCtx, 1, 0, 0, static_cast<uint32_t>(CtxField::Cpu)),
+                 I(Op::LoadCtx, 2, 0, 0, static_cast<uint32_t>(CtxField::Elapsed)),
+                 I(Op::LoadCtx, 3, 0, 0, static_cast<uint32_t>(reg_field(CtxReg::Rsp)))}),
+            VmStatus::Ok);
+  EXPECT_EQ(state_->regs[0], 5u);
+  EXPECT_EQ(state_->regs[1], 7u);
+  EXPECT_EQ(state_->regs[2], 9u);
+  EXPECT_EQ(state_->regs[3], 0x7ffcu);
+  EXPECT_EQ(run({I(Op::LoadCtx, 0, 0, 0, static_cast<uint32_t>(CtxField::kCount))}),
+            VmStatus::BadContextField);
+}
+
 TEST_F(VmTest, MapOperationsGoThroughTheHost) {
   ASSERT_EQ(run({I(Op::LoadImm, 1, 0, 0, 0, 42), I(Op::MapUpdate, 0, 1, 0, 0, 0), // @scalar = 42
                  I(Op::LoadImm, 2, 0, 0, 0, 7), I(Op::Store64, 0, 2, 0, 0, 8),

@@ -255,6 +255,142 @@ TEST(CompileRun, Builtins) {
   EXPECT_EQ(s.output(), "1 2 3 4 5 6 100 101 999 worker\n");
 }
 
+TEST(CompileRun, CastsTruncateAndExtend) {
+  Script s("uprobe:./p:f { printf(\"%ld %ld %ld %ld %ld %ld\\n\", (int8)arg0, (uint8)arg0, "
+           "(int16)arg0, (uint16)arg0, (int32)arg0, (uint32)arg0); "
+           "printf(\"%ld %ld\\n\", (uint8)255 + (uint8)1, (int8)-1 == -1); }");
+  ASSERT_TRUE(s.ok());
+  s.hit(0, {0xfffffffffffffc11ull}); // -1007
+  EXPECT_EQ(s.output(), "17 17 -1007 64529 -1007 4294966289\n256 1\n");
+}
+
+TEST(CompileRun, DereferenceReadsEachWidthAndFaultsToZero) {
+  Script s("uprobe:./p:f { printf(\"%ld %ld %ld %ld %ld %ld\\n\", *(uint8*)arg0, "
+           "*(int8*)arg0, *(uint16*)(arg0 + 1), *(int32*)arg0, *((int32*)arg0 + 1), *arg1); }");
+  ASSERT_TRUE(s.ok());
+  s.fake.add_memory(0x7000, std::string("\xfa\xff\xff\xff\x02\x00\x00\x00", 8));
+  s.hit(0, {0x7000, 0xdead}); // arg1 points nowhere: 0, and the program goes on
+  EXPECT_EQ(s.output(), "250 -6 65535 -6 2 0\n");
+}
+
+TEST(CompileRun, PointerArithmeticStepsByTheTargetSize) {
+  Script s("uprobe:./p:f { printf(\"%ld %ld %ld\\n\", (uint32*)arg0 + 2 - arg0, "
+           "(int8*)arg0 + 3 - arg0, 1 + (uint64*)arg0 - arg0); }");
+  ASSERT_TRUE(s.ok());
+  s.hit(0, {0x1000});
+  // As bpftrace 0.17: `p - n` steps back n elements too, so `p + 2 - arg0` is p + 8 - 4 arg0.
+  EXPECT_EQ(s.output(), "-12280 3 -28664\n");
+}
+
+TEST(CompileRun, WhileBreakContinue) {
+  Script s("uprobe:./p:f { $i = 0; $sum = 0; while ($i < arg0) { $i++; if ($i == 2) { continue; } "
+           "if ($i > 5) { break; } $sum += $i; } printf(\"%d %d\\n\", $i, $sum); }");
+  ASSERT_TRUE(s.ok());
+  s.hit(0, {4});   // 1 + 3 + 4
+  s.hit(0, {100}); // stops at 6: 1 + 3 + 4 + 5
+  s.hit(0, {0});
+  EXPECT_EQ(s.output(), "4 8\n6 13\n0 0\n");
+}
+
+TEST(CompileRun, NestedLoopsBreakOnlyTheInnerOne) {
+  Script s("uprobe:./p:f { $i = 0; $n = 0; while ($i < 3) { $j = 0; while (1) { $j++; "
+           "if ($j > $i) { break; } $n++; } $i++; } printf(\"%d\\n\", $n); }");
+  ASSERT_TRUE(s.ok());
+  s.hit(0);
+  EXPECT_EQ(s.output(), "3\n");
+}
+
+TEST(CompileRun, RunawayLoopStopsAtTheStepBudget) {
+  Script s("uprobe:./p:f { $i = 0; while (1) { $i++; } printf(\"never\\n\"); }");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.hit(0), VmStatus::StepLimit);
+  EXPECT_EQ(s.output(), "");
+}
+
+TEST(CompileRun, UnrollRepeatsTheBody) {
+  Script s("uprobe:./p:f { $i = 1; unroll(5) { $i = $i * 2; } @n = count(); unroll(1) { "
+           "printf(\"%d\\n\", $i); } }");
+  ASSERT_TRUE(s.ok());
+  s.hit(0);
+  EXPECT_EQ(s.output(), "32\n");
+}
+
+TEST(CompileRun, NewBuiltins) {
+  Script s("uprobe:./p:f { printf(\"%d %d %d %d %d %d %d %s %s\\n\", uid, gid, cpu, elapsed, "
+           "reg(\"sp\"), reg(\"r12\"), sarg1, probe, func); }");
+  ASSERT_TRUE(s.ok());
+  s.context_.uid = 1000;
+  s.context_.gid = 100;
+  s.context_.cpu = 3;
+  s.context_.elapsed = 77;
+  s.context_.regs[static_cast<uint32_t>(bytecode::CtxReg::Rsp)] = 0x8000;
+  s.context_.regs[static_cast<uint32_t>(bytecode::CtxReg::R12)] = 12;
+  std::string stack(24, '\0');
+  stack[16] = 42; // sarg1: the second word above the return address
+  s.fake.add_memory(0x8000, stack);
+  s.hit(0);
+  EXPECT_EQ(s.output(), "1000 100 3 77 32768 12 42 uprobe:./p:f f\n");
+}
+
+TEST(CompileRun, StackArgumentsSixToNine) {
+  Script s("uprobe:./p:f { printf(\"%d %d %d %d\\n\", arg6, arg7, arg8, arg9); }");
+  ASSERT_TRUE(s.ok());
+  s.context_.regs[static_cast<uint32_t>(bytecode::CtxReg::Rsp)] = 0x8000;
+  std::string stack(40, '\0');
+  for (int i = 0; i < 4; ++i)
+    stack[8 * (i + 1)] = static_cast<char>(60 + i);
+  s.fake.add_memory(0x8000, stack);
+  s.hit(0);
+  EXPECT_EQ(s.output(), "60 61 62 63\n");
+}
+
+TEST(CompileRun, PrintOfScalars) {
+  Script s("uprobe:./p:f { print(5); print(-5); print(comm); print((uint16)-1); print(arg0); }");
+  ASSERT_TRUE(s.ok());
+  std::strcpy(s.context_.comm, "w");
+  s.hit(0, {~0ull});
+  EXPECT_EQ(s.output(), "5\n-5\nw\n65535\n18446744073709551615\n");
+}
+
+TEST(CompileRun, BufPrintsEscapedBytes) {
+  Script s("uprobe:./p:f { printf(\"[%r] [%r] [%r]\\n\", buf(arg0, 5), buf(arg0, 1000), "
+           "buf(arg1, 2)); }");
+  ASSERT_TRUE(s.ok());
+  s.fake.add_memory(0x7000, std::string("a\0\x7f\n\\", 5) + std::string(100, 'z'));
+  s.hit(0, {0x7000, 0xdead});
+  EXPECT_EQ(s.output(),
+            "[a\\x00\\x7f\\x0a\\] [a\\x00\\x7f\\x0a\\" + std::string(59, 'z') + "] [\\x00\\x00]\n");
+}
+
+TEST(CompileRun, StringComparisons) {
+  Script s("uprobe:./p:f { if (str(arg0) == \"abc\") { @eq = count(); } "
+           "if (comm != \"w\") { @ne = count(); } }");
+  ASSERT_TRUE(s.ok());
+  std::strcpy(s.context_.comm, "w");
+  s.fake.add_memory(0x7000, std::string("abc\0", 4) + std::string(64, 'x'));
+  s.fake.add_memory(0x8000, std::string("abcd\0", 5) + std::string(64, 'x'));
+  s.hit(0, {0x7000});
+  s.hit(0, {0x8000});
+  EXPECT_EQ(s.scalar("@eq"), 1);
+  EXPECT_EQ(s.scalar("@ne"), 0);
+}
+
+TEST(CompileRun, EventKindsOfTimeSystemAndStrftime) {
+  Result<CompiledScript> c = compile("uprobe:./p:f { time(); time(\"%H\"); printf(\"%s %d\\n\", "
+                                     "strftime(\"%Y\", nsecs), 1); system(\"echo %d\", 1); }",
+                                     "t", CompileOptions{true});
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  const auto& f = c->module.formats;
+  ASSERT_EQ(f.size(), 4u);
+  EXPECT_EQ(f[0].kind, bytecode::EventKind::Time);
+  EXPECT_EQ(f[0].format, "%H:%M:%S\n");
+  EXPECT_EQ(f[1].format, "%H");
+  EXPECT_EQ(f[2].kind, bytecode::EventKind::Printf);
+  EXPECT_EQ(f[2].strftime_formats, (std::vector<std::string>{"%Y", ""}));
+  EXPECT_EQ(f[3].kind, bytecode::EventKind::System);
+  EXPECT_FALSE(compile("BEGIN { system(\"ls\"); }", "t").has_value());
+}
+
 TEST(CompileRun, ExitStopsTheProbe) {
   Script s("BEGIN { printf(\"a\\n\"); exit(); printf(\"after\\n\"); @x = 1; }");
   ASSERT_TRUE(s.ok());
@@ -299,6 +435,33 @@ TEST(CompileRun, MultipleAttachPointsShareOneProgram) {
   EXPECT_EQ(s.scalar("@c"), 2);
 }
 
+TEST(CompileRun, ProbeAndFuncGiveEachAttachPointItsOwnProgram) {
+  Result<CompiledScript> c = compile("uprobe:./p:f, u:./p:g+16 { printf(\"%s %s\\n\", probe, func); } "
+                                     "uprobe:./p:h { @x = 1; } BEGIN, END { printf(\"%s\\n\", probe); }",
+                                     "t");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  ASSERT_EQ(c->module.programs.size(), 5u);
+  EXPECT_EQ(c->probes[0].point_programs, (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ(c->probes[1].program_for(0), 2u);
+  EXPECT_EQ(c->probes[2].point_programs, (std::vector<uint32_t>{3, 4}));
+  EXPECT_EQ(c->module.programs[1].name, "u:./p:g+16");
+  bytecode::VmModuleTables tables(c->module);
+  bytecode::testing::FakeHost fake;
+  auto state = std::make_unique<bytecode::VmState>();
+  std::string out;
+  for (uint32_t p : {0u, 1u, 3u, 4u}) {
+    fake.printfs.clear();
+    ASSERT_EQ(bytecode::vm_run(tables.program(p), tables.view(), bytecode::VmContext{}, fake.host(),
+                               *state),
+              VmStatus::Ok);
+    const auto& [format, args] = fake.printfs.at(0);
+    const bytecode::PrintfFormat& f = c->module.formats.at(format);
+    out += output::format_printf(output::parse_printf_format(f.format), f.args,
+                                 std::span(reinterpret_cast<const uint8_t*>(args.data()), args.size()));
+  }
+  EXPECT_EQ(out, "uprobe:./p:f f\nuprobe:./p:g+16 g\nBEGIN\nEND\n");
+}
+
 TEST(CompileRun, MapsUsedBeforeTheirAssignmentInSourceOrder) {
   Script s("BEGIN { printf(\"%d\\n\", @later); } uprobe:./p:f { @later = arg0; }");
   ASSERT_TRUE(s.ok());
@@ -324,6 +487,10 @@ TEST(CompileRun, MutatedScriptsNeverCrashTheCompiler) {
       "printf(\"%s %d\\n\", $s, @c[comm, arg1]); } else { exit(); } }",
       "BEGIN { @x = (1 ? 2 : 3) << 4 % 5; $v = -~!@x; delete(@x); @y[\"k\"] += $v; @y[\"k\"]++; } "
       "END { printf(\"%-5lx|%c\", @y[\"k\"], 65); }",
+      "uprobe:./p:f, uprobe:./p:g { $i = 0; while ($i < 3) { $i++; if ($i == 1) { continue; } "
+      "break; } unroll(2) { @s[probe, func] = str(arg0); } $p = (int16*)(arg1 + 2); "
+      "printf(\"%d %r %s\\n\", *($p + 1), buf(arg0, 4), strftime(\"%H\", nsecs)); "
+      "print((uint8)sarg0 + reg(\"sp\")); delete(@s[probe, func]); time(); }",
   };
   uint64_t state = 88172645463325252ull;
   auto next = [&] {
@@ -334,8 +501,8 @@ TEST(CompileRun, MutatedScriptsNeverCrashTheCompiler) {
   };
   const std::string alphabet = "{}()[]/@$\"\\;,:+-*%<>=!~&|^?0x1 \nabcifelsprntukomd";
   int compiled = 0;
-  for (int round = 0; round < 3000; ++round) {
-    std::string text = seeds[round % 2];
+  for (int round = 0; round < 4500; ++round) {
+    std::string text = seeds[round % std::size(seeds)];
     for (int edits = 1 + static_cast<int>(next() % 4); edits > 0; --edits) {
       const size_t pos = next() % (text.size() + 1);
       switch (next() % 3) {

@@ -47,6 +47,12 @@ std::string dump(const ast::Expr& e) {
     const auto& t = static_cast<const ast::Ternary&>(e);
     return "(? " + dump(*t.cond) + " " + dump(*t.then_expr) + " " + dump(*t.else_expr) + ")";
   }
+  case ast::ExprKind::Cast: {
+    const auto& c = static_cast<const ast::Cast&>(e);
+    return "(cast " + c.target.name() + (c.to_pointer ? "*" : "") + " " + dump(*c.operand) + ")";
+  }
+  case ast::ExprKind::Deref:
+    return "(deref " + dump(*static_cast<const ast::Deref&>(e).operand) + ")";
   }
   return "?";
 }
@@ -78,6 +84,18 @@ std::string dump(const ast::Stmt& s) {
     if (!i.else_body.empty()) out += " else " + dump_block(i.else_body);
     return out;
   }
+  case ast::StmtKind::While: {
+    const auto& w = static_cast<const ast::While&>(s);
+    return "while " + dump(*w.cond) + " " + dump_block(w.body);
+  }
+  case ast::StmtKind::Unroll: {
+    const auto& u = static_cast<const ast::Unroll&>(s);
+    return "unroll " + std::to_string(u.count) + " " + dump_block(u.body);
+  }
+  case ast::StmtKind::Break:
+    return "break";
+  case ast::StmtKind::Continue:
+    return "continue";
   }
   return "?";
 }
@@ -194,8 +212,23 @@ TEST(Parser, SyntaxErrors) {
   EXPECT_EQ(first_error("BEGIN { f(1 2); }"), "expected ',' or ')', found '2'");
   EXPECT_EQ(first_error("BEGIN { @x == 1; }"), "expected '=', found '=='");
   EXPECT_EQ(first_error("BEGIN { $x; }"), "expected '=', found ';'");
-  EXPECT_EQ(first_error("BEGIN { while (1) { } }"), "'while' is not supported yet");
-  EXPECT_EQ(first_error("BEGIN { @x = *arg0; }"), "pointer dereference is not supported yet");
+  EXPECT_EQ(first_error("BEGIN { while 1 { } }"), "expected '(', found '1'");
+  EXPECT_EQ(first_error("BEGIN { while (1) @x = 1; }"), "expected '{', found '@x'");
+  EXPECT_EQ(first_error("BEGIN { unroll($i) { } }"),
+            "expected integer (unroll takes a constant count), found '$i'");
+  EXPECT_EQ(first_error("BEGIN { unroll(101) { } }"), "unroll maximum value is 100");
+  EXPECT_EQ(first_error("BEGIN { unroll(0) { } }"), "unroll minimum value is 1");
+  EXPECT_EQ(first_error("BEGIN { @x = (uint8**)arg0; }"),
+            "pointers to pointers are not supported (cast to uint64* and dereference twice)");
+  EXPECT_EQ(first_error("BEGIN { @x = (uint8 arg0; }"), "expected ')', found 'arg0'");
+  EXPECT_EQ(first_error("BEGIN { @x = (uint9)arg0; }"),
+            "unknown type 'uint9' (casts take int8, int16, int32, int64 or their unsigned forms, "
+            "e.g. uint8)");
+  EXPECT_EQ(first_error("BEGIN { @x = (string)arg0; }"),
+            "unknown type 'string' (casts take int8, int16, int32, int64 or their unsigned forms, "
+            "e.g. uint8)");
+  EXPECT_EQ(first_error("BEGIN { @x = &arg0; }"),
+            "address-of ('&') is not supported: there are no addressable values");
   EXPECT_EQ(first_error("BEGIN { @x = (1, 2); }"), "tuples are not supported yet");
   EXPECT_EQ(first_error("BEGIN { @x = arg0->y; }"), "field access is not supported yet");
   EXPECT_EQ(first_error("BEGIN { @x = ++$y; }"),
@@ -203,6 +236,25 @@ TEST(Parser, SyntaxErrors) {
   EXPECT_EQ(first_error("uprobe:./a:f /arg0 {"), "expected '/', found '{'");
   EXPECT_EQ(first_error("{ }"), "expected attach point, found '{'");
   EXPECT_EQ(first_error("BEGIN, { }"), "expected attach point, found '{'");
+}
+
+TEST(Parser, CastsAndDereferences) {
+  EXPECT_EQ(expr("@x = (uint8)arg0"), "@x = (cast uint8 arg0)");
+  EXPECT_EQ(expr("@x = (int32)arg0 + 1"), "@x = (+ (cast int32 arg0) 1)");
+  EXPECT_EQ(expr("@x = *(uint32*)arg0"), "@x = (deref (cast uint32* arg0))");
+  EXPECT_EQ(expr("@x = *(int8*)(arg1 + 4)"), "@x = (deref (cast int8* (+ arg1 4)))");
+  EXPECT_EQ(expr("@x = **(uint64*)arg0"), "@x = (deref (deref (cast uint64* arg0)))");
+  EXPECT_EQ(expr("@x = 2 * *(int16*)arg0"), "@x = (* 2 (deref (cast int16* arg0)))");
+  // Not a type name: an ordinary parenthesized expression.
+  EXPECT_EQ(expr("@x = (arg0) - 1"), "@x = (- arg0 1)");
+}
+
+TEST(Parser, Loops) {
+  EXPECT_EQ(body("BEGIN { while ($i < 3) { $i++; if ($i == 2) { continue; } break; } }"),
+            "{ while (< $i 3) { $i = (+ $i 1); if (== $i 2) { continue; }; break; }; }");
+  EXPECT_EQ(body("BEGIN { unroll(3) { @n = count(); } @m = 1 }"),
+            "{ unroll 3 { @n = (count()); }; @m = 1; }");
+  EXPECT_EQ(body("BEGIN { while (1) { } @x = 1; }"), "{ while 1 { }; @x = 1; }");
 }
 
 TEST(Parser, AttachPointErrorsStopParsing) {

@@ -251,6 +251,52 @@ TEST(ProbeRuntime, ContextFieldsReachTheProgram) {
   EXPECT_EQ(out.text(), "10 11 12 sixteen-chars-x|\n");
 }
 
+TEST(ProbeRuntime, StringMapsFollowSetsAndDeletesInOrder) {
+  const lang::CompiledScript script =
+      compile_ok("uprobe:./p:f { @last[arg1] = str(arg2); @s = comm; @k[str(arg2), arg1] = \"v\"; "
+                 "if (arg0 == 4) { delete(@last[0]); } }");
+  Capture out;
+  FakeMemory memory;
+  run_prog4(script, 6, out, memory);
+  // As bpftrace prints maps of strings: sorted by key.
+  EXPECT_EQ(out.text(), "\n\n@k[, 2]: v\n@k[alpha, 0]: v\n@k[beta, 0]: v\n@k[beta, 1]: v\n"
+                        "@k[gamma, 2]: v\n@k[zeta, 1]: v\n@last[1]: zeta\n@last[2]: \n"
+                        "@s: prog4\n");
+}
+
+TEST(ProbeRuntime, UidGidCpuElapsedAndRegisters) {
+  const lang::CompiledScript script = compile_ok(
+      "uprobe:./p:f { printf(\"%d %d %d %d %d %d\\n\", uid, gid, cpu, elapsed > 0, reg(\"ip\"), "
+      "reg(\"bx\")); }");
+  Capture out;
+  FailingMemory memory;
+  ProbeRuntime runtime(script, out.file());
+  HitContext ctx;
+  ctx.uid = 1000;
+  ctx.gid = 50;
+  ctx.cpu = 3;
+  ctx.nsecs = monotonic_now_ns() + 1000;
+  ctx.regs[static_cast<uint32_t>(bytecode::CtxReg::Rip)] = 0x401000;
+  ctx.regs[static_cast<uint32_t>(bytecode::CtxReg::Rbx)] = 7;
+  runtime.run(0, ctx, memory);
+  EXPECT_EQ(out.text(), "1000 50 3 1 4198400 7\n");
+}
+
+TEST(ProbeRuntime, TimeAndStrftimeAreFormattedByTheController) {
+  const lang::CompiledScript script = compile_ok(
+      "uprobe:./p:f { time(\"<%%>\\n\"); printf(\"[%s] [%s]\\n\", strftime(\"%%|\", nsecs), "
+      "strftime(\"%Y\", nsecs)); }");
+  Capture out;
+  FailingMemory memory;
+  ProbeRuntime runtime(script, out.file());
+  HitContext ctx;
+  ctx.nsecs = monotonic_now_ns();
+  runtime.run(0, ctx, memory);
+  const std::string text = out.text();
+  ASSERT_EQ(text.size(), std::string("<%>\n[%|] [2026]\n").size()) << text;
+  EXPECT_EQ(text.substr(0, 11), "<%>\n[%|] [2");
+}
+
 TEST(ProbeRuntime, FullMapsDropUpdates) {
   const lang::CompiledScript script = compile_ok("uprobe:./p:f { @k[arg0] = count(); }");
   Capture out;
