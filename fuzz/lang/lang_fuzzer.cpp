@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
+#include <vector>
 
 #include "lang/diagnostics.h"
 #include "lang/parser.h"
@@ -39,8 +40,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check_diagnostics(source, diagnostics);
     return 0;
   }
-  const dprobe::bytecode::Module module = dprobe::lang::generate(program, semantic, diagnostics);
+  std::vector<std::vector<uint32_t>> point_programs;
+  const dprobe::bytecode::Module module =
+      dprobe::lang::generate(program, semantic, diagnostics, point_programs);
   check_diagnostics(source, diagnostics);
-  if (diagnostics.empty() && module.programs.size() != program.probes.size()) std::abort();
+  // One program per probe block, or one per attach point where `probe`/`func` differ.
+  if (diagnostics.empty() && (point_programs.size() != program.probes.size() ||
+                              module.programs.size() < program.probes.size())) {
+    std::abort();
+  }
+  for (size_t i = 0; diagnostics.empty() && i < point_programs.size(); ++i) {
+    for (uint32_t index : point_programs[i]) {
+      if (index >= module.programs.size()) std::abort();
+    }
+  }
   return 0;
 }
