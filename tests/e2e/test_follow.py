@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import assert_text_matches_file, dprobe_path, run, run_dprobe, target
+from conftest import (assert_text_matches_file, dprobe_path, run, run_dprobe, target,
+                      text_mismatches, tracer_pid)
 
 
 def count_lines(text: str) -> dict[str, int]:
@@ -161,3 +162,35 @@ def test_exec_while_running_free_keeps_the_program_intact(tmp_path):
     assert result.stdout == "".join(f"execself: 3 threads x 100 calls, {k} execs to go\n"
                                     for k in (2, 1, 0)), result.describe()
     assert count_lines(out.read_text())["@c"] >= 300, out.read_text()
+
+
+def test_pid_filter_on_a_shared_library_touches_no_other_process(spawn):
+    """-p on a probe in libc: only that process is patched and counted; another process running
+    the same program (and so the same libc pages on disk) keeps the file's code and is never
+    stopped, unlike kernel uprobes, which trap in every process and filter afterwards."""
+    first = spawn([target("server"), "30"], name="server-1")
+    second = spawn([target("server"), "30"], name="server-2")
+    for server in (first, second):
+        server.wait_for_line("tick 1", timeout=10)
+    libc = os.path.realpath(next(line.split()[-1] for line in open(f"/proc/{first.pid}/maps")
+                                 if "/libc.so" in line))
+    dprobe = spawn([dprobe_path(), "-p", first.pid, "-e",
+                    "uprobe:libc:clock_nanosleep { @[pid] = count(); } "
+                    "interval:ms:500 { exit(); }"], name="dprobe")
+    deadline = time.monotonic() + 10
+    checks_while_armed = 0
+    while dprobe.alive() and time.monotonic() < deadline:
+        if not text_mismatches(first.pid, libc):  # not armed (yet, or any more)
+            time.sleep(0.01)
+            continue
+        assert_text_matches_file(second.pid, libc)
+        assert tracer_pid(second.pid) == 0
+        checks_while_armed += 1
+        time.sleep(0.05)
+    assert dprobe.wait(timeout=20) == 0, dprobe.describe()
+    assert checks_while_armed > 0, "never saw the first server armed"
+    assert second.alive() and first.alive()
+    counts = count_lines(dprobe.stdout)
+    assert list(counts) == [f"@[{first.pid}]"] and counts[f"@[{first.pid}]"] > 10, \
+        dprobe.describe()
+    assert_text_matches_file(first.pid, libc)
