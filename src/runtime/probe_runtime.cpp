@@ -225,13 +225,17 @@ void ProbeRuntime::emit_special(uint32_t format, std::span<const uint8_t> args) 
     (void)std::system(text_.c_str());
     return;
   }
-  if (kPendingSize - pending_used_ < text_.size()) write_pending();
-  if (text_.size() > kPendingSize) {
-    std::fwrite(text_.data(), 1, text_.size(), out_);
+  append_pending(text_);
+}
+
+void ProbeRuntime::append_pending(std::string_view text) {
+  if (kPendingSize - pending_used_ < text.size()) write_pending();
+  if (text.size() > kPendingSize) {
+    std::fwrite(text.data(), 1, text.size(), out_);
     return;
   }
-  std::memcpy(pending_.get() + pending_used_, text_.data(), text_.size());
-  pending_used_ += text_.size();
+  std::memcpy(pending_.get() + pending_used_, text.data(), text.size());
+  pending_used_ += text.size();
 }
 
 void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
@@ -253,13 +257,7 @@ void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   compiled.append(text_, args);
   // -f json: each event is one line of its own, whatever newlines its text holds.
   if (format_ == OutputFormat::Json) text_ = output::json_printf(text_);
-  if (kPendingSize - pending_used_ < text_.size()) write_pending();
-  if (text_.size() > kPendingSize) {
-    std::fwrite(text_.data(), 1, text_.size(), out_);
-    return;
-  }
-  std::memcpy(pending_.get() + pending_used_, text_.data(), text_.size());
-  pending_used_ += text_.size();
+  append_pending(text_);
 }
 
 bool ProbeRuntime::merge_map_entry(uint32_t map, std::string_view key,

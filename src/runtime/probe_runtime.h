@@ -132,6 +132,8 @@ class ProbeRuntime {
   std::vector<output::ParsedFormat> formats_;
   std::vector<output::CompiledFormat> compiled_; ///< one per formats_ entry, refers to it
   void write_pending();
+  /// Queues `text` for output (written at once when it does not fit the buffer).
+  void append_pending(std::string_view text);
   std::unique_ptr<char[]> pending_; ///< formatted printf output not yet written
   size_t pending_used_ = 0;         ///< bytes of pending_ in use
   std::string text_;                ///< one event's text on the generic path
