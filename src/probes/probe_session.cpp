@@ -97,6 +97,12 @@ class Session {
     release_children(); // while the sites still say what is armed
     Status detached;
     if (!exited_) detached = running_free_ ? reattach_and_detach() : detach();
+    // The process may end while we stop it to leave (exit() racing its own exit): nothing is
+    // left to restore then, and no error to report.
+    if (!detached && process_gone(pid_)) {
+      detached = {};
+      exited_ = true;
+    }
     if (agent_) agent_->collect(runtime_, options_.diagnostics);
     if (runtime_.vm_errors() != 0) {
       fmt::print(options_.diagnostics, "dprobe: {} probe runs stopped by the VM (last: {})\n",
@@ -128,8 +134,10 @@ class Session {
     }
     if (options_.on_armed) options_.on_armed(armed_probe_count());
     if (agent_) agent_->share_maps(runtime_); // BEGIN's print(@m) sees hits already counted
-    run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
-    timers_.emplace(script_, monotonic_ns());
+    if (options_.run_script_probes) {
+      run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
+      timers_.emplace(script_, monotonic_ns());
+    }
     if (should_run_free()) return let_go();
     if (auto st = tracee_->resume_all(); !st) return st;
     if (launching) {
@@ -257,9 +265,11 @@ class Session {
     for (;;) {
       if (agent_) agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
-      run_due_intervals(*timers_, runtime_);
+      if (timers_) run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      auto event = tracee_->next_event(timers_->wait_ms(monotonic_ns(), agent_ ? 10 : 100));
+      const int wait_ms = agent_ ? 10 : 100;
+      auto event =
+          tracee_->next_event(timers_ ? timers_->wait_ms(monotonic_ns(), wait_ms) : wait_ms);
       if (!event) {
         if (event.error().errno_value == EINTR) continue;
         return std::unexpected(event.error());
@@ -414,9 +424,9 @@ class Session {
     for (;;) {
       agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
-      run_due_intervals(*timers_, runtime_);
+      if (timers_) run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      if (watch->wait_exit(timers_->wait_ms(monotonic_ns(), 10))) {
+      if (watch->wait_exit(timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10)) {
         exited_ = true;
         return SessionEnd::TargetExited;
       }

@@ -29,6 +29,9 @@ struct SessionOptions {
   /// prints "Attaching N probes..." only once attaching succeeded), with the number of probes
   /// as bpftrace counts them: each match of a wildcard is one.
   std::function<void(size_t probes)> on_armed;
+  /// Run BEGIN and the interval probes in this session. Off for the per-process sessions of a
+  /// machine-wide run, which runs them once for all.
+  bool run_script_probes = true;
 };
 
 /// Why the session ended.

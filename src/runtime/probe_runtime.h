@@ -105,6 +105,9 @@ class ProbeRuntime {
   /// Every map in name order, as bpftrace prints them (without the leading "\n\n").
   [[nodiscard]] std::string format_maps() const;
   [[nodiscard]] const MapStore& maps() const { return maps_; }
+  /// Where events and maps are written, and how.
+  [[nodiscard]] std::FILE* output() const { return out_; }
+  [[nodiscard]] OutputFormat format() const { return format_; }
   /// Status of the last run (for logs when vm_errors() grows).
   [[nodiscard]] bytecode::VmStatus last_status() const { return last_status_; }
   /// When tracing started (CLOCK_MONOTONIC ns): the in-target agent counts `elapsed` from it.

@@ -23,6 +23,7 @@
 #include "output/json_printer.h"
 #include "probes/interval_timers.h"
 #include "probes/probe_list.h"
+#include "probes/machine_wide.h"
 #include "probes/probe_session.h"
 #include "runtime/probe_runtime.h"
 
@@ -181,10 +182,6 @@ int main(int argc, char** argv) {
       has_uprobes |= ap.kind == dprobe::lang::ProbeKind::Uprobe;
     }
   }
-  if (has_uprobes && pid == 0 && options.command.empty()) {
-    return error_exit("uprobes need a process: -p PID or -c CMD (machine-wide probes are not "
-                      "supported yet)");
-  }
 
   std::FILE* out = stdout;
   if (!output_file.empty()) {
@@ -205,8 +202,12 @@ int main(int argc, char** argv) {
 
   // A command or process is run under a session even without uprobes: interval probes and
   // END then run while it lives, as in bpftrace.
-  if (has_uprobes || pid != 0 || !options.command.empty()) {
+  if (pid != 0 || !options.command.empty()) {
     auto end = dprobe::probes::run_session(*script, runtime, options, g_stop_requested);
+    if (!end) return error_exit(end.error().text());
+  } else if (has_uprobes) {
+    // Every process that maps the probed files, now or later.
+    auto end = dprobe::probes::run_machine_wide(*script, runtime, options, g_stop_requested);
     if (!end) return error_exit(end.error().text());
   } else {
     options.on_armed(dprobe::probes::count_attach_points(*script));
