@@ -1,10 +1,14 @@
 #include "probes/machine_wide.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/fanotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -17,6 +21,7 @@
 #include <fmt/format.h>
 
 #include "probes/interval_timers.h"
+#include "common/fd.h"
 #include "probes/process_watch.h"
 #include "probes/site_resolver.h"
 #include "process/maps.h"
@@ -54,6 +59,68 @@ std::vector<pid_t> all_pids() {
   return pids;
 }
 
+size_t thread_count(pid_t pid) {
+  size_t n = 0;
+  DIR* dir = ::opendir(fmt::format("/proc/{}/task", pid).c_str());
+  if (dir == nullptr) return 0;
+  while (const dirent* entry = ::readdir(dir)) n += entry->d_name[0] != '.';
+  ::closedir(dir);
+  return n;
+}
+
+/// fanotify exec permission events on the probed files: a process about to run one is held in
+/// execve until we answer, so it can be taken before its first instruction. Needs
+/// CAP_SYS_ADMIN; without it (or in a container that forbids it) the /proc scan alone finds
+/// new processes.
+class ExecWatch {
+ public:
+  static std::optional<ExecWatch> open(const std::vector<std::string>& paths) {
+    const int fd = ::fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK,
+                                   O_RDONLY | O_CLOEXEC | O_LARGEFILE);
+    if (fd < 0) return std::nullopt;
+    ExecWatch watch(UniqueFd{fd});
+    bool any = false;
+    for (const std::string& path : paths) {
+      any |= ::fanotify_mark(fd, FAN_MARK_ADD, FAN_OPEN_EXEC_PERM, AT_FDCWD, path.c_str()) == 0;
+    }
+    if (!any) return std::nullopt;
+    return watch;
+  }
+
+  [[nodiscard]] int fd() const { return fd_.get(); }
+
+  /// The next pending event: the pid that execs and the event's fd to answer; nullopt when none.
+  std::optional<std::pair<pid_t, int>> next() {
+    if (pending_.empty()) {
+      alignas(fanotify_event_metadata) char buffer[4096];
+      const ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
+      if (n <= 0) return std::nullopt;
+      auto* event = reinterpret_cast<const fanotify_event_metadata*>(buffer);
+      ssize_t left = n;
+      while (FAN_EVENT_OK(event, left)) {
+        if (event->fd >= 0) pending_.emplace_back(event->pid, event->fd);
+        event = FAN_EVENT_NEXT(event, left);
+      }
+      if (pending_.empty()) return std::nullopt;
+    }
+    auto first = pending_.front();
+    pending_.erase(pending_.begin());
+    return first;
+  }
+
+  /// Lets the exec go on (and closes the event's fd). Safe from any thread.
+  void allow(int event_fd) const {
+    fanotify_response response{event_fd, FAN_ALLOW};
+    (void)!::write(fd_.get(), &response, sizeof response);
+    ::close(event_fd);
+  }
+
+ private:
+  explicit ExecWatch(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+  std::vector<std::pair<pid_t, int>> pending_;
+};
+
 /// One probed process: its session runs on `thread` with a runtime of its own.
 struct Member {
   pid_t pid = 0;
@@ -76,14 +143,27 @@ class MachineWide {
     if (options_.on_armed) options_.on_armed(count_attach_points(script_));
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
     IntervalTimers timers(script_, monotonic_ns());
+    exec_watch_ = ExecWatch::open(probed_paths());
+    if (options_.verbose) {
+      fmt::print(options_.diagnostics, "machine-wide: new processes found by {}\n",
+                 exec_watch_ ? "fanotify exec events (armed before they run) and a /proc scan"
+                             : "a /proc scan every 10 ms (no fanotify here)");
+    }
     SessionEnd end = SessionEnd::StopRequested;
     for (;;) {
+      take_execs();
       scan();
       run_due_intervals(timers, runtime_);
       if (reap_finished()) end = SessionEnd::ScriptExit;
       if (runtime_.exit_requested()) end = SessionEnd::ScriptExit;
       if (end == SessionEnd::ScriptExit || stop_.load(std::memory_order_relaxed)) break;
-      std::this_thread::sleep_for(kScanPeriod);
+      wait_a_moment();
+    }
+    // No process may stay held in execve by a watch nobody reads any more.
+    while (exec_watch_) {
+      auto event = exec_watch_->next();
+      if (!event) break;
+      exec_watch_->allow(event->second);
     }
     // Every session disarms its process and returns; their maps join ours.
     members_stop_.store(true);
@@ -114,6 +194,43 @@ class MachineWide {
     }
   }
 
+  std::vector<std::string> probed_paths() const {
+    std::vector<std::string> paths;
+    for (const auto& block : script_.probes) {
+      for (const auto& ap : block.attach_points) {
+        if (ap.kind == lang::ProbeKind::Uprobe && ap.path.find('/') != std::string::npos) {
+          paths.push_back(ap.path);
+        }
+      }
+    }
+    return paths;
+  }
+
+  void wait_a_moment() {
+    if (!exec_watch_) {
+      std::this_thread::sleep_for(kScanPeriod);
+      return;
+    }
+    pollfd p{exec_watch_->fd(), POLLIN, 0};
+    (void)::poll(&p, 1, static_cast<int>(kScanPeriod.count()));
+  }
+
+  /// Processes held in execve of a probed file: a single-threaded one is taken by a session
+  /// before its new image runs; others go on at once (the scan finds them).
+  void take_execs() {
+    while (exec_watch_) {
+      auto event = exec_watch_->next();
+      if (!event) return;
+      const auto [pid, event_fd] = *event;
+      if (pid == self_ || probed_.contains(pid) || thread_count(pid) != 1) {
+        exec_watch_->allow(event_fd);
+        continue;
+      }
+      const ExecWatch* watch = &*exec_watch_;
+      start(pid, [watch, event_fd] { watch->allow(event_fd); });
+    }
+  }
+
   bool maps_every_file(pid_t pid) {
     auto maps = process::read_maps(pid);
     if (!maps) return false;
@@ -130,7 +247,7 @@ class MachineWide {
     return any;
   }
 
-  void start(pid_t pid) {
+  void start(pid_t pid, std::function<void()> exec_seized = nullptr) {
     probed_.insert(pid);
     auto member = std::make_unique<Member>();
     member->pid = pid;
@@ -140,6 +257,7 @@ class MachineWide {
     member->options.command.clear();
     member->options.on_armed = nullptr;
     member->options.run_script_probes = false;
+    member->options.exec_seized = std::move(exec_seized);
     Member* m = member.get();
     member->thread = std::thread([this, m] {
       m->end = run_session(script_, *m->runtime, m->options, members_stop_);
@@ -199,6 +317,7 @@ class MachineWide {
   std::set<pid_t> probed_;  ///< processes with a session running
   std::vector<std::unique_ptr<Member>> members_;
   std::atomic<bool> members_stop_{false};
+  std::optional<ExecWatch> exec_watch_;  ///< outlives every member: they answer its events
 };
 
 }  // namespace

@@ -116,14 +116,18 @@ class Session {
  private:
   Status start() {
     const bool launching = !options_.command.empty();
+    // Launched, or taken inside execve: the new image waits at its first instruction.
+    const bool at_exec = launching || options_.exec_seized != nullptr;
     auto tracee = launching ? process::Tracee::launch(options_.command)
-                            : process::Tracee::attach(options_.pid);
+                  : options_.exec_seized
+                      ? process::Tracee::seize_before_exec(options_.pid, options_.exec_seized)
+                      : process::Tracee::attach(options_.pid);
     if (!tracee) return std::unexpected(tracee.error());
     tracee_ = std::move(*tracee);
     pid_ = tracee_->pid();
     launched_ = launching;
 
-    auto armed = arm(launching);
+    auto armed = arm(at_exec);
     if (!armed) {
       if (launching) {
         discard_launched(tracee_);
@@ -140,8 +144,8 @@ class Session {
     }
     if (should_run_free()) return let_go();
     if (auto st = tracee_->resume_all(); !st) return st;
-    if (launching) {
-      // The launched thread was handed to us at exec (or at its entry point): release it.
+    if (at_exec) {
+      // The thread was handed to us at exec (or at its entry point): release it.
       if (auto st = tracee_->resume(tracee_->pid()); !st) return st;
     }
     return {};

@@ -32,6 +32,10 @@ struct SessionOptions {
   /// Run BEGIN and the interval probes in this session. Off for the per-process sessions of a
   /// machine-wide run, which runs them once for all.
   bool run_script_probes = true;
+  /// Machine-wide: process `pid` is inside execve, held there by a fanotify permission event.
+  /// The session seizes it, calls this (which lets the exec go on), and arms the new image
+  /// before its first instruction.
+  std::function<void()> exec_seized;
 };
 
 /// Why the session ended.

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -62,6 +63,12 @@ class Tracee {
   /// "process 4242 does not exist", "cannot trace process 4242: already traced by process 77
   /// (gdb)", or "cannot trace process 4242: <strerror>".
   [[nodiscard]] static Result<std::unique_ptr<Tracee>> attach(pid_t pid);
+
+  /// PTRACE_SEIZE a single-threaded process held inside execve (a fanotify exec permission
+  /// event), call `seized` (which lets the exec go on), and wait for the new image: returns as
+  /// launch() does, the image stopped at its first instruction and its thread held.
+  [[nodiscard]] static Result<std::unique_ptr<Tracee>>
+  seize_before_exec(pid_t pid, const std::function<void()>& seized);
 
   Tracee(const Tracee&) = delete;
   Tracee& operator=(const Tracee&) = delete;
