@@ -152,6 +152,9 @@ class Tracee {
 
  private:
   Tracee(pid_t pid, ChildWaiter waiter);
+  /// The Tracee of a process in its PTRACE_EVENT_EXEC stop, its thread held as if next_event()
+  /// had returned the Exec event (launch, seize_before_exec). Error: /proc/PID/mem unusable.
+  static Result<std::unique_ptr<Tracee>> held_at_exec(pid_t pid, ChildWaiter waiter);
 
   // Status handling (tracee.cpp).
   Result<std::optional<WaitResult>> poll_status();

@@ -49,16 +49,8 @@ Result<std::unique_ptr<Tracee>> Tracee::seize_before_exec(pid_t pid,
       return fail("process {} has exited", pid);
     case WaitKind::PtraceEvent:
       if (d.event == PTRACE_EVENT_EXEC) {
-        auto tracee = std::unique_ptr<Tracee>(new Tracee(pid, std::move(*waiter)));
-        // As after launch: the new image is held at its first instruction, as if next_event()
-        // had returned its Exec event.
-        ThreadInfo& t = tracee->threads_.add(pid, ThreadState::Held);
-        t.stop = StopKind::SyscallEvent;
-        if (auto opened = tracee->open_memory(); !opened) {
-          (void)ptrace_detach(pid, 0);
-          tracee->detached_ = true;
-          return std::unexpected(opened.error());
-        }
+        auto tracee = held_at_exec(pid, std::move(*waiter));
+        if (!tracee) (void)ptrace_detach(pid, 0);
         return tracee;
       }
       st = ptrace_cont(pid, 0);

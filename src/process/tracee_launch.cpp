@@ -125,15 +125,8 @@ Result<std::unique_ptr<Tracee>> Tracee::launch(std::span<const std::string> argv
     }
     case WaitKind::PtraceEvent:
       if (d.event == PTRACE_EVENT_EXEC) {
-        auto tracee = std::unique_ptr<Tracee>(new Tracee(child, std::move(*waiter)));
-        // Handed over as if next_event() had returned the Exec event: the caller resumes it.
-        ThreadInfo& t = tracee->threads_.add(child, ThreadState::Held);
-        t.stop = StopKind::SyscallEvent;
-        if (auto opened = tracee->open_memory(); !opened) {
-          tracee->detached_ = true;
-          kill_and_reap(child);
-          return std::unexpected(opened.error());
-        }
+        auto tracee = held_at_exec(child, std::move(*waiter));
+        if (!tracee) kill_and_reap(child);
         return tracee;
       }
       st = ptrace_cont(child, 0);
@@ -152,6 +145,18 @@ Result<std::unique_ptr<Tracee>> Tracee::launch(std::span<const std::string> argv
       return std::unexpected(st.error());
     }
   }
+}
+
+Result<std::unique_ptr<Tracee>> Tracee::held_at_exec(pid_t pid, ChildWaiter waiter) {
+  auto tracee = std::unique_ptr<Tracee>(new Tracee(pid, std::move(waiter)));
+  // Handed over as if next_event() had returned the Exec event: the caller resumes it.
+  ThreadInfo& t = tracee->threads_.add(pid, ThreadState::Held);
+  t.stop = StopKind::SyscallEvent;
+  if (auto opened = tracee->open_memory(); !opened) {
+    tracee->detached_ = true;
+    return std::unexpected(opened.error());
+  }
+  return tracee;
 }
 
 } // namespace dprobe::process
