@@ -42,7 +42,10 @@ pid_t any_thread(const process::Tracee& tracee) {
 /// Installs the agent's SIGTRAP handler; returns the disposition it replaced.
 Result<KernelSigaction> install_trap_handler(process::Tracee& tracee, pid_t tid, uint64_t handler,
                                              uint64_t restorer) {
-  KernelSigaction act{handler, SA_SIGINFO | SA_ONSTACK | kSaRestorer, restorer, 0};
+  // SA_NODEFER: SIGTRAP stays unblocked while the handler runs. A signal handler that nests
+  // inside it and hits a probe must trap again; the kernel kills a thread whose int3 raises a
+  // blocked SIGTRAP (it resets the disposition to SIG_DFL).
+  KernelSigaction act{handler, SA_SIGINFO | SA_ONSTACK | SA_NODEFER | kSaRestorer, restorer, 0};
   std::array<uint8_t, 2 * sizeof(KernelSigaction)> scratch{};
   std::memcpy(scratch.data(), &act, sizeof act);
   auto page = tracee.map_code(tid, scratch, PROT_READ | PROT_WRITE);

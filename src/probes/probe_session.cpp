@@ -8,8 +8,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -56,6 +59,24 @@ bool needs_libraries(const lang::CompiledScript& script, SiteResolver& resolver,
     }
   }
   return false;
+}
+
+/// A thread of `pid` whose signal mask holds SIGTRAP (from /proc/PID/task/TID/status SigBlk).
+std::optional<pid_t> thread_blocking_sigtrap(pid_t pid) {
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), error)) {
+    std::ifstream status(entry.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (!line.starts_with("SigBlk:")) continue;
+      const uint64_t mask = std::strtoull(line.c_str() + 7, nullptr, 16);
+      if (mask & (uint64_t{1} << (SIGTRAP - 1))) {
+        return static_cast<pid_t>(std::strtol(entry.path().filename().c_str(), nullptr, 10));
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 bool has_interpreter(pid_t pid) {
@@ -194,6 +215,15 @@ class Session {
       site.mechanism = choice->mechanism;
       site.mechanism_reason = std::move(choice->reason);
       site.replaced = std::move(choice->replaced);
+      if (site.mechanism == Mechanism::Int3Boost && !options_.mechanism) {
+        // The kernel kills a thread whose int3 raises a SIGTRAP it blocks; under ptrace the
+        // trap reaches dprobe first.
+        if (auto tid = thread_blocking_sigtrap(tracee_->pid())) {
+          site.mechanism = Mechanism::Int3Ptrace;
+          site.mechanism_reason = fmt::format(
+              "{}; int3-boost refused: thread {} blocks SIGTRAP", site.mechanism_reason, *tid);
+        }
+      }
     }
     return {};
   }

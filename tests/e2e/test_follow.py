@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -194,3 +195,47 @@ def test_pid_filter_on_a_shared_library_touches_no_other_process(spawn):
     assert list(counts) == [f"@[{first.pid}]"] and counts[f"@[{first.pid}]"] > 10, \
         dprobe.describe()
     assert_text_matches_file(first.pid, libc)
+
+
+def test_a_thread_blocking_sigtrap_gets_breakpoints_not_int3_boost(spawn):
+    """The kernel kills a thread whose int3 raises a SIGTRAP it blocks. -p on a program that
+    blocks SIGTRAP (started so) gets int3-ptrace where it would have had int3-boost, -v says
+    why, and it runs and counts exactly."""
+    binary = target("tiny")
+    proc = subprocess.Popen([binary, "1000", "--wait"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK,
+                                                                       {signal.SIGTRAP}))
+    try:
+        assert proc.stdout.readline() == "tiny: waiting\n"
+        dprobe = spawn([dprobe_path(), "-v", "-p", proc.pid, "-e",
+                        f"BEGIN {{ printf(\"ready\\n\"); }} uprobe:{binary}:tiny_fn "
+                        "{ @c = count(); }"], name="dprobe")
+        dprobe.wait_for_line("ready", timeout=20)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.read() == "tiny: 1000 calls, sum 2003000\n"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert dprobe.wait(timeout=30) == 0, dprobe.describe()
+    assert re.search(r"mechanism int3-ptrace \(.*int3-boost refused: thread \d+ blocks SIGTRAP\)",
+                     dprobe.stderr), dprobe.describe()
+    assert count_lines(dprobe.stdout) == {"@c": 1000}, dprobe.describe()
+
+
+@pytest.mark.parametrize("mechanism", ["jump", "int3-boost", "int3-ptrace"])
+def test_vfork_exec_and_exit_from_a_signal_handler(tmp_path, mechanism):
+    """vfork + exec in the probed process, and a fork child that a SIGUSR1 handler (which also
+    calls the probed function) ends with _exit(7): nothing hangs, nothing crashes, the program
+    sees what it sees unprobed."""
+    binary = target("vforker")
+    out = tmp_path / "out.txt"
+    result = run_dprobe(["--mechanism", mechanism, "-o", out, "-e",
+                         f"uprobe:{binary}:work {{ @c = count(); }}", "-c", f"{binary} 10"],
+                        timeout=60)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout == ("vforker: 10 of 10 vfork children exited 0, signalled child "
+                             "exited 7\n"), result.describe()
+    assert count_lines(out.read_text())["@c"] >= 10, out.read_text()
