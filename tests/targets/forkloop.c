@@ -1,0 +1,30 @@
+/* forkloop N: N times fork() a child that calls work() once and _exit()s, and wait for it;
+ * the parent calls work() once per round too. Prints the wall time per fork+wait round, for
+ * the fork-cost benchmark (bench/dlopen_arm.sh). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "work.h"
+
+int main(int argc, char **argv) {
+  int n = argc > 1 ? atoi(argv[1]) : 1000;
+  struct timespec a, b;
+  long long sum = 0;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < n; ++i) {
+    sum += work(i);
+    pid_t child = fork();
+    if (child < 0) return 2;
+    if (child == 0) _exit(work(i) == work(i) ? 0 : 1);
+    int status = 0;
+    if (waitpid(child, &status, 0) != child || status != 0) return 3;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
+  printf("forkloop: %d rounds, sum %s\nns_per_fork %.0f\n", n, sum == work_sum(n) ? "ok" : "wrong",
+         ns / n);
+  return 0;
+}
