@@ -3,7 +3,8 @@
  * checks that it is really gone), then does it all a second time. A probe on plugin_entry
  * counts 2 * (max(THREADS,1) * K + 1): the library's constructor calls it once per load.
  * WAIT before the first dlopen: "stdin" reads one line (deterministic tests), a number sleeps
- * that many ms (default 0).
+ * that many ms (default 0); "loaded" dlopen()s first, then reads one line before calling in
+ * (a library mapped before dprobe attaches).
  * With PLUGIN_HOST_TIMES set, prints per load how long dlopen and dlclose took, in ns. */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -59,6 +60,12 @@ int main(int argc, char **argv) {
     if (!handle) {
       fprintf(stderr, "plugin_host: %s\n", dlerror());
       return 2;
+    }
+    if (round == 1 && strcmp(wait, "loaded") == 0) {
+      printf("plugin_host: loaded\n");
+      fflush(stdout);
+      char line[64];
+      if (!fgets(line, sizeof line, stdin)) return 65;
     }
     entry_fn entry = (entry_fn)dlsym(handle, "plugin_entry");
     if (!entry) return 3;
