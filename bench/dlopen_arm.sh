@@ -102,6 +102,6 @@ jump=$(run_fork jump)
 boost=$(run_fork int3-boost)
 echo
 echo "== fork cost (forkloop: $n_fork x fork+work+_exit+wait, best of $repeat) =="
-printf '%-34s %10s ns/fork  %6s\n' "unprobed" "$plain" "1.0x"
-printf '%-34s %10s ns/fork  %5.1fx\n' "jump probe armed (traced, followed)" "$jump" "$(echo "$jump / $plain" | bc -l)"
-printf '%-34s %10s ns/fork  %5.1fx\n' "int3-boost probe armed (running free)" "$boost" "$(echo "$boost / $plain" | bc -l)"
+printf '%-38s %10s ns/fork  %6s\n' "unprobed" "$plain" "1.0x"
+printf '%-38s %10s ns/fork  %5.1fx\n' "jump probe armed (traced, followed)" "$jump" "$(echo "$jump / $plain" | bc -l)"
+printf '%-38s %10s ns/fork  %5.1fx\n' "int3-boost probe armed (running free)" "$boost" "$(echo "$boost / $plain" | bc -l)"
