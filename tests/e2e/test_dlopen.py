@@ -6,6 +6,7 @@ plus once from the library's constructor, so exact counts show that no call was 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -132,3 +133,21 @@ def test_static_program_cannot_wait_for_a_library(tmp_path):
     assert result.returncode != 0, result.describe()
     assert re.search(r"libplugin.so: not mapped in process \d+, and its loads cannot be watched",
                      result.stderr), result.describe()
+
+
+def test_fork_child_that_loads_the_library_survives(tmp_path):
+    """The loader's breakpoint is dprobe's: a fork child (not traced) gets the original byte back
+    and loads the library unharmed. Its calls are not counted: deferred probes are armed in the
+    traced process only (children are not followed into their own dlopen yet)."""
+    host, lib = target("plugin_host"), target("libplugin.so")
+    out = tmp_path / "out.txt"
+    env = dict(os.environ, PLUGIN_HOST_FORK="1")
+    result = run([dprobe_path(), "-o", out, "-e", probe(lib), "-c", f"{host} {lib} 1000"],
+                 timeout=60, env=env)
+    assert result.returncode == 0, result.describe()
+    assert result.stdout == ("plugin_host: child load 1: 1 x 1000 calls, sum ok\n"
+                             "plugin_host: child load 2: 1 x 1000 calls, sum ok\n"
+                             "plugin_host: child exit 0\n"
+                             "plugin_host: load 1: 1 x 1000 calls, sum ok\n"
+                             "plugin_host: load 2: 1 x 1000 calls, sum ok\n"), result.describe()
+    assert count_of(out.read_text()) == expected(1000), out.read_text()

@@ -5,13 +5,18 @@
  * WAIT before the first dlopen: "stdin" reads one line (deterministic tests), a number sleeps
  * that many ms (default 0); "loaded" dlopen()s first, then reads one line before calling in
  * (a library mapped before dprobe attaches).
- * With PLUGIN_HOST_TIMES set, prints per load how long dlopen and dlclose took, in ns. */
+ * With PLUGIN_HOST_TIMES set, prints per load how long dlopen and dlclose took, in ns.
+ * With PLUGIN_HOST_FORK set, a fork()ed child first does both loads (without waiting), and the
+ * parent prints its exit status before doing its own: a child that inherited a breakpoint on
+ * the loader that nobody handles dies of SIGTRAP in its dlopen. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef int (*entry_fn)(int);
 
@@ -45,6 +50,24 @@ int main(int argc, char **argv) {
   int threads = argc > 3 ? atoi(argv[3]) : 0;
   const char *wait = argc > 4 ? argv[4] : "0";
   int times = getenv("PLUGIN_HOST_TIMES") != NULL;
+  int is_child = 0;
+  if (getenv("PLUGIN_HOST_FORK") != NULL) {
+    fflush(stdout);
+    pid_t child = fork();
+    if (child < 0) return 6;
+    if (child == 0) {
+      is_child = 1;
+      wait = "0";
+    } else {
+      int status = 0;
+      if (waitpid(child, &status, 0) != child) return 7;
+      if (WIFEXITED(status))
+        printf("plugin_host: child exit %d\n", WEXITSTATUS(status));
+      else
+        printf("plugin_host: child killed by signal %d\n", WTERMSIG(status));
+      fflush(stdout);
+    }
+  }
   if (strcmp(wait, "stdin") == 0) {
     char line[64];
     if (!fgets(line, sizeof line, stdin)) return 65;
@@ -91,7 +114,7 @@ int main(int argc, char **argv) {
       return 5;
     }
     if (sum != n * expected_sum(k)) ok = 0;
-    printf("plugin_host: load %d: %d x %d calls, sum %s\n", round, n, k,
+    printf("plugin_host: %sload %d: %d x %d calls, sum %s\n", is_child ? "child " : "", round, n, k,
            sum == n * expected_sum(k) ? "ok" : "wrong");
     if (times) printf("dlopen_ns %lld dlclose_ns %lld\n", t1 - t0, t3 - t2);
     fflush(stdout);
