@@ -311,6 +311,26 @@ Status AgentEngine::add(process::Tracee& tracee, std::vector<ProbeSite> sites) {
   return {};
 }
 
+Status AgentEngine::add_trap_passthrough(uint64_t address, uint64_t resume_address) {
+  if (!reader_ || !trap_handler_) return fail("agent: no SIGTRAP handler");
+  auto key = std::make_pair(std::string("<trap passthrough>"), address);
+  uint32_t id = 0;
+  if (auto known = ids_.find(key); known != ids_.end()) {
+    id = known->second;
+  } else {
+    if (specs_.size() >= layout_.probe_capacity) return fail("agent: probe table full");
+    id = static_cast<uint32_t>(specs_.size());
+    ids_.emplace(std::move(key), id);
+    specs_.emplace_back();
+  }
+  agent::ProbeSpec& spec = specs_[id];
+  spec.address = address;
+  spec.resume_address = resume_address;
+  std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  if (auto st = agent::write_probe(region, layout_, script_.module, id, spec); !st) return st;
+  return agent::publish_trap_index(region, layout_, specs_);
+}
+
 size_t AgentEngine::forget_unmapped(std::span<const process::Mapping> maps) {
   if (!reader_) return 0;
   std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);

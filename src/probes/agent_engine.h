@@ -52,6 +52,12 @@ class AgentEngine {
   /// written to the target, whose pages are gone. Their trampolines stay, inert. Returns how many.
   size_t forget_unmapped(std::span<const process::Mapping> maps);
 
+  /// Lets the agent's SIGTRAP handler serve an int3 that dprobe placed and handles through
+  /// ptrace (the loader's rendezvous breakpoint): an entry with no programs whose hit resumes at
+  /// `resume_address`. While dprobe traces the process the trap never reaches the handler; if
+  /// dprobe dies (kill -9) the process goes on instead of dying of SIGTRAP. Takes one probe id.
+  [[nodiscard]] Status add_trap_passthrough(uint64_t address, uint64_t resume_address);
+
   /// Probe ids still free for add().
   [[nodiscard]] uint32_t free_probe_ids() const;
 

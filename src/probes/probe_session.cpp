@@ -260,7 +260,7 @@ class Session {
       // Probes armed later may need the agent's SIGTRAP handler: installed now, while it is sure.
       const uint32_t later = deferred_capacity();
       auto agent = AgentEngine::place(*tracee_, script_,
-                                      static_cast<uint32_t>(agent_sites.size()) + later,
+                                      static_cast<uint32_t>(agent_sites.size()) + later + 1,
                                       boost || later != 0);
       if (!agent) {
         if (options_.mechanism) return std::unexpected(agent.error());
@@ -277,6 +277,13 @@ class Session {
       }
     }
 
+    if (!agent_ && deferred_capacity() != 0 && agent_problem.empty()) {
+      // Probes wait for a library: the agent is placed now, with its SIGTRAP handler, so that
+      // the loader's breakpoint never kills the process if dprobe dies (add_trap_passthrough).
+      // If it cannot be placed, it is tried again when the library is mapped.
+      auto agent = AgentEngine::place(*tracee_, script_, deferred_capacity() + 1, true);
+      if (agent && (*agent)->arm(*tracee_, {})) agent_ = std::move(*agent);
+    }
     engine_ = std::make_unique<BreakpointEngine>(
         *tracee_, [this](const ProbeSite& site, pid_t tid, const process::Registers& regs) {
           on_hit(site, tid, regs);
@@ -353,6 +360,7 @@ class Session {
       loader_.reset();
       return st;
     }
+    let_agent_serve_loader_trap();
     if (options_.verbose) {
       fmt::print(options_.diagnostics,
                  "dprobe stays attached to process {}: its dynamic loader stops at {:#x} "
@@ -361,6 +369,18 @@ class Session {
                  pid_, loader_->r_brk);
     }
     return {};
+  }
+
+  // The loader's int3 resumes in its out-of-line copy (a boosted one: it jumps back) through
+  // the agent too, if dprobe is gone. Best effort: without it a dprobe killed with -9 leaves an
+  // int3 that kills the process at its next dlopen.
+  void let_agent_serve_loader_trap() {
+    if (!agent_ || !loader_ || !agent_->has_trap_handler()) return;
+    for (const auto& site : engine_->sites()) {
+      if (is_loader_site(site) && site.armed) {
+        (void)agent_->add_trap_passthrough(site.address, site.slot_address);
+      }
+    }
   }
 
   // A thread stopped at the loader's rendezvous breakpoint, in the middle of dlopen or dlclose.
@@ -426,11 +446,12 @@ class Session {
     }
     if (!agent_sites.empty() && !agent_) {
       // The first probes in the agent: it is placed now, with room for every deferred probe.
-      auto agent = AgentEngine::place(*tracee_, script_, deferred_capacity(), true);
+      auto agent = AgentEngine::place(*tracee_, script_, deferred_capacity() + 1, true);
       if (agent) {
         agent_ = std::move(*agent);
         if (auto st = agent_->arm(*tracee_, {}); !st) return st;
         agent_->share_maps(runtime_);
+        let_agent_serve_loader_trap();
       } else {
         if (options_.mechanism) return std::unexpected(agent.error());
         for (auto& site : agent_sites) {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -151,3 +152,19 @@ def test_fork_child_that_loads_the_library_survives(tmp_path):
                              "plugin_host: load 1: 1 x 1000 calls, sum ok\n"
                              "plugin_host: load 2: 1 x 1000 calls, sum ok\n"), result.describe()
     assert count_of(out.read_text()) == expected(1000), out.read_text()
+
+
+def test_kill9_of_dprobe_while_waiting_for_the_library(spawn):
+    """dprobe killed with -9 while its breakpoint sits on the loader: the agent, placed when
+    probes started waiting, serves that int3, so the program's dlopen goes on unharmed."""
+    host, lib = target("plugin_host"), target("libplugin.so")
+    app = spawn([host, lib, "1000", "2", "stdin"], stdin=True, name="plugin_host")
+    time.sleep(0.2)
+    dprobe = spawn([dprobe_path(), "-p", app.proc.pid, "-e",
+                    'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
+    dprobe.wait_for_line("armed", timeout=20)
+    dprobe.signal(signal.SIGKILL)
+    dprobe.wait(timeout=10)
+    app.write("go\n")
+    assert app.wait(timeout=60) == 0, app.describe()
+    assert app.stdout.count("2 x 1000 calls, sum ok") == 2, app.describe()
