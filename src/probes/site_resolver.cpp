@@ -307,7 +307,12 @@ Result<UprobePoint> SiteResolver::list_point(const lang::AttachPoint& ap, uint32
   point.program = program;
   point.file_path = loc->file_path;
   point.file_vaddr = loc->file_vaddr;
-  point.mapped = is_mapped(point, maps);
+  // A mapping by the same path of another copy of the file (replaced on disk since) counts as
+  // mapped: resolving it says the file changed, where waiting would wait forever.
+  point.mapped = is_mapped(point, maps) ||
+                 std::any_of(maps.begin(), maps.end(), [&](const process::Mapping& m) {
+                   return m.path == point.file_path;
+                 });
   return point;
 }
 
