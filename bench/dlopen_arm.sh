@@ -8,9 +8,9 @@
 #    the probes are armed at the loader's RT_CONSISTENT stop *inside* dlopen, before the library's
 #    constructor runs: the time from dlopen returning to the probes being armed is therefore
 #    negative by construction, and what the user pays is the extra time dlopen takes. Reported:
-#    dlopen/dlclose ns unprobed vs under dprobe (first load: places the agent; second load:
-#    agent already there), dprobe's own "armed in N us" (-v), and the count check (2K + 2:
-#    the constructor's calls are counted, so nothing ran before the probes were armed).
+#    dlopen/dlclose ns unprobed vs under dprobe, dprobe's own "armed in N us" (-v), and the
+#    count check (2K + 2: the constructor's calls are counted, so nothing ran before the probes
+#    were armed).
 # 2. fork cost. forkloop N fork()s and waits N children (each calls work() once); ns per
 #    fork+wait unprobed, under dprobe with a jump probe on work (dprobe traces the process and
 #    follows each child: a ptrace fork stop per fork), and under --mechanism int3-boost (dprobe
@@ -75,31 +75,34 @@ for load in 1 2; do
   printf '%-6s %12s ns %12s ns %7.1fx %12s ns %12s ns %7.1fx %12s\n' "$load" "$po" "$do_" \
     "$(echo "$do_ / $po" | bc -l)" "$pc" "$dc" "$(echo "$dc / $pc" | bc -l)" "$au"
 done
-echo "(dlopen_dprobe - dlopen_plain is the time the loader is held at its rendezvous stop: two"
-echo " ptrace stops (RT_ADD, RT_CONSISTENT) and, at the second, maps re-read + arming; load 1 also"
-echo " places the agent in the process. armed_us is dprobe's own time for the arming step.)"
+echo "(dlopen_dprobe - dlopen_plain is the time the loader is held at its rendezvous stops: two"
+echo " ptrace stops (RT_ADD, RT_CONSISTENT), each with an out-of-line step, and at the second the"
+echo " maps re-read and the arming (the agent was placed when the probe started waiting; load 1"
+echo " also maps trampoline pages near the library). dlclose: two stops, sites forgotten."
+echo " armed_us: dprobe's own time from the consistent stop to every probe of the library armed.)"
 
 # --- 2. fork cost --------------------------------------------------------------------------
-run_fork() {  # label, then the command prefix (may be empty)
-  local best=""
-  for ((r = 0; r < repeat; ++r)); do
-    if [[ $1 == plain ]]; then
-      "$forkloop" "$n_fork" > "$tmp/fork"
-    else
-      "$dprobe" -o "$tmp/maps" --mechanism "$1" -e "uprobe:$forkloop:work { @c = count(); }" \
-        -c "$forkloop $n_fork" > "$tmp/fork"
-      count=$(sed -n 's/^@c: //p' "$tmp/maps")
-      [[ $count == $((2 * n_fork)) ]] || die "fork under $1: count $count, expected $((2 * n_fork))"
-    fi
-    grep -q "sum ok" "$tmp/fork" || die "forkloop under $1: $(cat "$tmp/fork")"
-    ns=$(sed -n 's/^ns_per_fork //p' "$tmp/fork")
-    if [[ -z $best ]] || ((ns < best)); then best=$ns; fi
-  done
-  echo "$best"
+fork_once() {  # mechanism or "plain" -> ns per fork+wait of one forkloop run
+  if [[ $1 == plain ]]; then
+    "$forkloop" "$n_fork" > "$tmp/fork"
+  else
+    "$dprobe" -o "$tmp/maps" --mechanism "$1" -e "uprobe:$forkloop:work { @c = count(); }" \
+      -c "$forkloop $n_fork" > "$tmp/fork"
+    count=$(sed -n 's/^@c: //p' "$tmp/maps")
+    [[ $count == $((2 * n_fork)) ]] || die "fork under $1: count $count, expected $((2 * n_fork))"
+  fi
+  grep -q "sum ok" "$tmp/fork" || die "forkloop under $1: $(cat "$tmp/fork")"
+  sed -n 's/^ns_per_fork //p' "$tmp/fork"
 }
-plain=$(run_fork plain)
-jump=$(run_fork jump)
-boost=$(run_fork int3-boost)
+# Interleaved, so that a change in the machine's load hits every configuration alike.
+: > "$tmp/forks"
+for ((r = 0; r < repeat; ++r)); do
+  for m in plain jump int3-boost; do echo "$m $(fork_once $m)" >> "$tmp/forks"; done
+done
+best() { awk -v m="$1" '$1 == m { print $2 }' "$tmp/forks" | min; }
+plain=$(best plain)
+jump=$(best jump)
+boost=$(best int3-boost)
 echo
 echo "== fork cost (forkloop: $n_fork x fork+work+_exit+wait, best of $repeat) =="
 printf '%-38s %10s ns/fork  %6s\n' "unprobed" "$plain" "1.0x"
