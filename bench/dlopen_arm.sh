@@ -92,19 +92,26 @@ fork_once() {  # mechanism or "plain" -> ns per fork+wait of one forkloop run
     [[ $count == $((2 * n_fork)) ]] || die "fork under $1: count $count, expected $((2 * n_fork))"
   fi
   grep -q "sum ok" "$tmp/fork" || die "forkloop under $1: $(cat "$tmp/fork")"
-  sed -n 's/^ns_per_fork //p' "$tmp/fork"
+  echo "$(sed -n 's/^ns_per_fork //p' "$tmp/fork") $(sed -n 's/^cpu_ns_per_fork //p' "$tmp/fork")"
 }
 # Interleaved, so that a change in the machine's load hits every configuration alike.
 : > "$tmp/forks"
 for ((r = 0; r < repeat; ++r)); do
   for m in plain jump int3-boost; do echo "$m $(fork_once $m)" >> "$tmp/forks"; done
 done
-best() { awk -v m="$1" '$1 == m { print $2 }' "$tmp/forks" | min; }
-plain=$(best plain)
-jump=$(best jump)
-boost=$(best int3-boost)
+best() { awk -v m="$1" -v f="$2" '$1 == m { print $f }' "$tmp/forks" | min; }
 echo
-echo "== fork cost (forkloop: $n_fork x fork+work+_exit+wait, best of $repeat) =="
-printf '%-38s %10s ns/fork  %6s\n' "unprobed" "$plain" "1.0x"
-printf '%-38s %10s ns/fork  %5.1fx\n' "jump probe armed (traced, followed)" "$jump" "$(echo "$jump / $plain" | bc -l)"
-printf '%-38s %10s ns/fork  %5.1fx\n' "int3-boost probe armed (running free)" "$boost" "$(echo "$boost / $plain" | bc -l)"
+echo "== fork cost (forkloop: $n_fork x fork+work+_exit+wait, best of $repeat, interleaved) =="
+echo "(wall: ns per round; cpu: user+system ns of the program and its children per round --"
+echo " dprobe's own time is not in it; on a busy machine wall time is mostly waiting for a CPU)"
+printf '%-38s %12s %6s %12s %6s\n' configuration wall_ns ratio cpu_ns ratio
+for m in plain jump int3-boost; do
+  case $m in
+    plain) label="unprobed" ;;
+    jump) label="jump probe armed (traced, followed)" ;;
+    int3-boost) label="int3-boost probe armed (running free)" ;;
+  esac
+  w=$(best $m 2); c=$(best $m 3)
+  printf '%-38s %12s %5.1fx %12s %5.1fx\n' "$label" "$w" "$(echo "$w / $(best plain 2)" | bc -l)" \
+    "$c" "$(echo "$c / $(best plain 3)" | bc -l)"
+done

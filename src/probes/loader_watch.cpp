@@ -4,6 +4,7 @@
 #include <link.h>
 
 #include <cstddef>
+#include <vector>
 
 #include "elf/elf_file.h"
 #include "process/auxv.h"
@@ -56,6 +57,31 @@ Result<LoaderRendezvous> find_loader_rendezvous(pid_t pid, std::span<const proce
     rendezvous.r_brk = *bias + state->address;
   }
   return rendezvous;
+}
+
+Result<ProbeSite> loader_breakpoint_site(const LoaderRendezvous& rendezvous,
+                                         std::span<const process::Mapping> maps,
+                                         const TargetReader& read_target) {
+  ProbeSite site;
+  site.probe_names.push_back("loader:_dl_debug_state");
+  site.file_path = rendezvous.loader;
+  for (const auto& m : maps) {
+    if (m.contains(rendezvous.r_brk)) site.file_path = m.path;  // as forget_unmapped compares
+  }
+  site.function = "_dl_debug_state";
+  site.address = rendezvous.r_brk;
+  // From the process: usually a lone `ret`, whatever it is it is stepped out of line.
+  std::vector<uint8_t> bytes(16);
+  if (auto st = read_target(site.address, bytes); !st) {
+    bytes.resize(1);  // at the end of a mapping: a 1-byte ret still decodes
+    if (auto again = read_target(site.address, bytes); !again) return std::unexpected(again.error());
+  }
+  auto insn = x86_64::decode(bytes, site.address);
+  if (!insn) return with_context(insn.error(), "the loader's _dl_debug_state");
+  site.instruction = *insn;
+  site.mechanism = Mechanism::Int3Ptrace;
+  site.mechanism_reason = "dprobe arms probes of libraries the loader maps here";
+  return site;
 }
 
 LoaderState read_loader_state(const LoaderRendezvous& rendezvous, const TargetReader& read_target) {

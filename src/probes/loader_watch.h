@@ -30,6 +30,11 @@ struct LoaderRendezvous {
 [[nodiscard]] Result<LoaderRendezvous> find_loader_rendezvous(
     pid_t pid, std::span<const process::Mapping> maps, const TargetReader& read_target);
 
+/// The int3-ptrace site dprobe arms at r_brk (no programs: dprobe acts on it itself).
+[[nodiscard]] Result<ProbeSite> loader_breakpoint_site(const LoaderRendezvous& rendezvous,
+                                                       std::span<const process::Mapping> maps,
+                                                       const TargetReader& read_target);
+
 enum class LoaderState { Consistent, Adding, Deleting, Unknown };
 
 /// r_state of the rendezvous now (Unknown when r_debug is unknown or unreadable).

@@ -321,6 +321,7 @@ class Session {
         fmt::print(options_.diagnostics, "dprobe: not watching library loads in process {}: {}\n",
                    pid_, watched.error().text());
       }
+      if (watched) print_staying_attached();
       return {};
     }
     if (auto st = arm_loader_breakpoint(maps); !st) {
@@ -332,42 +333,31 @@ class Session {
                  "dprobe: {} is not mapped in process {} yet: its probes are armed when it is\n",
                  path, pid_);
     }
+    print_staying_attached();
     return {};
+  }
+
+  void print_staying_attached() const {
+    if (!options_.verbose) return;
+    fmt::print(options_.diagnostics,
+               "dprobe stays attached to process {}: its dynamic loader stops at {:#x} "
+               "(_dl_debug_state) on every dlopen and dlclose, for probes on files mapped later\n",
+               pid_, loader_->r_brk);
   }
 
   Status arm_loader_breakpoint(std::span<const process::Mapping> maps) {
     auto rendezvous = find_loader_rendezvous(pid_, maps, target_reader());
     if (!rendezvous) return std::unexpected(rendezvous.error());
-    ProbeSite site;
-    site.probe_names.push_back("loader:_dl_debug_state");
-    site.file_path = rendezvous->loader;
-    for (const auto& m : maps) {
-      if (m.contains(rendezvous->r_brk)) site.file_path = m.path;
-    }
-    site.function = "_dl_debug_state";
-    site.address = rendezvous->r_brk;
-    std::vector<uint8_t> bytes(16);
-    if (auto st = tracee_->read_memory(site.address, bytes); !st) return st;
-    auto insn = x86_64::decode(bytes, site.address);
-    if (!insn) return std::unexpected(insn.error());
-    site.instruction = *insn;
-    site.mechanism = Mechanism::Int3Ptrace;
-    site.mechanism_reason = "dprobe arms probes of libraries the loader maps here";
+    auto site = loader_breakpoint_site(*rendezvous, maps, target_reader());
+    if (!site) return std::unexpected(site.error());
     loader_ = *rendezvous;
     std::vector<ProbeSite> one;
-    one.push_back(std::move(site));
+    one.push_back(std::move(*site));
     if (auto st = engine_->add(std::move(one)); !st) {
       loader_.reset();
       return st;
     }
     let_agent_serve_loader_trap();
-    if (options_.verbose) {
-      fmt::print(options_.diagnostics,
-                 "dprobe stays attached to process {}: its dynamic loader stops at {:#x} "
-                 "(_dl_debug_state) on every dlopen and dlclose, for probes on files mapped "
-                 "later\n",
-                 pid_, loader_->r_brk);
-    }
     return {};
   }
 
@@ -410,6 +400,10 @@ class Session {
     if (!maps) return std::unexpected(maps.error());
     size_t forgotten = engine_->forget_unmapped(*maps);
     if (agent_) forgotten += agent_->forget_unmapped(*maps);
+    if (forgotten != 0 && options_.verbose) {
+      fmt::print(options_.diagnostics, "process {}: {} probe sites forgotten (code unmapped)\n",
+                 pid_, forgotten);
+    }
     std::vector<UprobePoint> to_arm;
     std::set<std::string> mapped_now;
     for (const auto& point : points_) {
@@ -426,7 +420,6 @@ class Session {
       }
       it = armed_files_.erase(it);
     }
-    (void)forgotten;
     for (const auto& point : points_) {
       if (mapped_now.contains(point.file_path) && !armed_files_.contains(point.file_path)) {
         to_arm.push_back(point);
