@@ -257,11 +257,12 @@ class Session {
       bool boost = std::any_of(agent_sites.begin(), agent_sites.end(), [](const ProbeSite& s) {
         return s.mechanism == Mechanism::Int3Boost;
       });
-      // Probes armed later may need the agent's SIGTRAP handler: installed now, while it is sure.
+      // Probes armed later may need the agent's SIGTRAP handler, and so does the loader's
+      // breakpoint if dprobe dies (let_agent_serve_loader_trap): installed now, while it is sure.
       const uint32_t later = deferred_capacity();
       auto agent = AgentEngine::place(*tracee_, script_,
                                       static_cast<uint32_t>(agent_sites.size()) + later + 1,
-                                      boost || later != 0);
+                                      boost || later != 0 || library_probed());
       if (!agent) {
         if (options_.mechanism) return std::unexpected(agent.error());
         // The agent could not be placed (seccomp, no memfd, ...): breakpoints still work.
@@ -310,12 +311,10 @@ class Session {
       }
     }
     if (waiting.empty()) {
-      std::error_code error;
-      const auto exe = std::filesystem::canonical(fmt::format("/proc/{}/exe", pid_), error);
-      const bool library_probed = std::any_of(points_.begin(), points_.end(), [&](const auto& p) {
-        return p.file_path != exe.string();
-      });
-      if (!library_probed || should_run_free()) return {};
+      // Never an int3 on the loader that a dprobe killed with -9 would leave unserved, where the
+      // probes themselves would not (agent probes without its SIGTRAP handler).
+      const bool kill_safe = !agent_ || agent_->has_trap_handler();
+      if (!library_probed() || should_run_free() || !kill_safe) return {};
       auto watched = arm_loader_breakpoint(maps);
       if (!watched && options_.verbose) {
         fmt::print(options_.diagnostics, "dprobe: not watching library loads in process {}: {}\n",
@@ -335,6 +334,14 @@ class Session {
     }
     print_staying_attached();
     return {};
+  }
+
+  // A probe is on a file other than the program itself (a library it may dlclose and load again).
+  bool library_probed() const {
+    std::error_code error;
+    const auto exe = std::filesystem::canonical(fmt::format("/proc/{}/exe", pid_), error);
+    return std::any_of(points_.begin(), points_.end(),
+                       [&](const UprobePoint& p) { return p.file_path != exe.string(); });
   }
 
   void print_staying_attached() const {

@@ -83,6 +83,9 @@ def test_attach_before_the_first_dlopen(spawn):
     dprobe = spawn([dprobe_path(), "-v", "-p", app.proc.pid, "-e",
                     'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
     dprobe.wait_for_line("armed", timeout=20)
+    deadline = time.monotonic() + 10  # stderr is read by another thread than stdout
+    while "stays attached" not in dprobe.stderr and time.monotonic() < deadline:
+        time.sleep(0.02)
     note = NOTE.search(dprobe.stderr)
     assert note and note.group(2) == str(app.proc.pid), dprobe.describe()
     # -v says why dprobe stays attached even with probes that could run free.
@@ -168,3 +171,23 @@ def test_kill9_of_dprobe_while_waiting_for_the_library(spawn):
     app.write("go\n")
     assert app.wait(timeout=60) == 0, app.describe()
     assert app.stdout.count("2 x 1000 calls, sum ok") == 2, app.describe()
+
+
+def test_kill9_of_dprobe_watching_a_library_loaded_already(spawn):
+    """The library was mapped at attach (jump probes, and the loader watched for its reload):
+    after a kill -9 of dprobe, the dlclose and second dlopen go on unharmed."""
+    host, lib = target("plugin_host"), target("libplugin.so")
+    app = spawn([host, lib, "1000", "0", "loaded"], stdin=True, name="plugin_host")
+    app.wait_for_line("plugin_host: loaded", timeout=20)
+    dprobe = spawn([dprobe_path(), "-v", "-p", app.proc.pid, "-e",
+                    'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
+    dprobe.wait_for_line("armed", timeout=20)
+    deadline = time.monotonic() + 10  # stderr is read by another thread than stdout
+    while "stays attached" not in dprobe.stderr and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "stays attached" in dprobe.stderr, dprobe.describe()
+    dprobe.signal(signal.SIGKILL)
+    dprobe.wait(timeout=10)
+    app.write("go\n")
+    assert app.wait(timeout=60) == 0, app.describe()
+    assert app.stdout.count("1 x 1000 calls, sum ok") == 2, app.describe()
