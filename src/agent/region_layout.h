@@ -28,9 +28,9 @@ struct RegionOptions {
   uint64_t sigtrap_prev_handler = 0; ///< see RegionHeader
   uint64_t sigtrap_prev_flags = 0;
   bool enabled = true; ///< init_region leaves the region enabled
-  /// init_region zeroes the arena too. Pass false for memory known to be zero (a new
-  /// SharedRegion): zeroing would commit every page of a memfd that is otherwise only
-  /// allocated as the agent touches it.
+  /// init_region zeroes the ring's records and the arena too. Pass false for memory known to be
+  /// zero (a new SharedRegion): zeroing would commit every page of a memfd that is otherwise
+  /// only allocated as the agent touches it.
   bool zero_arena = true;
 };
 

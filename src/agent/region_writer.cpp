@@ -116,8 +116,11 @@ Status init_region(std::span<uint8_t> region, const RegionLayout& layout,
   if (probes.size() > layout.probe_capacity) {
     return fail("agent region: {} probes, room for {}", probes.size(), layout.probe_capacity);
   }
-  // The arena is last in the layout: its zeroing alone is optional.
-  std::memset(region.data(), 0, options.zero_arena ? layout.size : layout.arena.offset);
+  // The ring's records and the arena are last in the layout: their zeroing is optional. In a
+  // fresh memfd they read as zeros already, and writing 16 MiB of ring would commit every page
+  // of it (tens of ms: this runs while the target is stopped, e.g. inside its dlopen).
+  const uint64_t known_zero_from = layout.ring.offset + sizeof(abi::RingHeader);
+  std::memset(region.data(), 0, options.zero_arena ? layout.size : known_zero_from);
   abi::RegionHeader* h = header_of(region);
   h->magic = abi::kRegionMagic;
   h->version = abi::kRegionVersion;

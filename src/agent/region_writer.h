@@ -20,7 +20,8 @@ struct ProbeSpec {
   bool enabled = true;
 };
 
-/// Writes a fresh image: zeroes `region` (the arena only with options.zero_arena), then the
+/// Writes a fresh image: zeroes `region` (the ring's records and the arena only with
+/// options.zero_arena), then the
 /// header, module, probes and trap index; sets `enabled` last (release) when options.enabled.
 /// `module` and `options` must be the ones the layout was planned with. Probe ids are indices
 /// into `probes`.

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstring>
@@ -127,6 +128,7 @@ Result<std::unique_ptr<AgentEngine>> AgentEngine::place(process::Tracee& tracee,
                                                         bool with_trap_handler) {
   const pid_t tid = any_thread(tracee);
   agent::RegionOptions options;
+  probe_count = std::max<uint32_t>(probe_count, 1);
   options.probe_capacity = probe_count;
   options.ring_bytes = 16u << 20;  // ~100 ms of 10M events/s; poll() drains a busy ring at once
   // The region stays mapped in the target after dprobe leaves (trampolines may still point at
@@ -170,6 +172,7 @@ Result<std::unique_ptr<AgentEngine>> AgentEngine::place(process::Tracee& tracee,
     if (!old) return with_context(old.error(), "installing the agent's SIGTRAP handler");
     engine->options_.sigtrap_prev_handler = old->handler;
     engine->options_.sigtrap_prev_flags = old->flags;
+    engine->trap_handler_ = true;
   }
   return engine;
 }
@@ -233,34 +236,68 @@ Status AgentEngine::move_threads_out_of(process::Tracee& tracee,
 }
 
 Status AgentEngine::arm(process::Tracee& tracee, std::vector<ProbeSite> sites) {
-  sites_ = std::move(sites);
-  trampolines_.assign(sites_.size(), std::nullopt);
-  const pid_t tid = any_thread(tracee);
-  std::vector<agent::ProbeSpec> specs;
-  for (size_t i = 0; i < sites_.size(); ++i) {
-    ProbeSite& site = sites_[i];
-    site.agent_probe_id = static_cast<uint32_t>(i);
-    Status prepared = site.mechanism == Mechanism::Jump ? prepare_jump(tracee, tid, site)
-                                                        : prepare_boost(tracee, tid, site);
-    if (!prepared) return prepared;
-    agent::ProbeSpec spec;
-    spec.programs = site.programs;
-    spec.address = site.address;
-    spec.resume_address = site.mechanism == Mechanism::Int3Boost ? site.slot_address : 0;
-    specs.push_back(std::move(spec));
-  }
-
+  sites_.clear();
+  trampolines_.clear();
+  specs_.clear();
+  ids_.clear();
   std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  // Enabled before any probe entry exists: nothing can reach the agent until a site is patched.
   options_.enabled = true;
-  if (auto st = agent::init_region(region, layout_, script_.module, specs, options_); !st) {
+  if (auto st = agent::init_region(region, layout_, script_.module, {}, options_); !st) {
     return with_context(st.error(), "initialising the shared region");
   }
   auto reader = agent::RegionReader::create(region, layout_);
   if (!reader) return std::unexpected(reader.error());
   reader_.emplace(std::move(*reader));
+  return add(tracee, std::move(sites));
+}
+
+uint32_t AgentEngine::free_probe_ids() const {
+  return layout_.probe_capacity - static_cast<uint32_t>(specs_.size());
+}
+
+Status AgentEngine::add(process::Tracee& tracee, std::vector<ProbeSite> sites) {
+  if (!reader_) return fail("agent: add() before arm()");
+  const size_t first = sites_.size();
+  const pid_t tid = any_thread(tracee);
+  for (auto& site : sites) {
+    auto key = std::make_pair(site.file_path, site.file_vaddr);
+    auto known = ids_.find(key);
+    if (known != ids_.end()) {
+      site.agent_probe_id = known->second;
+    } else {
+      if (specs_.size() >= layout_.probe_capacity) {
+        return fail("{}: no room left in the agent's probe table ({} entries)",
+                    site.probe_names.front(), layout_.probe_capacity);
+      }
+      site.agent_probe_id = static_cast<uint32_t>(specs_.size());
+      ids_.emplace(std::move(key), site.agent_probe_id);
+      specs_.emplace_back();
+    }
+    sites_.push_back(std::move(site));
+    trampolines_.emplace_back(std::nullopt);
+  }
+  std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  for (size_t i = first; i < sites_.size(); ++i) {
+    ProbeSite& site = sites_[i];
+    Status prepared = site.mechanism == Mechanism::Jump ? prepare_jump(tracee, tid, site)
+                                                        : prepare_boost(tracee, tid, site);
+    if (!prepared) return prepared;
+    agent::ProbeSpec& spec = specs_[site.agent_probe_id];
+    spec.programs = site.programs;
+    spec.address = site.address;
+    spec.resume_address = site.mechanism == Mechanism::Int3Boost ? site.slot_address : 0;
+    if (auto st = agent::write_probe(region, layout_, script_.module, site.agent_probe_id, spec);
+        !st) {
+      return with_context(st.error(), "writing the agent's probe table");
+    }
+  }
+  if (auto st = agent::publish_trap_index(region, layout_, specs_); !st) {
+    return with_context(st.error(), "writing the agent's trap index");
+  }
 
   // All threads are stopped: none executes the bytes we rewrite.
-  for (size_t i = 0; i < sites_.size(); ++i) {
+  for (size_t i = first; i < sites_.size(); ++i) {
     ProbeSite& site = sites_[i];
     if (trampolines_[i]) {
       if (auto st = move_threads_out_of(tracee, *trampolines_[i]); !st) {
@@ -275,6 +312,52 @@ Status AgentEngine::arm(process::Tracee& tracee, std::vector<ProbeSite> sites) {
     site.armed = true;
   }
   return {};
+}
+
+Status AgentEngine::add_trap_passthrough(uint64_t address, uint64_t resume_address) {
+  if (!reader_ || !trap_handler_) return fail("agent: no SIGTRAP handler");
+  auto key = std::make_pair(std::string("<trap passthrough>"), address);
+  uint32_t id = 0;
+  if (auto known = ids_.find(key); known != ids_.end()) {
+    id = known->second;
+  } else {
+    if (specs_.size() >= layout_.probe_capacity) return fail("agent: probe table full");
+    id = static_cast<uint32_t>(specs_.size());
+    ids_.emplace(std::move(key), id);
+    specs_.emplace_back();
+  }
+  agent::ProbeSpec& spec = specs_[id];
+  spec.address = address;
+  spec.resume_address = resume_address;
+  std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  if (auto st = agent::write_probe(region, layout_, script_.module, id, spec); !st) return st;
+  return agent::publish_trap_index(region, layout_, specs_);
+}
+
+size_t AgentEngine::forget_unmapped(std::span<const process::Mapping> maps) {
+  if (!reader_) return 0;
+  std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  size_t forgotten = 0;
+  for (size_t i = 0; i < sites_.size();) {
+    const ProbeSite& site = sites_[i];
+    const bool mapped = std::any_of(maps.begin(), maps.end(), [&](const process::Mapping& m) {
+      return m.contains(site.address) && m.executable && m.path == site.file_path;
+    });
+    if (mapped || !site.armed) {
+      ++i;
+      continue;
+    }
+    // The id keeps its programs (collect() counts its hits) but no address: no int3 can lead to
+    // it any more, and no trampoline is reachable from unmapped code.
+    specs_[site.agent_probe_id].address = 0;
+    specs_[site.agent_probe_id].resume_address = 0;
+    (void)agent::set_probe_enabled(region, layout_, site.agent_probe_id, false);
+    sites_.erase(sites_.begin() + static_cast<std::ptrdiff_t>(i));
+    trampolines_.erase(trampolines_.begin() + static_cast<std::ptrdiff_t>(i));
+    ++forgotten;
+  }
+  if (forgotten != 0) (void)agent::publish_trap_index(region, layout_, specs_);
+  return forgotten;
 }
 
 void AgentEngine::share_maps(runtime::ProbeRuntime& runtime) {
@@ -378,13 +461,10 @@ void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics
       runtime.merge_map_entry(map, entry.key, words);
     }
   }
-  // Hits of probes that count a map by their hit counter are that map's value (hit_counts.h).
-  std::vector<agent::ProbeSpec> specs(sites_.size());
-  for (const ProbeSite& site : sites_) {
-    if (site.agent_probe_id < specs.size()) specs[site.agent_probe_id].programs = site.programs;
-  }
+  // Hits of probes that count a map by their hit counter are that map's value (hit_counts.h),
+  // including those of sites forgotten since (a library dlclose'd).
   const std::vector<uint64_t> counted =
-      agent::hit_counted_values(*reader_, script_.module, specs);
+      agent::hit_counted_values(*reader_, script_.module, specs_);
   for (uint32_t map = 0; map < counted.size(); ++map) {
     if (counted[map] != 0) runtime.merge_map_entry(map, {}, counted[map]);
   }

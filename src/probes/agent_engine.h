@@ -5,12 +5,17 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <span>
+#include <string>
+#include <utility>
 #include <optional>
 #include <vector>
 
 #include "agent/region_layout.h"
 #include "agent/region_reader.h"
+#include "agent/region_writer.h"
 #include "arch/x86_64/trampoline_writer.h"
 #include "common/result.h"
 #include "lang/compiler.h"
@@ -34,6 +39,27 @@ class AgentEngine {
   /// Writes trampolines and boosted copies, fills the region, then patches every site, moving
   /// threads stopped inside replaced bytes into the copies. Precondition: all threads stopped.
   [[nodiscard]] Status arm(process::Tracee& tracee, std::vector<ProbeSite> sites);
+
+  /// Arms more sites in an armed engine (a library the loader just mapped): new entries in the
+  /// probe table, whose capacity place() planned. A site already armed once at the same place in
+  /// its file (the library loaded again after dlclose) gets its old probe id back, so its hits
+  /// add up across loads and the table never fills with reloads. Precondition: all threads
+  /// stopped.
+  [[nodiscard]] Status add(process::Tracee& tracee, std::vector<ProbeSite> sites);
+
+  /// Forgets the armed sites whose code is no longer mapped executable at their address (a
+  /// library dlclose'd): their probe entries are disabled and leave the trap index; nothing is
+  /// written to the target, whose pages are gone. Their trampolines stay, inert. Returns how many.
+  size_t forget_unmapped(std::span<const process::Mapping> maps);
+
+  /// Lets the agent's SIGTRAP handler serve an int3 that dprobe placed and handles through
+  /// ptrace (the loader's rendezvous breakpoint): an entry with no programs whose hit resumes at
+  /// `resume_address`. While dprobe traces the process the trap never reaches the handler; if
+  /// dprobe dies (kill -9) the process goes on instead of dying of SIGTRAP. Takes one probe id.
+  [[nodiscard]] Status add_trap_passthrough(uint64_t address, uint64_t resume_address);
+
+  /// Probe ids still free for add().
+  [[nodiscard]] uint32_t free_probe_ids() const;
 
   /// Prints the printf events waiting in the ring (and runs the print/clear/zero records);
   /// notes the script's exit().
@@ -63,6 +89,9 @@ class AgentEngine {
 
   /// After exec the old image, with the agent and every patch in it, is gone.
   void forget_all() { sites_.clear(); trampolines_.clear(); }
+
+  /// Whether the agent's SIGTRAP handler is installed (int3-boost sites can be armed).
+  [[nodiscard]] bool has_trap_handler() const { return trap_handler_; }
 
   [[nodiscard]] const std::vector<ProbeSite>& sites() const { return sites_; }
   /// How the agent finds a thread's private state, for debugging.
@@ -116,6 +145,12 @@ class AgentEngine {
   XolArea slots_;
   std::vector<ProbeSite> sites_;
   std::vector<std::optional<x86_64::Trampoline>> trampolines_;  ///< per site (Jump only)
+  /// Per probe id ever handed out: its programs and, while armed, its address (0: none). The
+  /// region's probe table and trap index are written from this; collect() sums hit counters by it.
+  std::vector<agent::ProbeSpec> specs_;
+  /// (file, file address) -> probe id, so that a site armed again after a reload keeps its id.
+  std::map<std::pair<std::string, uint64_t>, uint32_t> ids_;
+  bool trap_handler_ = false;
 };
 
 }  // namespace dprobe::probes

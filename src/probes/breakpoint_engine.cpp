@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 
 #include <fstream>
@@ -52,13 +53,19 @@ ProbeSite* BreakpointEngine::site_at(uint64_t address) {
 }
 
 Status BreakpointEngine::arm(std::vector<ProbeSite> sites) {
-  sites_ = std::move(sites);
+  sites_.clear();
   site_index_.clear();
+  return add(std::move(sites));
+}
+
+Status BreakpointEngine::add(std::vector<ProbeSite> sites) {
+  const size_t first = sites_.size();
+  for (auto& site : sites) sites_.push_back(std::move(site));
   // Any stopped thread can run the mmap that creates slots; the leader may be a zombie.
   std::vector<pid_t> threads = tracee_.threads();
   if (threads.empty()) return fail("process {} has no live thread to prepare probes in", tracee_.pid());
 
-  for (size_t i = 0; i < sites_.size(); ++i) {
+  for (size_t i = first; i < sites_.size(); ++i) {
     ProbeSite& site = sites_[i];
     const char* name = site.probe_names.front().c_str();
     if (auto ok = x86_64::can_relocate(site.instruction); !ok) {
@@ -84,7 +91,8 @@ Status BreakpointEngine::arm(std::vector<ProbeSite> sites) {
 
   // All threads are stopped: none can execute the byte we rewrite.
   const std::array<uint8_t, 1> int3{kInt3};
-  for (auto& site : sites_) {
+  for (size_t i = first; i < sites_.size(); ++i) {
+    ProbeSite& site = sites_[i];
     if (auto st = tracee_.write_memory(site.address, int3); !st) {
       (void)disarm();
       return with_context(st.error(), site.probe_names.front());
@@ -92,6 +100,21 @@ Status BreakpointEngine::arm(std::vector<ProbeSite> sites) {
     site.armed = true;
   }
   return {};
+}
+
+size_t BreakpointEngine::forget_unmapped(std::span<const process::Mapping> maps) {
+  size_t forgotten = 0;
+  for (ProbeSite& site : sites_) {
+    if (!site.armed) continue;
+    const bool mapped = std::any_of(maps.begin(), maps.end(), [&](const process::Mapping& m) {
+      return m.contains(site.address) && m.executable && m.path == site.file_path;
+    });
+    if (mapped) continue;
+    site.armed = false;
+    site_index_.erase(site.address);
+    ++forgotten;
+  }
+  return forgotten;
 }
 
 Result<BreakpointEngine::Disposition> BreakpointEngine::handle(const process::Event& event) {

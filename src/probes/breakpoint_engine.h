@@ -5,6 +5,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
+#include <span>
 #include <functional>
 #include <unordered_map>
 #include <vector>
@@ -27,6 +29,13 @@ class BreakpointEngine {
   /// Prepares every slot first, then writes every int3, so a refusal or failure leaves
   /// the code untouched. Precondition: all threads are stopped.
   [[nodiscard]] Status arm(std::vector<ProbeSite> sites);
+  /// Arms more sites the same way, next to those armed already (a library the loader just
+  /// mapped). Precondition: all threads are stopped.
+  [[nodiscard]] Status add(std::vector<ProbeSite> sites);
+
+  /// Forgets the armed sites whose code is no longer mapped executable at their address (a
+  /// library dlclose'd): nothing is written, their pages are gone. Returns how many.
+  size_t forget_unmapped(std::span<const process::Mapping> maps);
 
   /// Whether an event belongs to this engine (a hit, a step, a signal during a step).
   enum class Disposition { Consumed, NotOurs };
@@ -42,7 +51,11 @@ class BreakpointEngine {
   /// After exec the old image is gone, with every site and slot in it.
   void forget_all();
 
-  [[nodiscard]] const std::vector<ProbeSite>& sites() const { return sites_; }
+  /// Every site armed so far; forgotten ones stay listed with `armed` false (a thread may still
+  /// be stepping one).
+  [[nodiscard]] const std::deque<ProbeSite>& sites() const { return sites_; }
+  /// Sites armed now.
+  [[nodiscard]] size_t armed_count() const { return site_index_.size(); }
 
  private:
   struct ThreadState {
@@ -61,7 +74,7 @@ class BreakpointEngine {
   process::Tracee& tracee_;
   HitHandler on_hit_;
   XolArea xol_;
-  std::vector<ProbeSite> sites_;
+  std::deque<ProbeSite> sites_;  ///< a deque: ThreadState points into it while it grows
   std::unordered_map<uint64_t, size_t> site_index_;
   std::unordered_map<pid_t, ThreadState> threads_;
 };

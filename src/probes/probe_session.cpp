@@ -13,15 +13,18 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include <fmt/format.h>
 
+#include "common/scope_guard.h"
 #include "probes/agent_engine.h"
 #include "probes/breakpoint_engine.h"
 #include "probes/mechanism_planner.h"
 #include "probes/process_watch.h"
 #include "probes/hit_context.h"
 #include "probes/interval_timers.h"
+#include "probes/loader_watch.h"
 #include "probes/run_to_entry.h"
 #include "probes/site_resolver.h"
 #include "process/auxv.h"
@@ -194,8 +197,16 @@ class Session {
     if (agent_) {
       for (const auto& site : agent_->sites()) n += site.probe_names.size();
     }
-    for (const auto& site : engine_->sites()) n += site.probe_names.size();
+    for (const auto& site : engine_->sites()) {
+      if (!is_loader_site(site)) n += site.probe_names.size();
+    }
+    // Probes waiting for their library count as attached, as bpftrace's uprobes on a file do.
+    for (const auto& point : points_) n += !point.mapped;
     return n;
+  }
+
+  bool is_loader_site(const ProbeSite& site) const {
+    return loader_ && site.address == loader_->r_brk;
   }
 
   bool has_boost_sites() const {
@@ -228,7 +239,33 @@ class Session {
     return {};
   }
 
-  Status arm(bool launching) {
+  TargetReader target_reader() {
+    return [this](uint64_t address, std::span<uint8_t> out) {
+      return tracee_->read_memory(address, out);
+    };
+  }
+
+  // Probe ids the agent keeps for probes armed later: one per place in a file not mapped yet
+  // (a reload of a library gets the ids of its first load back).
+  uint32_t deferred_capacity() const {
+    std::set<std::pair<std::string, uint64_t>> places;
+    for (const auto& point : points_) {
+      if (!point.mapped) places.emplace(point.file_path, point.file_vaddr);
+    }
+    return static_cast<uint32_t>(places.size());
+  }
+
+  // A new image that maps none of the probed files is left unprobed (on_exec says so): its
+  // probes are on another program, not on a library it may load.
+  Status check_unmapped(bool after_exec) {
+    const bool none_mapped = std::none_of(points_.begin(), points_.end(),
+                                          [](const UprobePoint& p) { return p.mapped; });
+    if (!after_exec || !none_mapped || points_.empty()) return {};
+    const UprobePoint& first = points_.front();
+    return fail("{}: {}: not mapped in process {}", first.ap.raw, first.file_path, pid_);
+  }
+
+  Status arm(bool launching, bool after_exec = false) {
     const pid_t pid = tracee_->pid();
     resolver_.set_process(pid);
     auto maps = process::read_maps(pid);
@@ -240,11 +277,15 @@ class Session {
       maps = process::read_maps(pid);
       if (!maps) return std::unexpected(maps.error());
     }
-    auto sites = resolver_.resolve(
-        script_, pid, *maps, [this](uint64_t address, std::span<uint8_t> out) {
-          return tracee_->read_memory(address, out);
-        });
+    points_.clear();
+    armed_files_.clear();
+    loader_.reset();
+    auto sites = resolver_.resolve(script_, pid, *maps, target_reader(), &points_);
     if (!sites) return std::unexpected(sites.error());
+    if (auto st = check_unmapped(after_exec); !st) return st;
+    for (const auto& point : points_) {
+      if (point.mapped) armed_files_.insert(point.file_path);
+    }
 
     std::string agent_problem = options_.mechanism == Mechanism::Int3Ptrace
                                     ? "not used with --mechanism int3-ptrace"
@@ -258,7 +299,12 @@ class Session {
       bool boost = std::any_of(agent_sites.begin(), agent_sites.end(), [](const ProbeSite& s) {
         return s.mechanism == Mechanism::Int3Boost;
       });
-      auto agent = AgentEngine::place(*tracee_, script_, static_cast<uint32_t>(agent_sites.size()), boost);
+      // Probes armed later may need the agent's SIGTRAP handler, and so does the loader's
+      // breakpoint if dprobe dies (let_agent_serve_loader_trap): installed now, while it is sure.
+      const uint32_t later = deferred_capacity();
+      auto agent = AgentEngine::place(*tracee_, script_,
+                                      static_cast<uint32_t>(agent_sites.size()) + later + 1,
+                                      boost || later != 0 || library_probed());
       if (!agent) {
         if (options_.mechanism) return std::unexpected(agent.error());
         // The agent could not be placed (seccomp, no memfd, ...): breakpoints still work.
@@ -274,6 +320,13 @@ class Session {
       }
     }
 
+    if (!agent_ && deferred_capacity() != 0 && agent_problem.empty()) {
+      // Probes wait for a library: the agent is placed now, with its SIGTRAP handler, so that
+      // the loader's breakpoint never kills the process if dprobe dies (add_trap_passthrough).
+      // If it cannot be placed, it is tried again when the library is mapped.
+      auto agent = AgentEngine::place(*tracee_, script_, deferred_capacity() + 1, true);
+      if (agent && (*agent)->arm(*tracee_, {})) agent_ = std::move(*agent);
+    }
     engine_ = std::make_unique<BreakpointEngine>(
         *tracee_, [this](const ProbeSite& site, pid_t tid, const process::Registers& regs) {
           on_hit(site, tid, regs);
@@ -285,10 +338,203 @@ class Session {
       }
       for (const auto& site : engine_->sites()) print_site(options_.diagnostics, pid, site);
     }
+    return watch_loader(*maps);
+  }
+
+  // Deferred insertion: probes on a file the process has not mapped yet are armed when the
+  // dynamic loader maps it, at its rendezvous breakpoint. Probes on a library mapped already are
+  // watched too when dprobe stays attached anyway (it forgets them at dlclose and arms them
+  // again at the next dlopen); a session that runs free does not stay for that.
+  Status watch_loader(std::span<const process::Mapping> maps) {
+    std::vector<std::string> waiting;
+    for (const auto& point : points_) {
+      if (!point.mapped && std::find(waiting.begin(), waiting.end(), point.ap.path) == waiting.end()) {
+        waiting.push_back(point.ap.path);
+      }
+    }
+    if (waiting.empty()) {
+      // Never an int3 on the loader that a dprobe killed with -9 would leave unserved, where the
+      // probes themselves would not (agent probes without its SIGTRAP handler).
+      const bool kill_safe = !agent_ || agent_->has_trap_handler();
+      if (!library_probed() || should_run_free() || !kill_safe) return {};
+      auto watched = arm_loader_breakpoint(maps);
+      if (!watched && options_.verbose) {
+        fmt::print(options_.diagnostics, "dprobe: not watching library loads in process {}: {}\n",
+                   pid_, watched.error().text());
+      }
+      if (watched) print_staying_attached();
+      return {};
+    }
+    if (auto st = arm_loader_breakpoint(maps); !st) {
+      return fail("{}: not mapped in process {}, and its loads cannot be watched: {}",
+                  waiting.front(), pid_, st.error().text());
+    }
+    for (const auto& path : waiting) {
+      fmt::print(options_.diagnostics,
+                 "dprobe: {} is not mapped in process {} yet: its probes are armed when it is\n",
+                 path, pid_);
+    }
+    print_staying_attached();
+    return {};
+  }
+
+  // A probe is on a file other than the program itself (a library it may dlclose and load again).
+  bool library_probed() const {
+    std::error_code error;
+    const auto exe = std::filesystem::canonical(fmt::format("/proc/{}/exe", pid_), error);
+    return std::any_of(points_.begin(), points_.end(),
+                       [&](const UprobePoint& p) { return p.file_path != exe.string(); });
+  }
+
+  void print_staying_attached() const {
+    if (!options_.verbose) return;
+    fmt::print(options_.diagnostics,
+               "dprobe stays attached to process {}: its dynamic loader stops at {:#x} "
+               "(_dl_debug_state) on every dlopen and dlclose, for probes on files mapped later\n",
+               pid_, loader_->r_brk);
+  }
+
+  Status arm_loader_breakpoint(std::span<const process::Mapping> maps) {
+    auto rendezvous = find_loader_rendezvous(pid_, maps, target_reader());
+    if (!rendezvous) return std::unexpected(rendezvous.error());
+    auto site = loader_breakpoint_site(*rendezvous, maps, target_reader());
+    if (!site) return std::unexpected(site.error());
+    loader_ = *rendezvous;
+    std::vector<ProbeSite> one;
+    one.push_back(std::move(*site));
+    if (auto st = engine_->add(std::move(one)); !st) {
+      loader_.reset();
+      return st;
+    }
+    let_agent_serve_loader_trap();
+    return {};
+  }
+
+  // The loader's int3 resumes in its out-of-line copy (a boosted one: it jumps back) through
+  // the agent too, if dprobe is gone. Best effort: without it a dprobe killed with -9 leaves an
+  // int3 that kills the process at its next dlopen.
+  void let_agent_serve_loader_trap() {
+    if (!agent_ || !loader_ || !agent_->has_trap_handler()) return;
+    for (const auto& site : engine_->sites()) {
+      if (is_loader_site(site) && site.armed) {
+        (void)agent_->add_trap_passthrough(site.address, site.slot_address);
+      }
+    }
+  }
+
+  // A thread stopped at the loader's rendezvous breakpoint, in the middle of dlopen or dlclose.
+  // Once the loader says its list is consistent again, a library it added is mapped but none of
+  // its code has run (relocation and constructors come after): probes on it are armed now, with
+  // every thread stopped. A library it removed is unmapped: its sites are forgotten.
+  void on_loader_stop() {
+    if (!in_loop_) return;  // detaching: the original byte goes back and the loader runs on
+    const LoaderState state = read_loader_state(*loader_, target_reader());
+    if (state != LoaderState::Consistent && state != LoaderState::Unknown) return;
+    const uint64_t start = monotonic_ns();
+    if (auto st = tracee_->stop_all(); !st) {
+      fmt::print(options_.diagnostics, "dprobe: process {}: {}\n", pid_, st.error().text());
+      return;
+    }
+    if (auto st = sync_with_loader(start); !st) {
+      fmt::print(options_.diagnostics, "dprobe: process {}: probes of a newly mapped file: {}\n",
+                 pid_, st.error().text());
+    }
+    if (auto st = tracee_->resume_all(); !st) {
+      fmt::print(options_.diagnostics, "dprobe: process {}: {}\n", pid_, st.error().text());
+    }
+  }
+
+  Status sync_with_loader(uint64_t start) {
+    auto maps = process::read_maps(pid_);
+    if (!maps) return std::unexpected(maps.error());
+    size_t forgotten = engine_->forget_unmapped(*maps);
+    if (agent_) forgotten += agent_->forget_unmapped(*maps);
+    if (forgotten != 0 && options_.verbose) {
+      fmt::print(options_.diagnostics, "process {}: {} probe sites forgotten (code unmapped)\n",
+                 pid_, forgotten);
+    }
+    std::vector<UprobePoint> to_arm;
+    std::set<std::string> mapped_now;
+    for (const auto& point : points_) {
+      if (resolver_.is_mapped(point, *maps)) mapped_now.insert(point.file_path);
+    }
+    for (auto it = armed_files_.begin(); it != armed_files_.end();) {
+      if (mapped_now.contains(*it)) {
+        ++it;
+        continue;
+      }
+      if (options_.verbose) {
+        fmt::print(options_.diagnostics, "process {} unmapped {}: its probes are forgotten\n",
+                   pid_, *it);
+      }
+      it = armed_files_.erase(it);
+    }
+    for (const auto& point : points_) {
+      if (mapped_now.contains(point.file_path) && !armed_files_.contains(point.file_path)) {
+        to_arm.push_back(point);
+      }
+    }
+    if (to_arm.empty()) return {};
+    for (const auto& point : to_arm) armed_files_.insert(point.file_path);
+    auto sites = resolver_.resolve_points(to_arm, pid_, *maps, target_reader());
+    if (!sites) return std::unexpected(sites.error());
+    std::string agent_problem = options_.mechanism == Mechanism::Int3Ptrace
+                                    ? "not used with --mechanism int3-ptrace"
+                                    : "";
+    if (auto st = choose_mechanisms(*sites, agent_problem); !st) return st;
+    std::vector<ProbeSite> agent_sites, ptrace_sites;
+    for (auto& site : *sites) {
+      (site.mechanism == Mechanism::Int3Ptrace ? ptrace_sites : agent_sites).push_back(std::move(site));
+    }
+    if (!agent_sites.empty() && !agent_) {
+      // The first probes in the agent: it is placed now, with room for every deferred probe.
+      auto agent = AgentEngine::place(*tracee_, script_, deferred_capacity() + 1, true);
+      if (agent) {
+        agent_ = std::move(*agent);
+        if (auto st = agent_->arm(*tracee_, {}); !st) return st;
+        agent_->share_maps(runtime_);
+        let_agent_serve_loader_trap();
+      } else {
+        if (options_.mechanism) return std::unexpected(agent.error());
+        for (auto& site : agent_sites) {
+          site.mechanism = Mechanism::Int3Ptrace;
+          site.mechanism_reason = "in-target agent unavailable: " + agent.error().text();
+          ptrace_sites.push_back(std::move(site));
+        }
+        agent_sites.clear();
+      }
+    }
+    const size_t agent_first = agent_ ? agent_->sites().size() : 0;
+    const size_t engine_first = engine_->sites().size();
+    if (!agent_sites.empty()) {
+      if (auto st = agent_->add(*tracee_, std::move(agent_sites)); !st) return st;
+    }
+    if (auto st = engine_->add(std::move(ptrace_sites)); !st) return st;
+    if (options_.verbose) {
+      if (agent_) {
+        for (size_t i = agent_first; i < agent_->sites().size(); ++i) {
+          print_site(options_.diagnostics, pid_, agent_->sites()[i]);
+        }
+      }
+      for (size_t i = engine_first; i < engine_->sites().size(); ++i) {
+        print_site(options_.diagnostics, pid_, engine_->sites()[i]);
+      }
+      std::set<std::string> files;
+      for (const auto& point : to_arm) files.insert(point.file_path);
+      for (const auto& file : files) {
+        fmt::print(options_.diagnostics,
+                   "process {} mapped {}: its probes armed in {} us at the loader's stop\n",
+                   pid_, file, (monotonic_ns() - start) / 1000);
+      }
+    }
     return {};
   }
 
   void on_hit(const ProbeSite& site, pid_t tid, const process::Registers& regs) {
+    if (is_loader_site(site)) {
+      on_loader_stop();
+      return;
+    }
     runtime::HitContext ctx =
         make_hit_context(tracee_->pid(), tid, regs, comms_, site.address, reads_cpu_);
     TraceeMemoryReader memory(*tracee_);
@@ -296,6 +542,9 @@ class Session {
   }
 
   Result<SessionEnd> loop() {
+    // Loader stops are acted on only from here: during detach they are let pass.
+    in_loop_ = true;
+    ScopeGuard leave([this] { in_loop_ = false; });
     for (;;) {
       if (agent_) agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
@@ -336,7 +585,7 @@ class Session {
     std::error_code error;
     const std::string image =
         std::filesystem::read_symlink(fmt::format("/proc/{}/exe", pid_), error).string();
-    auto armed = arm(true);
+    auto armed = arm(true, true);
     if (!armed) {
       fmt::print(options_.diagnostics, "dprobe: process {} now runs {}: no probes armed ({})\n",
                  pid_, image, armed.error().text());
@@ -525,6 +774,10 @@ class Session {
   CommCache comms_;
   std::vector<ProcessWatch> children_;  ///< followed fork children, not traced
   std::optional<IntervalTimers> timers_;  ///< started once BEGIN ran
+  std::vector<UprobePoint> points_;        ///< every uprobe attach point, armed or waiting
+  std::set<std::string> armed_files_;      ///< files whose probes are armed now
+  std::optional<LoaderRendezvous> loader_; ///< set while the loader's breakpoint is armed
+  bool in_loop_ = false;
   /// `cpu` costs a file read per hit on the ptrace path: only when a program reads it.
   const bool reads_cpu_ = script_reads(script_, bytecode::CtxField::Cpu);
   pid_t pid_ = 0;

@@ -270,7 +270,8 @@ Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, 
 
 Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript& script, pid_t pid,
                                                      std::span<const process::Mapping> maps,
-                                                     const TargetReader& read_target) {
+                                                     const TargetReader& read_target,
+                                                     std::vector<UprobePoint>* points) {
   std::vector<ProbeSite> sites;
   for (const auto& block : script.probes) {
     for (size_t point = 0; point < block.attach_points.size(); ++point) {
@@ -279,11 +280,58 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
       auto expanded = expand(written);
       if (!expanded) return std::unexpected(expanded.error());
       for (const auto& ap : *expanded) {
+        if (points != nullptr) {
+          auto listed = list_point(ap, block.program_for(point), maps);
+          if (!listed) return std::unexpected(listed.error());
+          points->push_back(*listed);
+          if (!listed->mapped) continue;  // armed when the loader maps its file
+        }
         if (auto st = resolve_one(ap, block.program_for(point), pid, maps, read_target, sites);
             !st) {
           return std::unexpected(st.error());
         }
       }
+    }
+  }
+  return sites;
+}
+
+Result<UprobePoint> SiteResolver::list_point(const lang::AttachPoint& ap, uint32_t program,
+                                             std::span<const process::Mapping> maps) {
+  // Located in the file now, so that a missing symbol or a bad offset is an error at start,
+  // not a surprise when the library is loaded.
+  auto loc = locate(ap);
+  if (!loc) return std::unexpected(loc.error());
+  UprobePoint point;
+  point.ap = ap;
+  point.program = program;
+  point.file_path = loc->file_path;
+  point.file_vaddr = loc->file_vaddr;
+  // A mapping by the same path of another copy of the file (replaced on disk since) counts as
+  // mapped: resolving it says the file changed, where waiting would wait forever.
+  point.mapped = is_mapped(point, maps) ||
+                 std::any_of(maps.begin(), maps.end(), [&](const process::Mapping& m) {
+                   return m.path == point.file_path;
+                 });
+  return point;
+}
+
+bool SiteResolver::is_mapped(const UprobePoint& point, std::span<const process::Mapping> maps) {
+  auto it = files_.find(point.file_path);
+  if (it == files_.end()) return false;
+  const elf::ElfFile& file = *it->second;
+  return std::any_of(maps.begin(), maps.end(),
+                     [&](const process::Mapping& m) { return same_file(m, file); });
+}
+
+Result<std::vector<ProbeSite>> SiteResolver::resolve_points(std::span<const UprobePoint> points,
+                                                            pid_t pid,
+                                                            std::span<const process::Mapping> maps,
+                                                            const TargetReader& read_target) {
+  std::vector<ProbeSite> sites;
+  for (const UprobePoint& point : points) {
+    if (auto st = resolve_one(point.ap, point.program, pid, maps, read_target, sites); !st) {
+      return std::unexpected(st.error());
     }
   }
   return sites;

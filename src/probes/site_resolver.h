@@ -33,6 +33,16 @@ struct FileLocation {
   x86_64::Instruction instruction;  ///< decoded from the file, at file_vaddr
 };
 
+/// One uprobe attach point (wildcards expanded) as located in its file, for probes armed later:
+/// deferred insertion (the file is not mapped yet) and re-arming after dlclose + dlopen.
+struct UprobePoint {
+  lang::AttachPoint ap;
+  uint32_t program = 0;
+  std::string file_path;   ///< absolute, as the resolver opened it
+  uint64_t file_vaddr = 0; ///< the probed instruction's link-time address
+  bool mapped = false;     ///< the file was mapped in the process when resolve() ran
+};
+
 class SiteResolver {
  public:
   explicit SiteResolver(std::string working_directory);
@@ -54,10 +64,23 @@ class SiteResolver {
 
   /// Resolves every uprobe of the script in process `pid`. Probes landing on one
   /// address share one site. The bytes the process runs must equal the file's.
+  /// With `points`: every attach point (wildcards expanded) is listed there, and one whose file
+  /// is not mapped in the process yet is checked in the file only and left out of the result
+  /// (deferred insertion) instead of failing.
   [[nodiscard]] Result<std::vector<ProbeSite>> resolve(const lang::CompiledScript& script,
                                                        pid_t pid,
                                                        std::span<const process::Mapping> maps,
-                                                       const TargetReader& read_target);
+                                                       const TargetReader& read_target,
+                                                       std::vector<UprobePoint>* points = nullptr);
+
+  /// Resolves `points` (from resolve(); their files mapped now) as resolve() does.
+  [[nodiscard]] Result<std::vector<ProbeSite>> resolve_points(std::span<const UprobePoint> points,
+                                                              pid_t pid,
+                                                              std::span<const process::Mapping> maps,
+                                                              const TargetReader& read_target);
+
+  /// Whether the file `point` names is mapped (by device and inode) in `maps`.
+  [[nodiscard]] bool is_mapped(const UprobePoint& point, std::span<const process::Mapping> maps);
 
  private:
   [[nodiscard]] Result<const elf::ElfFile*> open_file(const std::string& path);
@@ -67,6 +90,9 @@ class SiteResolver {
                                    std::span<const process::Mapping> maps,
                                    const TargetReader& read_target, std::vector<ProbeSite>& sites);
   [[nodiscard]] Result<std::string> absolute(const std::string& path) const;
+  /// Locates `ap` in its file and says whether the file is mapped.
+  [[nodiscard]] Result<UprobePoint> list_point(const lang::AttachPoint& ap, uint32_t program,
+                                               std::span<const process::Mapping> maps);
 
   std::string working_directory_;
   pid_t pid_ = 0;

@@ -223,5 +223,73 @@ TEST(SiteResolverResolve, TwoProbesOnOneAddressShareOneSite) {
   EXPECT_EQ((*sites)[0].programs, (std::vector<uint32_t>{0, 1}));
 }
 
+TEST(SiteResolverResolve, FileNotMappedYetIsListedForLater) {
+  auto file = elf::ElfFile::open(self_path());
+  ASSERT_TRUE(file);
+  FakeProcess proc(**file);
+  auto sym = (*file)->resolve_function("probe_fixture");
+  ASSERT_TRUE(sym);
+  const auto read = [&](uint64_t address, std::span<uint8_t> out) -> Status {
+    auto bytes = (*file)->read_at_vaddr(address - proc.base, out.size());
+    if (!bytes) return std::unexpected(bytes.error());
+    std::memcpy(out.data(), bytes->data(), out.size());
+    return {};
+  };
+  const lang::CompiledScript script = script_with(uprobe("probe_fixture", 4));
+  SiteResolver resolver("/");
+  const std::vector<process::Mapping> nothing;
+
+  auto refused = resolver.resolve(script, 4242, nothing, read);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("not mapped in process 4242"), std::string::npos)
+      << refused.error().message;
+
+  std::vector<UprobePoint> points;
+  auto sites = resolver.resolve(script, 4242, nothing, read, &points);
+  ASSERT_TRUE(sites) << sites.error().message;
+  EXPECT_TRUE(sites->empty());
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_FALSE(points[0].mapped);
+  EXPECT_EQ(points[0].file_vaddr, sym->address + 4);
+  EXPECT_EQ(points[0].program, 0u);
+  EXPECT_FALSE(resolver.is_mapped(points[0], nothing));
+
+  // The loader maps it: resolved then, at its run-time address.
+  ASSERT_TRUE(resolver.is_mapped(points[0], proc.maps));
+  auto later = resolver.resolve_points(points, 4242, proc.maps, read);
+  ASSERT_TRUE(later) << later.error().message;
+  ASSERT_EQ(later->size(), 1u);
+  EXPECT_EQ((*later)[0].address, proc.base + sym->address + 4);
+  EXPECT_EQ((*later)[0].file_vaddr, sym->address + 4);
+}
+
+TEST(SiteResolverResolve, MissingSymbolInAFileNotMappedYetIsAnErrorAtOnce) {
+  SiteResolver resolver("/");
+  std::vector<UprobePoint> points;
+  auto sites = resolver.resolve(script_with(uprobe("no_such_function_here")), 4242, {},
+                                [](uint64_t, std::span<uint8_t>) -> Status { return {}; }, &points);
+  ASSERT_FALSE(sites);
+  EXPECT_NE(sites.error().message.find("no_such_function_here"), std::string::npos)
+      << sites.error().message;
+}
+
+TEST(SiteResolverResolve, ReplacedFileIsNotWaitedFor) {
+  auto file = elf::ElfFile::open(self_path());
+  ASSERT_TRUE(file);
+  FakeProcess proc(**file);
+  for (auto& m : proc.maps) {
+    m.inode += 1;
+    m.deleted = true;
+  }
+  SiteResolver resolver("/");
+  std::vector<UprobePoint> points;
+  auto sites = resolver.resolve(script_with(uprobe("probe_fixture")), 4242, proc.maps,
+                                [](uint64_t, std::span<uint8_t>) -> Status { return {}; }, &points);
+  ASSERT_FALSE(sites);
+  EXPECT_NE(sites.error().message.find("file changed since process 4242 mapped it"),
+            std::string::npos)
+      << sites.error().message;
+}
+
 }  // namespace
 }  // namespace dprobe::probes
