@@ -280,6 +280,46 @@ void AgentEngine::share_maps(runtime::ProbeRuntime& runtime) {
   attached_runtime_ = &runtime;
 }
 
+std::vector<agent::ProbeSpec> AgentEngine::probe_specs() const {
+  std::vector<agent::ProbeSpec> specs(sites_.size());
+  for (const ProbeSite& site : sites_) {
+    if (site.agent_probe_id < specs.size()) specs[site.agent_probe_id].programs = site.programs;
+  }
+  return specs;
+}
+
+uint64_t AgentEngine::hit_counted_value(uint32_t map) {
+  if (!reader_ || map >= layout_.maps.size() || !layout_.maps[map].hit_counted) return 0;
+  const std::vector<uint64_t> counted =
+      agent::hit_counted_values(*reader_, script_.module, probe_specs());
+  return map < counted.size() ? counted[map] : 0;
+}
+
+std::vector<output::MapEntry> AgentEngine::region_entries(uint32_t map) {
+  if (!reader_) return {};
+  std::vector<output::MapEntry> entries = reader_->map_entries(map);
+  // A hit-counted map is keyless and has no table entry: its hits are its one value.
+  if (const uint64_t hits = hit_counted_value(map); hits != 0) {
+    if (entries.empty()) {
+      entries.emplace_back(std::string(), hits);
+    } else {
+      entries.front().value += hits;
+    }
+  }
+  return entries;
+}
+
+bool AgentEngine::region_lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words) {
+  if (!reader_) return false;
+  bool found = reader_->lookup(map, key, words);
+  if (const uint64_t hits = hit_counted_value(map); hits != 0 && key.empty()) {
+    if (!found) words.assign(1, 0);
+    words.front() += hits;
+    found = true;
+  }
+  return found;
+}
+
 void AgentEngine::poll(runtime::ProbeRuntime& runtime) {
   if (!reader_) return;
   // Each event goes from the ring straight into the runtime's output buffer (no allocation per
@@ -376,12 +416,8 @@ void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics
     }
   }
   // Hits of probes that count a map by their hit counter are that map's value (hit_counts.h).
-  std::vector<agent::ProbeSpec> specs(sites_.size());
-  for (const ProbeSite& site : sites_) {
-    if (site.agent_probe_id < specs.size()) specs[site.agent_probe_id].programs = site.programs;
-  }
   const std::vector<uint64_t> counted =
-      agent::hit_counted_values(*reader_, script_.module, specs);
+      agent::hit_counted_values(*reader_, script_.module, probe_specs());
   for (uint32_t map = 0; map < counted.size(); ++map) {
     if (counted[map] != 0) runtime.merge_map_entry(map, {}, counted[map]);
   }

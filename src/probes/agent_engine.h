@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "agent/region_layout.h"
 #include "agent/region_reader.h"
+#include "agent/region_writer.h"
 #include "arch/x86_64/trampoline_writer.h"
 #include "common/result.h"
 #include "lang/compiler.h"
@@ -92,22 +94,33 @@ class AgentEngine {
   std::unique_ptr<process::SharedMapping> region_;
   std::optional<agent::RegionReader> reader_;
 
-  /// The region's maps as the runtime sees them while probes run (print/clear/zero in BEGIN,
-  /// END and interval programs).
+  /// The region's maps as the runtime sees them while probes run (print/clear/zero and reads in
+  /// BEGIN, END and interval programs).
   class RegionMaps : public runtime::ExternalMaps {
    public:
-    explicit RegionMaps(std::optional<agent::RegionReader>& reader) : reader_(reader) {}
+    explicit RegionMaps(AgentEngine& engine) : engine_(engine) {}
     std::vector<output::MapEntry> entries(uint32_t map) override {
-      return reader_ ? reader_->map_entries(map) : std::vector<output::MapEntry>{};
+      return engine_.region_entries(map);
     }
     void reset(uint32_t map, bool zero_only) override {
-      if (reader_) reader_->reset_map(map, zero_only);
+      if (engine_.reader_) engine_.reader_->reset_map(map, zero_only);
+    }
+    bool lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words) override {
+      return engine_.region_lookup(map, key, words);
     }
 
    private:
-    std::optional<agent::RegionReader>& reader_;
+    AgentEngine& engine_;
   };
-  RegionMaps region_maps_{reader_};
+  /// Map `map`'s entries in the region, merged, hit-counted values included (hit_counts.h).
+  [[nodiscard]] std::vector<output::MapEntry> region_entries(uint32_t map);
+  /// One entry's merged value in the region, hit-counted values included.
+  [[nodiscard]] bool region_lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words);
+  /// What a hit-counted map `map` holds now (0 for any other map).
+  [[nodiscard]] uint64_t hit_counted_value(uint32_t map);
+  /// The probe table as init_region got it: each site's programs, by agent probe id.
+  [[nodiscard]] std::vector<agent::ProbeSpec> probe_specs() const;
+  RegionMaps region_maps_{*this};
   runtime::ProbeRuntime* attached_runtime_ = nullptr; ///< holds &region_maps_ until collect()
   bool collected_ = false;
   uint64_t dispatch_ = 0;

@@ -48,6 +48,9 @@ class ExternalMaps {
   virtual std::vector<output::MapEntry> entries(uint32_t map) = 0;
   /// clear (zero_only false) or zero the map there.
   virtual void reset(uint32_t map, bool zero_only) = 0;
+  /// The merged value (every word) of map `map`'s entry for packed `key` there, for a program
+  /// the runtime runs that reads the map; false (and `words` unspecified) when there is none.
+  virtual bool lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words) = 0;
 };
 
 /// -f: bpftrace's text, or its JSON lines (output/json_printer.h).
@@ -123,6 +126,14 @@ class ProbeRuntime {
 
   /// A Time or System event, or a printf with strftime arguments: the slow, rare path.
   void emit_special(uint32_t format, std::span<const uint8_t> args);
+  /// Queues text behind the buffered output (written at once when larger than the buffer).
+  void append_pending(const std::string& text);
+  /// Word 0 of map `map`'s value for `key`: the runtime's own entry merged with the external
+  /// one (the agent's, while probes run), by the rule of the final merge.
+  bool lookup_merged(uint32_t map, std::string_view key, uint64_t* value);
+  /// One map as the output format shows it (text or JSON).
+  [[nodiscard]] std::string format_map(uint32_t map, std::vector<output::MapEntry> entries) const;
+  [[nodiscard]] std::string format_string_map(uint32_t map) const;
 
   const lang::CompiledScript& script_;
   std::FILE* out_;
