@@ -15,6 +15,7 @@
 
 #include "agent/agent_blob.h"
 #include "agent/hit_counts.h"
+#include "agent/region_seed.h"
 #include "agent/region_writer.h"
 #include "arch/x86_64/jump_planner.h"
 #include "arch/x86_64/relocator.h"
@@ -278,6 +279,25 @@ void AgentEngine::share_maps(runtime::ProbeRuntime& runtime) {
   if (!reader_ || collected_) return;
   runtime.set_external_maps(&region_maps_);
   attached_runtime_ = &runtime;
+}
+
+void AgentEngine::seed_maps(runtime::ProbeRuntime& runtime) {
+  if (!reader_ || collected_) return;
+  std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  for (uint32_t map = 0; map < layout_.maps.size() && map < script_.module.maps.size(); ++map) {
+    // Sharded maps are never read by a hit, and merge with the runtime's entries at the end.
+    if (layout_.maps[map].mode != abi::kMapShared ||
+        script_.module.maps[map].value == bytecode::MapValueKind::String) {
+      continue;
+    }
+    for (const output::MapEntry& entry : runtime.take_entries(map)) {
+      std::vector<uint64_t> words{entry.value};
+      words.insert(words.end(), entry.rest.begin(), entry.rest.end());
+      if (!agent::seed_shared_entry(region, layout_, map, entry.key, words)) {
+        (void)runtime.merge_map_entry(map, entry.key, words);
+      }
+    }
+  }
 }
 
 std::vector<agent::ProbeSpec> AgentEngine::probe_specs() const {

@@ -45,6 +45,12 @@ class AgentEngine {
   /// region's maps, until collect(). poll() does it too; call it before BEGIN runs.
   void share_maps(runtime::ProbeRuntime& runtime);
 
+  /// Moves what the runtime's programs (BEGIN) stored in maps the probes read into the region,
+  /// where those reads look (the maps' shared tables): `BEGIN { @x = 5 } ... { @x = @x + 1 }`
+  /// counts from 5, as in bpftrace. Entries that do not fit stay in the runtime. Call after
+  /// BEGIN, before the threads run.
+  void seed_maps(runtime::ProbeRuntime& runtime);
+
   /// Restores every original byte. Trampolines, slots, the agent and its SIGTRAP handler stay
   /// mapped as inert code: a thread interrupted inside them may return there later.
   /// Precondition: all threads are stopped (a fresh attach is fine).

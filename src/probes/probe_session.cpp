@@ -129,6 +129,7 @@ class Session {
     if (options_.on_armed) options_.on_armed(armed_probe_count());
     if (agent_) agent_->share_maps(runtime_); // BEGIN's print(@m) sees hits already counted
     run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
+    if (agent_) agent_->seed_maps(runtime_); // hits that read BEGIN's values find them
     timers_.emplace(script_, monotonic_ns());
     if (should_run_free()) return let_go();
     if (auto st = tracee_->resume_all(); !st) return st;

@@ -108,6 +108,12 @@ class ProbeRuntime {
   /// Every map in name order, as bpftrace prints them (without the leading "\n\n").
   [[nodiscard]] std::string format_maps() const;
   [[nodiscard]] const MapStore& maps() const { return maps_; }
+  /// Map `map`'s entries, removed from the runtime (to be kept elsewhere: the agent's region).
+  [[nodiscard]] std::vector<output::MapEntry> take_entries(uint32_t map) {
+    std::vector<output::MapEntry> entries = maps_.entries(map);
+    maps_.clear(map);
+    return entries;
+  }
   /// Status of the last run (for logs when vm_errors() grows).
   [[nodiscard]] bytecode::VmStatus last_status() const { return last_status_; }
   /// When tracing started (CLOCK_MONOTONIC ns): the in-target agent counts `elapsed` from it.
