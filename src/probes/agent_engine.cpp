@@ -248,6 +248,20 @@ Status AgentEngine::arm(process::Tracee& tracee, std::vector<ProbeSite> sites) {
     specs.push_back(std::move(spec));
   }
 
+  agent_maps_.assign(script_.module.maps.size(), false);
+  for (const ProbeSite& site : sites_) {
+    for (uint32_t program : site.programs) {
+      if (program >= script_.module.programs.size()) continue;
+      for (const bytecode::Insn& insn : script_.module.programs[program].code) {
+        const bool names_map = insn.op == bytecode::Op::MapLookup ||
+                               insn.op == bytecode::Op::MapUpdate ||
+                               insn.op == bytecode::Op::MapDelete ||
+                               insn.op == bytecode::Op::MapCommand;
+        if (names_map && insn.aux < agent_maps_.size()) agent_maps_[insn.aux] = true;
+      }
+    }
+  }
+
   std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
   options_.enabled = true;
   if (auto st = agent::init_region(region, layout_, script_.module, specs, options_); !st) {
@@ -285,8 +299,10 @@ void AgentEngine::seed_maps(runtime::ProbeRuntime& runtime) {
   if (!reader_ || collected_) return;
   std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
   for (uint32_t map = 0; map < layout_.maps.size() && map < script_.module.maps.size(); ++map) {
-    // Sharded maps are never read by a hit, and merge with the runtime's entries at the end.
-    if (layout_.maps[map].mode != abi::kMapShared ||
+    // Sharded maps are never read by a hit, and merge with the runtime's entries at the end;
+    // maps no probe in the target names stay with the runtime.
+    if (layout_.maps[map].mode != abi::kMapShared || map >= agent_maps_.size() ||
+        !agent_maps_[map] ||
         script_.module.maps[map].value == bytecode::MapValueKind::String) {
       continue;
     }
@@ -330,7 +346,8 @@ std::vector<output::MapEntry> AgentEngine::region_entries(uint32_t map) {
 }
 
 bool AgentEngine::region_lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words) {
-  if (!reader_) return false;
+  // A map no probe in the target names has nothing there (seeded maps are read by probes).
+  if (!reader_ || map >= agent_maps_.size() || !agent_maps_[map]) return false;
   bool found = reader_->lookup(map, key, words);
   if (const uint64_t hits = hit_counted_value(map); hits != 0 && key.empty()) {
     if (!found) words.assign(1, 0);

@@ -127,6 +127,8 @@ class AgentEngine {
   /// The probe table as init_region got it: each site's programs, by agent probe id.
   [[nodiscard]] std::vector<agent::ProbeSpec> probe_specs() const;
   RegionMaps region_maps_{*this};
+  /// Per map: named by a program the agent runs (only those can hold entries in the region).
+  std::vector<bool> agent_maps_;
   runtime::ProbeRuntime* attached_runtime_ = nullptr; ///< holds &region_maps_ until collect()
   bool collected_ = false;
   uint64_t dispatch_ = 0;
