@@ -285,7 +285,7 @@ void ProbeRuntime::emit_special(uint32_t format, std::span<const uint8_t> args) 
   append_pending(text_);
 }
 
-void ProbeRuntime::append_pending(const std::string& text) {
+void ProbeRuntime::append_pending(std::string_view text) {
   if (kPendingSize - pending_used_ < text.size()) write_pending();
   if (text.size() > kPendingSize) {
     std::fwrite(text.data(), 1, text.size(), out_);

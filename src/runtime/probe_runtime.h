@@ -133,7 +133,7 @@ class ProbeRuntime {
   /// A Time or System event, or a printf with strftime arguments: the slow, rare path.
   void emit_special(uint32_t format, std::span<const uint8_t> args);
   /// Queues text behind the buffered output (written at once when larger than the buffer).
-  void append_pending(const std::string& text);
+  void append_pending(std::string_view text);
   /// Word 0 of map `map`'s value for `key`: the runtime's own entry merged with the external
   /// one (the agent's, while probes run), by the rule of the final merge.
   bool lookup_merged(uint32_t map, std::string_view key, uint64_t* value);
