@@ -4,6 +4,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "agent/blob/keys.h"
 #include "agent/region_access.h"
 #include "bytecode/aggregate.h"
 
@@ -130,6 +131,49 @@ std::vector<output::MapEntry> RegionReader::map_entries(uint32_t map_id) {
     result.push_back(std::move(entry));
   }
   return result;
+}
+
+bool RegionReader::lookup(uint32_t map_id, std::string_view key, std::vector<uint64_t>& words) {
+  if (map_id >= layout_.map_count) return false;
+  const MapLayout& map = layout_.maps[map_id];
+  if (key.size() != map.key_size || map.capacity == 0) return false;
+  const uint64_t stride = abi::map_entry_stride(map.key_size, map.value_words);
+  bytecode::MapValueKind rule_kind = map.value_kind;
+  if (bytecode::merge_rule(rule_kind) == bytecode::MergeRule::Any && map.mode == abi::kMapSharded) {
+    rule_kind = bytecode::MapValueKind::Sum;
+  }
+  const auto* wanted = reinterpret_cast<const uint8_t*>(key.data());
+  const uint32_t start = blob::hash_key(wanted, map.key_size) % map.capacity;
+  std::vector<uint64_t> value(map.value_words);
+  bool found = false;
+  for (uint64_t table : map_tables(map_id)) {
+    const uint64_t entries = table + sizeof(abi::MapTableHeader);
+    // Linear probing as the agent inserts: a key (and a second copy of it, inserted past an
+    // entry that stayed busy) lies between its hash's slot and the next empty entry.
+    for (uint64_t n = 0, i = start; n < map.capacity; ++n, i = (i + 1) % map.capacity) {
+      const uint64_t at = entries + i * stride;
+      const auto* e = object_at<const abi::MapTableEntry>(region_, at);
+      if (e == nullptr) break;
+      const uint32_t state = load(&e->state);
+      if (state == abi::kEntryEmpty) break;
+      if (state != abi::kEntryLive ||
+          std::memcmp(region_.data() + at + sizeof *e, wanted, map.key_size) != 0) {
+        continue;
+      }
+      value[0] = load(&e->value);
+      for (uint32_t w = 1; w < map.value_words; ++w) {
+        value[w] = load(reinterpret_cast<const uint64_t*>(
+            region_.data() + at + abi::map_entry_word_offset(map.key_size, w)));
+      }
+      if (!found) {
+        words = value;
+        found = true;
+      } else {
+        bytecode::merge_value(rule_kind, words.data(), value.data(), map.value_words);
+      }
+    }
+  }
+  return found;
 }
 
 void RegionReader::reset_map(uint32_t map_id, bool zero_only) {

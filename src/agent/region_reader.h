@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "abi/region.h"
@@ -43,6 +44,12 @@ class RegionReader {
   /// counts, sums, averages and buckets add, min/max keep the extreme; assigned values: any one,
   /// or the sum for a sharded map). Unordered.
   [[nodiscard]] std::vector<output::MapEntry> map_entries(uint32_t map_id);
+
+  /// The value of map `map_id`'s entry for packed `key`, merged over all tables as map_entries
+  /// merges it (`words`: layout.maps[map_id].value_words words); false when no table holds
+  /// the key. Probes each table from the key's hash (the agent's hash_key), so a read costs
+  /// about one probe chain per table, not a walk of every entry.
+  bool lookup(uint32_t map_id, std::string_view key, std::vector<uint64_t>& words);
 
   /// Moves up to `max_events` committed printf events out of the ring, in ring order (each
   /// thread's events in the order it emitted them), appending them to `out`. Consumed ring

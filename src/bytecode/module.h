@@ -35,7 +35,8 @@ struct MapSchema {
 
 /// What the controller does with an event of a format (the agent only carries the bytes).
 enum class EventKind : uint8_t {
-  Printf,    ///< print the formatted text (printf, print)
+  Printf,    ///< print the formatted text (printf)
+  Value,     ///< print(value): the text as Printf; -f json shows it as a "value" event
   Time,      ///< time(FORMAT): print the wall-clock time through strftime(FORMAT)
   System,    ///< system(...): run the formatted text with /bin/sh (only with --unsafe)
   MapSet,    ///< string map `map`: args are the packed key, then the String value

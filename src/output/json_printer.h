@@ -1,10 +1,17 @@
 // bpftrace 0.17's `-f json` output, one JSON object per line:
 //   {"type": "attached_probes", "data": {"probes": 2}}
-//   {"type": "printf", "data": "hi 5\n"}
-//   {"type": "map", "data": {"@a": 1}}
+//   {"type": "printf", "data": "hi 5\n"}            also "time" (time()) and "syscall" (system())
+//   {"type": "value", "data": 5}                    print(value); strings and buffers quoted
+//   {"type": "map", "data": {"@a": 1}}              count, sum, min, max, integers, strings
 //   {"type": "map", "data": {"@b": {"1,x": 1, "2,y": 2}}}
+//   {"type": "stats", "data": {"@a": 3}}            avg: the average alone
+//   {"type": "stats", "data": {"@s": {"count": 2, "average": 6, "total": 13}}}
+//   {"type": "hist", "data": {"@h": [{"max": -1, "count": 1}, {"min": 4, "max": 7, "count": 1}]}}
 // Map entries come in the order the text printer uses; tuple keys are joined by "," (no space);
-// an empty map prints nothing. Value kinds plug in through json_value() (one function each).
+// a map that holds nothing prints nothing (a keyless count map always holds its 0). hist and
+// lhist show the buckets the text output shows (leading and trailing empty ones trimmed); an
+// lhist's bucket below min is {"max": min - 1, ...}, its bucket from max on {"min": max, ...}.
+// Value kinds plug in through json_value() (one function each).
 #pragma once
 
 #include <cstddef>
@@ -24,8 +31,15 @@ namespace dprobe::output {
 /// The "Attaching N probes..." line of -f json (with its newline).
 [[nodiscard]] std::string json_attached_probes(size_t probes);
 
+/// An event with text data as a JSON line (with its newline): type "printf", "time", "syscall".
+[[nodiscard]] std::string json_event(std::string_view type, std::string_view text);
+
 /// One printf event's text as a JSON line (with its newline).
 [[nodiscard]] std::string json_printf(std::string_view text);
+
+/// print(value): `text` is the value as the text output shows it (without the newline), quoted
+/// and escaped when `quoted` (strings, buffers), as is otherwise (integers, strftime dates).
+[[nodiscard]] std::string json_print_value(std::string_view text, bool quoted);
 
 /// One entry's value as JSON, per the map's value kind.
 [[nodiscard]] std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry);
@@ -34,5 +48,10 @@ namespace dprobe::output {
 /// map always holds a value, as in the text output).
 [[nodiscard]] std::string format_map_json(const bytecode::MapSchema& schema,
                                           std::vector<MapEntry> entries);
+
+/// A string-valued map as a JSON line, values quoted, sorted by key; "" when it holds nothing.
+[[nodiscard]] std::string
+format_string_map_json(const bytecode::MapSchema& schema,
+                       std::vector<std::pair<std::string, std::string>> entries);
 
 } // namespace dprobe::output

@@ -91,13 +91,8 @@ bool signed_display(const bytecode::MapSchema& schema) {
   }
 }
 
-/// avg()'s value as bpftrace 0.17 computes it: the signed total over the count, truncated.
 int64_t average(const MapEntry& e) {
-  const auto count = static_cast<int64_t>(e.word(0));
-  const auto total = static_cast<int64_t>(e.word(1));
-  if (count == 0) return 0;
-  if (total == INT64_MIN && count == -1) return total;
-  return total / count;
+  return map_average(e);
 }
 
 uint64_t bucket_total(const MapEntry& e, uint32_t words) {
@@ -158,21 +153,66 @@ std::string entry_name(const bytecode::MapSchema& schema, const MapEntry& e) {
 
 } // namespace
 
-std::string format_hist(std::span<const uint64_t> buckets) {
-  int min_index = -1;
-  int max_index = -1;
+int64_t map_average(const MapEntry& e) {
+  const auto count = static_cast<int64_t>(e.word(0));
+  const auto total = static_cast<int64_t>(e.word(1));
+  if (count == 0) return 0;
+  if (total == INT64_MIN && count == -1) return total;
+  return total / count;
+}
+
+namespace {
+
+/// The largest bucket, as bpftrace's int (it scales the bars by it).
+int max_bucket(std::span<const uint64_t> buckets) {
   int max_value = 0;
+  for (uint64_t b : buckets)
+    max_value = std::max(max_value, static_cast<int>(b));
+  return max_value;
+}
+
+} // namespace
+
+BucketRange hist_range(std::span<const uint64_t> buckets) {
+  BucketRange range{-1, -1};
   for (size_t i = 0; i < buckets.size(); ++i) {
-    const int v = static_cast<int>(buckets[i]);
-    if (v > 0) {
-      if (min_index == -1) min_index = static_cast<int>(i);
-      max_index = static_cast<int>(i);
+    if (static_cast<int>(buckets[i]) > 0) {
+      if (range.first == -1) range.first = static_cast<int>(i);
+      range.last = static_cast<int>(i);
     }
-    if (v > max_value) max_value = v;
   }
-  if (max_index == -1) return "";
+  if (range.last == -1) return BucketRange{};
+  return range;
+}
+
+BucketRange lhist_range(std::span<const uint64_t> buckets, int64_t min, int64_t max,
+                        int64_t step) {
+  const auto width = static_cast<int>(step);
+  if (width <= 0) return BucketRange{};
+  const int inside = (static_cast<int>(max) - static_cast<int>(min)) / width;
+  int max_index = -1;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    if (static_cast<int>(buckets[i]) != 0) max_index = static_cast<int>(i);
+  }
+  if (max_index == -1) return BucketRange{};
+  int start = -1;
+  int end = 0;
+  for (int i = 0; i <= inside + 1 && static_cast<size_t>(i) < buckets.size(); ++i) {
+    if (buckets[static_cast<size_t>(i)] > 0) {
+      if (start == -1) start = i;
+      end = i;
+    }
+  }
+  if (start == -1) start = 0;
+  return BucketRange{start, end};
+}
+
+std::string format_hist(std::span<const uint64_t> buckets) {
+  const BucketRange range = hist_range(buckets);
+  if (range.first > range.last) return "";
+  const int max_value = max_bucket(buckets);
   std::string out;
-  for (int i = min_index; i <= max_index; ++i) {
+  for (int i = range.first; i <= range.last; ++i) {
     std::string label;
     if (i == 0) {
       label = "(..., 0)";
@@ -195,25 +235,11 @@ std::string format_lhist(std::span<const uint64_t> buckets, int64_t min, int64_t
   const auto width = static_cast<int>(step);
   if (width <= 0) return "";
   const int inside = (hi - lo) / width;
-  int max_index = -1;
-  int max_value = 0;
-  for (size_t i = 0; i < buckets.size(); ++i) {
-    const int v = static_cast<int>(buckets[i]);
-    if (v != 0) max_index = static_cast<int>(i);
-    if (v > max_value) max_value = v;
-  }
-  if (max_index == -1) return "";
-  int start = -1;
-  int end = 0;
-  for (int i = 0; i <= inside + 1 && static_cast<size_t>(i) < buckets.size(); ++i) {
-    if (buckets[static_cast<size_t>(i)] > 0) {
-      if (start == -1) start = i;
-      end = i;
-    }
-  }
-  if (start == -1) start = 0;
+  const BucketRange range = lhist_range(buckets, min, max, step);
+  if (range.first > range.last) return "";
+  const int max_value = max_bucket(buckets);
   std::string out;
-  for (int i = start; i <= end; ++i) {
+  for (int i = range.first; i <= range.last; ++i) {
     std::string label;
     if (i == 0) {
       label = fmt::format("(..., {})", lhist_label(lo));
@@ -314,13 +340,18 @@ std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> 
   return out;
 }
 
+void sort_string_entries(const bytecode::MapSchema& schema,
+                         std::vector<std::pair<std::string, std::string>>& entries) {
+  std::sort(entries.begin(), entries.end(), [&](const auto& a, const auto& b) {
+    return compare_keys(schema.key, a.first, b.first) < 0;
+  });
+}
+
 std::string format_string_map(const bytecode::MapSchema& schema,
                               std::vector<std::pair<std::string, std::string>> entries) {
   if (entries.empty()) return "\n";
   if (schema.is_scalar()) return fmt::format("{}: {}\n", schema.name, entries.front().second);
-  std::sort(entries.begin(), entries.end(), [&](const auto& a, const auto& b) {
-    return compare_keys(schema.key, a.first, b.first) < 0;
-  });
+  sort_string_entries(schema, entries);
   std::string out;
   for (const auto& [key, value] : entries)
     out += fmt::format("{}[{}]: {}\n", schema.name, format_key(schema.key, key), value);

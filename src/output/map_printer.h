@@ -52,6 +52,21 @@ struct MapEntry {
 [[nodiscard]] std::string format_lhist(std::span<const uint64_t> buckets, int64_t min, int64_t max,
                                        int64_t step);
 
+/// avg()'s value as bpftrace 0.17 computes it from word 0 (count) and word 1 (signed total):
+/// the total over the count, truncated; 0 for no values.
+[[nodiscard]] int64_t map_average(const MapEntry& entry);
+
+/// The buckets bpftrace shows of a hist or lhist value, [first, last]; first > last when every
+/// bucket is 0. hist: from the first to the last non-zero bucket; lhist: the same, within the
+/// buckets its parameters define.
+struct BucketRange {
+  int first = 0;
+  int last = -1;
+};
+[[nodiscard]] BucketRange hist_range(std::span<const uint64_t> buckets);
+[[nodiscard]] BucketRange lhist_range(std::span<const uint64_t> buckets, int64_t min, int64_t max,
+                                      int64_t step);
+
 /// Orders entries the way format_map prints them.
 void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entries);
 
@@ -59,6 +74,10 @@ void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entr
 /// ("@name: 0" when never hit: bpftrace keeps such maps in a per-CPU array).
 [[nodiscard]] std::string format_map(const bytecode::MapSchema& schema,
                                      std::vector<MapEntry> entries);
+
+/// Orders a string-valued map's entries (packed key -> value) by key, as format_string_map does.
+void sort_string_entries(const bytecode::MapSchema& schema,
+                         std::vector<std::pair<std::string, std::string>>& entries);
 
 /// A string-valued map's text (entries: packed key -> value): sorted by key, as bpftrace sorts
 /// maps whose values are not integers; a map that holds nothing is an empty line.

@@ -16,6 +16,7 @@
 
 #include "agent/agent_blob.h"
 #include "agent/hit_counts.h"
+#include "agent/region_seed.h"
 #include "agent/region_writer.h"
 #include "arch/x86_64/jump_planner.h"
 #include "arch/x86_64/relocator.h"
@@ -240,6 +241,7 @@ Status AgentEngine::arm(process::Tracee& tracee, std::vector<ProbeSite> sites) {
   trampolines_.clear();
   specs_.clear();
   ids_.clear();
+  agent_maps_.assign(script_.module.maps.size(), false);
   std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
   // Enabled before any probe entry exists: nothing can reach the agent until a site is patched.
   options_.enabled = true;
@@ -283,6 +285,7 @@ Status AgentEngine::add(process::Tracee& tracee, std::vector<ProbeSite> sites) {
     Status prepared = site.mechanism == Mechanism::Jump ? prepare_jump(tracee, tid, site)
                                                         : prepare_boost(tracee, tid, site);
     if (!prepared) return prepared;
+    note_maps_named(site);
     agent::ProbeSpec& spec = specs_[site.agent_probe_id];
     spec.programs = site.programs;
     spec.address = site.address;
@@ -364,6 +367,73 @@ void AgentEngine::share_maps(runtime::ProbeRuntime& runtime) {
   if (!reader_ || collected_) return;
   runtime.set_external_maps(&region_maps_);
   attached_runtime_ = &runtime;
+}
+
+void AgentEngine::seed_maps(runtime::ProbeRuntime& runtime) {
+  if (!reader_ || collected_) return;
+  std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  for (uint32_t map = 0; map < layout_.maps.size() && map < script_.module.maps.size(); ++map) {
+    // Sharded maps are never read by a hit, and merge with the runtime's entries at the end;
+    // maps no probe in the target names stay with the runtime.
+    if (layout_.maps[map].mode != abi::kMapShared || map >= agent_maps_.size() ||
+        !agent_maps_[map] ||
+        script_.module.maps[map].value == bytecode::MapValueKind::String) {
+      continue;
+    }
+    for (const output::MapEntry& entry : runtime.take_entries(map)) {
+      std::vector<uint64_t> words{entry.value};
+      words.insert(words.end(), entry.rest.begin(), entry.rest.end());
+      if (!agent::seed_shared_entry(region, layout_, map, entry.key, words)) {
+        (void)runtime.merge_map_entry(map, entry.key, words);
+      }
+    }
+  }
+}
+
+void AgentEngine::note_maps_named(const ProbeSite& site) {
+  for (uint32_t program : site.programs) {
+    if (program >= script_.module.programs.size()) continue;
+    for (const bytecode::Insn& insn : script_.module.programs[program].code) {
+      const bool names_map = insn.op == bytecode::Op::MapLookup ||
+                             insn.op == bytecode::Op::MapUpdate ||
+                             insn.op == bytecode::Op::MapDelete ||
+                             insn.op == bytecode::Op::MapCommand;
+      if (names_map && insn.aux < agent_maps_.size()) agent_maps_[insn.aux] = true;
+    }
+  }
+}
+
+uint64_t AgentEngine::hit_counted_value(uint32_t map) {
+  if (!reader_ || map >= layout_.maps.size() || !layout_.maps[map].hit_counted) return 0;
+  const std::vector<uint64_t> counted =
+      agent::hit_counted_values(*reader_, script_.module, specs_);
+  return map < counted.size() ? counted[map] : 0;
+}
+
+std::vector<output::MapEntry> AgentEngine::region_entries(uint32_t map) {
+  if (!reader_) return {};
+  std::vector<output::MapEntry> entries = reader_->map_entries(map);
+  // A hit-counted map is keyless and has no table entry: its hits are its one value.
+  if (const uint64_t hits = hit_counted_value(map); hits != 0) {
+    if (entries.empty()) {
+      entries.emplace_back(std::string(), hits);
+    } else {
+      entries.front().value += hits;
+    }
+  }
+  return entries;
+}
+
+bool AgentEngine::region_lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words) {
+  // A map no probe in the target names has nothing there (seeded maps are read by probes).
+  if (!reader_ || map >= agent_maps_.size() || !agent_maps_[map]) return false;
+  bool found = reader_->lookup(map, key, words);
+  if (const uint64_t hits = hit_counted_value(map); hits != 0 && key.empty()) {
+    if (!found) words.assign(1, 0);
+    words.front() += hits;
+    found = true;
+  }
+  return found;
 }
 
 void AgentEngine::poll(runtime::ProbeRuntime& runtime) {

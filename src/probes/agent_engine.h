@@ -11,6 +11,7 @@
 #include <string>
 #include <utility>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "agent/region_layout.h"
@@ -69,6 +70,12 @@ class AgentEngine {
   /// region's maps, until collect(). poll() does it too; call it before BEGIN runs.
   void share_maps(runtime::ProbeRuntime& runtime);
 
+  /// Moves what the runtime's programs (BEGIN) stored in maps the probes read into the region,
+  /// where those reads look (the maps' shared tables): `BEGIN { @x = 5 } ... { @x = @x + 1 }`
+  /// counts from 5, as in bpftrace. Entries that do not fit stay in the runtime. Call after
+  /// BEGIN, before the threads run.
+  void seed_maps(runtime::ProbeRuntime& runtime);
+
   /// Restores every original byte. Trampolines, slots, the agent and its SIGTRAP handler stay
   /// mapped as inert code: a thread interrupted inside them may return there later.
   /// Precondition: all threads are stopped (a fresh attach is fine).
@@ -121,22 +128,36 @@ class AgentEngine {
   std::unique_ptr<process::SharedMapping> region_;
   std::optional<agent::RegionReader> reader_;
 
-  /// The region's maps as the runtime sees them while probes run (print/clear/zero in BEGIN,
-  /// END and interval programs).
+  /// The region's maps as the runtime sees them while probes run (print/clear/zero and reads in
+  /// BEGIN, END and interval programs).
   class RegionMaps : public runtime::ExternalMaps {
    public:
-    explicit RegionMaps(std::optional<agent::RegionReader>& reader) : reader_(reader) {}
+    explicit RegionMaps(AgentEngine& engine) : engine_(engine) {}
     std::vector<output::MapEntry> entries(uint32_t map) override {
-      return reader_ ? reader_->map_entries(map) : std::vector<output::MapEntry>{};
+      return engine_.region_entries(map);
     }
     void reset(uint32_t map, bool zero_only) override {
-      if (reader_) reader_->reset_map(map, zero_only);
+      if (engine_.reader_) engine_.reader_->reset_map(map, zero_only);
+    }
+    bool lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words) override {
+      return engine_.region_lookup(map, key, words);
     }
 
    private:
-    std::optional<agent::RegionReader>& reader_;
+    AgentEngine& engine_;
   };
-  RegionMaps region_maps_{reader_};
+  /// Map `map`'s entries in the region, merged, hit-counted values included (hit_counts.h).
+  [[nodiscard]] std::vector<output::MapEntry> region_entries(uint32_t map);
+  /// One entry's merged value in the region, hit-counted values included.
+  [[nodiscard]] bool region_lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words);
+  /// What a hit-counted map `map` holds now (0 for any other map).
+  [[nodiscard]] uint64_t hit_counted_value(uint32_t map);
+  /// The probe table as init_region got it: each site's programs, by agent probe id.
+  /// Marks the maps the site's programs name (agent_maps_).
+  void note_maps_named(const ProbeSite& site);
+  RegionMaps region_maps_{*this};
+  /// Per map: named by a program the agent runs (only those can hold entries in the region).
+  std::vector<bool> agent_maps_;
   runtime::ProbeRuntime* attached_runtime_ = nullptr; ///< holds &region_maps_ until collect()
   bool collected_ = false;
   uint64_t dispatch_ = 0;

@@ -166,6 +166,7 @@ class Session {
       run_special_probes(script_, runtime_, lang::ProbeKind::Begin);
       timers_.emplace(script_, monotonic_ns());
     }
+    if (agent_) agent_->seed_maps(runtime_); // hits that read BEGIN's values find them
     if (should_run_free()) return let_go();
     if (auto st = tracee_->resume_all(); !st) return st;
     if (at_exec) {

@@ -1,11 +1,13 @@
 #include "runtime/probe_runtime.h"
 
+#include <stdio.h>
 #include <time.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
+#include "bytecode/aggregate.h"
 #include "output/json_printer.h"
 
 namespace dprobe::runtime {
@@ -38,6 +40,25 @@ std::string format_time(const std::string& format, uint64_t monotonic_ns) {
   char text[512];
   const size_t n = strftime(text, sizeof text, format.c_str(), &local);
   return std::string(text, n);
+}
+
+/// Runs `command` with /bin/sh and returns what it wrote on stdout, as bpftrace 0.17's system()
+/// does (it prints the output itself, into -o's file too).
+std::string run_command(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return output;
+  char chunk[4096];
+  while (size_t n = std::fread(chunk, 1, sizeof chunk, pipe))
+    output.append(chunk, n);
+  (void)::pclose(pipe);
+  return output;
+}
+
+/// The text of a print(value) event without its newline.
+std::string_view without_newline(std::string_view text) {
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  return text;
 }
 
 } // namespace
@@ -120,16 +141,26 @@ std::string ProbeRuntime::format_maps() const {
   for (uint32_t id : order) {
     const bytecode::MapSchema& schema = script_.module.maps[id];
     if (schema.value == bytecode::MapValueKind::String) {
-      text +=
-          output::format_string_map(schema, std::vector<std::pair<std::string, std::string>>(
-                                                string_maps_[id].begin(), string_maps_[id].end()));
-    } else if (format_ == OutputFormat::Json) {
-      text += output::format_map_json(schema, maps_.entries(id));
+      text += format_string_map(id);
     } else {
-      text += output::format_map(schema, maps_.entries(id));
+      text += format_map(id, maps_.entries(id));
     }
   }
   return text;
+}
+
+std::string ProbeRuntime::format_map(uint32_t map, std::vector<output::MapEntry> entries) const {
+  const bytecode::MapSchema& schema = script_.module.maps[map];
+  return format_ == OutputFormat::Json ? output::format_map_json(schema, std::move(entries))
+                                       : output::format_map(schema, std::move(entries));
+}
+
+std::string ProbeRuntime::format_string_map(uint32_t map) const {
+  const bytecode::MapSchema& schema = script_.module.maps[map];
+  std::vector<std::pair<std::string, std::string>> entries(string_maps_[map].begin(),
+                                                           string_maps_[map].end());
+  return format_ == OutputFormat::Json ? output::format_string_map_json(schema, std::move(entries))
+                                       : output::format_string_map(schema, std::move(entries));
 }
 
 void ProbeRuntime::print_maps() {
@@ -148,8 +179,29 @@ bool ProbeRuntime::host_read(void* ctx, uint64_t address, void* dst, uint64_t le
 bool ProbeRuntime::host_lookup(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size,
                                uint64_t* value) {
   auto* self = static_cast<ProbeRuntime*>(ctx);
-  return self->maps_.lookup(map, std::string_view(reinterpret_cast<const char*>(key), key_size),
-                            value);
+  return self->lookup_merged(map, std::string_view(reinterpret_cast<const char*>(key), key_size),
+                             value);
+}
+
+bool ProbeRuntime::lookup_merged(uint32_t map, std::string_view key, uint64_t* value) {
+  uint64_t own = 0;
+  const bool have_own = maps_.lookup(map, key, &own);
+  std::vector<uint64_t> there;
+  if (external_ == nullptr || map >= script_.module.maps.size() ||
+      !external_->lookup(map, key, there) || there.empty()) {
+    if (have_own) *value = own;
+    return have_own;
+  }
+  // The same rule as the final merge (MapStore::merge): aggregations combine, an assigned value
+  // from the agent is the newer one.
+  const bytecode::MapValueKind kind = script_.module.maps[map].value;
+  if (have_own && bytecode::merge_rule(kind) != bytecode::MergeRule::Any) {
+    bytecode::merge_value(kind, &own, there.data(), 1);
+    *value = own;
+  } else {
+    *value = there.front();
+  }
+  return true;
 }
 
 bool ProbeRuntime::host_update(void* ctx, uint32_t map, const uint8_t* key, uint32_t key_size,
@@ -219,11 +271,16 @@ void ProbeRuntime::emit_special(uint32_t format, std::span<const uint8_t> args) 
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(packed.data()), packed.size()));
   }
   if (spec.kind == bytecode::EventKind::System) {
-    // bpftrace runs the command from its own process, its output going to bpftrace's stdout.
+    // bpftrace runs the command, waits for it and prints what it wrote as its own output.
     flush();
     std::fflush(stdout);
-    (void)std::system(text_.c_str());
-    return;
+    const std::string output = run_command(text_);
+    text_ = format_ == OutputFormat::Json ? output::json_event("syscall", output) : output;
+  } else if (format_ == OutputFormat::Json) {
+    text_ = spec.kind == bytecode::EventKind::Time    ? output::json_event("time", text_)
+            : spec.kind == bytecode::EventKind::Value ? output::json_print_value(
+                                                            without_newline(text_), false)
+                                                      : output::json_printf(text_);
   }
   append_pending(text_);
 }
@@ -241,7 +298,8 @@ void ProbeRuntime::append_pending(std::string_view text) {
 void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   if (format >= compiled_.size()) return;
   const bytecode::PrintfFormat& spec = script_.module.formats[format];
-  if (spec.kind != bytecode::EventKind::Printf || !spec.strftime_formats.empty()) {
+  const bool value = spec.kind == bytecode::EventKind::Value;
+  if ((spec.kind != bytecode::EventKind::Printf && !value) || !spec.strftime_formats.empty()) {
     emit_special(format, args);
     return;
   }
@@ -256,7 +314,12 @@ void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   text_.clear();
   compiled.append(text_, args);
   // -f json: each event is one line of its own, whatever newlines its text holds.
-  if (format_ == OutputFormat::Json) text_ = output::json_printf(text_);
+  if (format_ == OutputFormat::Json) {
+    text_ = value ? output::json_print_value(
+                        without_newline(text_),
+                        !spec.args.empty() && spec.args[0] != bytecode::FieldKind::Int)
+                  : output::json_printf(text_);
+  }
   append_pending(text_);
 }
 
@@ -289,15 +352,20 @@ void ProbeRuntime::map_command(uint32_t map, uint32_t command, bool include_exte
 void ProbeRuntime::print_map_merged(uint32_t map, const std::vector<output::MapEntry>& extra) {
   if (map >= script_.module.maps.size()) return;
   const bytecode::MapSchema& schema = script_.module.maps[map];
-  MapStore merged({schema});
-  for (const output::MapEntry& e : maps_.entries(map)) {
-    (void)merged.merge(0, e.key, whole_value(e));
-  }
-  for (const output::MapEntry& e : extra) {
-    (void)merged.merge(0, e.key, whole_value(e));
+  std::string text;
+  if (schema.value == bytecode::MapValueKind::String) {
+    text = format_string_map(map); // the controller holds every string value
+  } else {
+    MapStore merged({schema});
+    for (const output::MapEntry& e : maps_.entries(map)) {
+      (void)merged.merge(0, e.key, whole_value(e));
+    }
+    for (const output::MapEntry& e : extra) {
+      (void)merged.merge(0, e.key, whole_value(e));
+    }
+    text = format_map(map, merged.entries(0));
   }
   flush();
-  const std::string text = output::format_map(schema, merged.entries(0));
   std::fwrite(text.data(), 1, text.size(), out_);
   std::fflush(out_);
 }

@@ -48,6 +48,9 @@ class ExternalMaps {
   virtual std::vector<output::MapEntry> entries(uint32_t map) = 0;
   /// clear (zero_only false) or zero the map there.
   virtual void reset(uint32_t map, bool zero_only) = 0;
+  /// The merged value (every word) of map `map`'s entry for packed `key` there, for a program
+  /// the runtime runs that reads the map; false (and `words` unspecified) when there is none.
+  virtual bool lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words) = 0;
 };
 
 /// -f: bpftrace's text, or its JSON lines (output/json_printer.h).
@@ -108,6 +111,12 @@ class ProbeRuntime {
   /// Where events and maps are written, and how.
   [[nodiscard]] std::FILE* output() const { return out_; }
   [[nodiscard]] OutputFormat format() const { return format_; }
+  /// Map `map`'s entries, removed from the runtime (to be kept elsewhere: the agent's region).
+  [[nodiscard]] std::vector<output::MapEntry> take_entries(uint32_t map) {
+    std::vector<output::MapEntry> entries = maps_.entries(map);
+    maps_.clear(map);
+    return entries;
+  }
   /// Status of the last run (for logs when vm_errors() grows).
   [[nodiscard]] bytecode::VmStatus last_status() const { return last_status_; }
   /// When tracing started (CLOCK_MONOTONIC ns): the in-target agent counts `elapsed` from it.
@@ -126,6 +135,14 @@ class ProbeRuntime {
 
   /// A Time or System event, or a printf with strftime arguments: the slow, rare path.
   void emit_special(uint32_t format, std::span<const uint8_t> args);
+  /// Queues text behind the buffered output (written at once when larger than the buffer).
+  void append_pending(std::string_view text);
+  /// Word 0 of map `map`'s value for `key`: the runtime's own entry merged with the external
+  /// one (the agent's, while probes run), by the rule of the final merge.
+  bool lookup_merged(uint32_t map, std::string_view key, uint64_t* value);
+  /// One map as the output format shows it (text or JSON).
+  [[nodiscard]] std::string format_map(uint32_t map, std::vector<output::MapEntry> entries) const;
+  [[nodiscard]] std::string format_string_map(uint32_t map) const;
 
   const lang::CompiledScript& script_;
   std::FILE* out_;
@@ -135,8 +152,6 @@ class ProbeRuntime {
   std::vector<output::ParsedFormat> formats_;
   std::vector<output::CompiledFormat> compiled_; ///< one per formats_ entry, refers to it
   void write_pending();
-  /// Queues `text` for output (written at once when it does not fit the buffer).
-  void append_pending(std::string_view text);
   std::unique_ptr<char[]> pending_; ///< formatted printf output not yet written
   size_t pending_used_ = 0;         ///< bytes of pending_ in use
   std::string text_;                ///< one event's text on the generic path

@@ -275,8 +275,20 @@ class ProgramBuilder {
       // print(value): the value and a newline, as bpftrace prints a non-map value.
       const ast::Expr& value = *call.args[0];
       bytecode::PrintfFormat format;
-      format.format = value.type.is_string() ? "%s\n" : value.type.is_signed ? "%ld\n" : "%lu\n";
-      format.args.push_back(value.type.is_string() ? FieldKind::String : FieldKind::Int);
+      format.kind = bytecode::EventKind::Value;
+      if (value.type.kind == TypeKind::Timestamp) {
+        // strftime(FMT, ns) travels as its nanoseconds and prints as its date (gen_printf).
+        format.format = "%s\n";
+        format.args.push_back(FieldKind::Int);
+        format.strftime_formats.push_back(
+            static_cast<const ast::String&>(*static_cast<const ast::Call&>(value).args[0]).value);
+      } else {
+        format.format = value.type.is_string()                 ? "%s\n"
+                        : value.type.kind == TypeKind::Buffer ? "%r\n"
+                        : value.type.is_signed                 ? "%ld\n"
+                                                               : "%lu\n";
+        format.args.push_back(field_kind(value.type));
+      }
       emit_event(std::move(format), {&value});
     } else if (call.name == "delete" &&
                is_string_map(static_cast<const ast::Map&>(*call.args[0]))) {

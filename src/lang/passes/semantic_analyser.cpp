@@ -815,7 +815,10 @@ class Analyser {
       return;
     }
     const Type t = analyse_expr(*call.args[0]);
-    if (t.is_none() || t.is_int() || t.is_string()) return;
+    if (t.is_none() || t.is_int() || t.is_string() || t.kind == TypeKind::Buffer ||
+        t.kind == TypeKind::Timestamp) {
+      return;
+    }
     // bpftrace's words: "unsigned int8 * type passed to print() is not printable"
     error(call.location, fmt::format("{} type passed to print() is not printable", t.name()));
   }

@@ -47,6 +47,15 @@ std::map<std::string, std::vector<uint64_t>> merged(Harness& h, uint32_t map) {
     for (uint32_t i = 0; i < words; ++i)
       w[i] = e.word(i);
     EXPECT_TRUE(out.emplace(e.key, w).second) << "key merged twice";
+    // One key read alone (what a program dprobe runs sees) is the same merged value.
+    std::vector<uint64_t> alone;
+    EXPECT_TRUE(h.reader().lookup(map, e.key, alone));
+    EXPECT_EQ(alone, w) << "lookup of map " << map;
+  }
+  if (h.layout().maps[map].key_size > 0) {
+    std::vector<uint64_t> none;
+    EXPECT_FALSE(h.reader().lookup(map, std::string(h.layout().maps[map].key_size, '\x7f'), none))
+        << "a key no table holds";
   }
   return out;
 }

@@ -66,6 +66,22 @@ TEST(FastPath, CountsByHitsOnlyMapsNothingElseTouches) {
             abi::kFastHitCount);
 }
 
+// A program dprobe runs itself (interval, BEGIN, END) that reads or prints the map needs its
+// value while probes run: the map then lives in a table (shared when read), which dprobe reads
+// live; the hit counters alone would hold it only in the agent.
+TEST(FastPath, MapsReadByProgramsDprobeRunsAreNotHitCounted) {
+  EXPECT_EQ(classify("uprobe:/bin/true:f { @c = count(); } interval:ms:50 /@c > 2/ { exit(); }")
+                .kind,
+            abi::kFastNone);
+  EXPECT_EQ(classify("uprobe:/bin/true:f { @c = count(); } END { printf(\"%d\\n\", @c); }").kind,
+            abi::kFastNone);
+  EXPECT_NE(classify("uprobe:/bin/true:f { @c = count(); } interval:s:1 { print(@c); }").kind,
+            abi::kFastHitCount);
+  // An interval program that only counts into its own map leaves @c alone.
+  EXPECT_EQ(classify("uprobe:/bin/true:f { @c = count(); } interval:s:1 { @t = count(); }").kind,
+            abi::kFastHitCount);
+}
+
 class FastPathRuns : public ::testing::TestWithParam<AgentKind> {};
 
 /// The same hits with the controller's fast-path hint as planned and with it removed.

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 
 namespace dprobe::runtime {
@@ -431,6 +432,7 @@ class FakeExternal : public ExternalMaps {
     return map == 0 ? held : std::vector<output::MapEntry>{};
   }
   void reset(uint32_t map, bool zero_only) override { resets.emplace_back(map, zero_only); }
+  bool lookup(uint32_t, std::string_view, std::vector<uint64_t>&) override { return false; }
   std::vector<output::MapEntry> held;
   std::vector<std::pair<uint32_t, bool>> resets;
 };
@@ -535,6 +537,85 @@ TEST(ProbeRuntime, JsonOutput) {
                         "{\"type\": \"map\", \"data\": {\"@a\": 1}}\n"
                         "{\"type\": \"map\", \"data\": {\"@b\": {\"1,x\": 1}}}\n"
                         "{\"type\": \"map\", \"data\": {\"@e\": -4}}\n");
+}
+
+} // namespace
+} // namespace dprobe::runtime
+
+namespace dprobe::runtime {
+namespace {
+
+/// Entries held elsewhere, read one key at a time (lookup) as a program the runtime runs does.
+class LookupExternal : public ExternalMaps {
+ public:
+  std::vector<output::MapEntry> entries(uint32_t) override { return {}; }
+  void reset(uint32_t, bool) override {}
+  bool lookup(uint32_t map, std::string_view key, std::vector<uint64_t>& words) override {
+    ++lookups;
+    auto it = held.find({map, std::string(key)});
+    if (it == held.end()) return false;
+    words = it->second;
+    return true;
+  }
+  std::map<std::pair<uint32_t, std::string>, std::vector<uint64_t>> held;
+  int lookups = 0;
+};
+
+TEST(ProbeRuntime, ReadsSeeExternalValuesMergedByTheMapsRule) {
+  // @c (count): 2 here + 5 there; @mx (max): 3 here, 9 there; @i (assigned): 1 here, 7 there
+  // (the agent's is the newer value, as in the final merge); @k[2] only there; @k[3] nowhere.
+  const lang::CompiledScript script = compile_ok(
+      "BEGIN { @c = count(); @c = count(); @mx = max(3); @i = 1; @k[9] = 1; "
+      "printf(\"%d %d %d %d %d\\n\", @c + 0, @mx + 0, @i, @k[2], @k[3]); "
+      "if (@c > 6) { printf(\"over 6\\n\"); } }");
+  Capture out;
+  ProbeRuntime runtime(script, out.file());
+  LookupExternal external;
+  uint32_t c = 0, mx = 0, i = 0, k = 0;
+  for (uint32_t id = 0; id < script.module.maps.size(); ++id) {
+    const std::string& name = script.module.maps[id].name;
+    (name == "@c" ? c : name == "@mx" ? mx : name == "@i" ? i : k) = id;
+  }
+  std::string two(8, '\0');
+  bytecode::store_u64_le(reinterpret_cast<uint8_t*>(two.data()), 2);
+  external.held[{c, ""}] = {5};
+  external.held[{mx, ""}] = {9};
+  external.held[{i, ""}] = {7};
+  external.held[{k, two}] = {11};
+  runtime.set_external_maps(&external);
+  FailingMemory memory;
+  runtime.run(script.probes[0].program_index, HitContext{}, memory);
+  runtime.flush();
+  EXPECT_EQ(out.text(), "7 9 7 11 0\nover 6\n");
+  EXPECT_GT(external.lookups, 0);
+  // Without the external maps, only the runtime's own values.
+  runtime.set_external_maps(nullptr);
+  Capture out2;
+  ProbeRuntime alone(script, out2.file());
+  alone.run(script.probes[0].program_index, HitContext{}, memory);
+  alone.flush();
+  EXPECT_EQ(out2.text(), "2 3 1 0 0\n");
+}
+
+TEST(ProbeRuntime, JsonValuesEventsAndStringMaps) {
+  // bpftrace -f json -e 'BEGIN { @t["b"] = "y"; @t["a"] = "x\"q"; print(@t); print(5);
+  //   print("s\t"); @h = hist(5); print(@h); exit(); }'
+  const lang::CompiledScript script = compile_ok(
+      "BEGIN { @t[\"b\"] = \"y\"; @t[\"a\"] = \"x\\\"q\"; print(@t); print(5); print(\"s\\t\"); "
+      "@h = hist(5); print(@h); exit(); }");
+  Capture out;
+  FailingMemory memory;
+  ProbeRuntime runtime(script, out.file(), OutputFormat::Json);
+  runtime.run(script.probes[0].program_index, HitContext{}, memory);
+  runtime.print_maps();
+  EXPECT_EQ(out.text(),
+            "{\"type\": \"map\", \"data\": {\"@t\": {\"a\": \"x\\\"q\", \"b\": \"y\"}}}\n"
+            "{\"type\": \"value\", \"data\": 5}\n"
+            "{\"type\": \"value\", \"data\": \"s\\t\"}\n"
+            "{\"type\": \"hist\", \"data\": {\"@h\": [{\"min\": 4, \"max\": 7, \"count\": 1}]}}\n"
+            "\n\n"
+            "{\"type\": \"hist\", \"data\": {\"@h\": [{\"min\": 4, \"max\": 7, \"count\": 1}]}}\n"
+            "{\"type\": \"map\", \"data\": {\"@t\": {\"a\": \"x\\\"q\", \"b\": \"y\"}}}\n");
 }
 
 } // namespace
