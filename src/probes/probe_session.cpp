@@ -44,6 +44,7 @@ void print_site(std::FILE* out, pid_t pid, const ProbeSite& site) {
                site.file_vaddr, site.instruction.text, mechanism_name(site.mechanism),
                site.mechanism_reason);
   }
+  if (!site.exit_note.empty()) fmt::print(out, "  return probe {}\n", site.exit_note);
 }
 
 bool needs_libraries(const lang::CompiledScript& script, SiteResolver& resolver,
@@ -159,9 +160,9 @@ class Session {
       for (const auto& ap : block.attach_points) n += ap.kind != lang::ProbeKind::Uprobe;
     }
     if (agent_) {
-      for (const auto& site : agent_->sites()) n += site.probe_names.size();
+      for (const auto& site : agent_->sites()) n += site.attached_probe_count();
     }
-    for (const auto& site : engine_->sites()) n += site.probe_names.size();
+    for (const auto& site : engine_->sites()) n += site.attached_probe_count();
     return n;
   }
 

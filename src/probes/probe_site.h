@@ -28,6 +28,10 @@ enum class Mechanism {
 struct ProbeSite {
   std::vector<std::string> probe_names;  ///< attach points as written, in script order
   std::vector<uint32_t> programs;        ///< program indices, run in this order on a hit
+  /// Per probe name: true when it is an exit of a return probe other than its first one, so
+  /// that "Attaching N probes" counts a uretprobe once, as bpftrace does. Empty: all false.
+  std::vector<bool> repeat_exit;
+  std::string exit_note;                 ///< return probes: which exit this is (for -v)
   std::string file_path;                 ///< absolute path of the probed file
   std::string function;                  ///< containing function ("" when unknown)
   uint64_t function_offset = 0;
@@ -46,6 +50,13 @@ struct ProbeSite {
   uint64_t slot_address = 0;             ///< out-of-line copy of the instruction
   x86_64::RelocatedCode slot;            ///< code placed at slot_address
   bool armed = false;
+
+  /// Attach points this site stands for in "Attaching N probes" (each uretprobe once).
+  [[nodiscard]] size_t attached_probe_count() const {
+    size_t n = probe_names.size();
+    for (bool repeat : repeat_exit) n -= repeat ? 1 : 0;
+    return n;
+  }
 };
 
 }  // namespace dprobe::probes

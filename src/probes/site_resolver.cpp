@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "arch/x86_64/exit_finder.h"
 #include "elf/library_resolver.h"
 #include "elf/wildcard.h"
 
@@ -202,7 +203,7 @@ Result<std::vector<lang::AttachPoint>> SiteResolver::expand(const lang::AttachPo
     lang::AttachPoint one = ap;
     one.symbol = symbol->name;
     // The name bpftrace gives each match (its `probe` builtin, -v): the provider spelled out.
-    one.raw = fmt::format("uprobe:{}:{}", ap.path, symbol->name);
+    one.raw = fmt::format("{}:{}:{}", ap.is_return ? "uretprobe" : "uprobe", ap.path, symbol->name);
     expanded.push_back(std::move(one));
   }
   if (expanded.empty()) {
@@ -213,7 +214,8 @@ Result<std::vector<lang::AttachPoint>> SiteResolver::expand(const lang::AttachPo
 
 Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
                                   std::span<const process::Mapping> maps,
-                                  const TargetReader& read_target, std::vector<ProbeSite>& sites) {
+                                  const TargetReader& read_target, std::vector<ProbeSite>& sites,
+                                  bool repeat_exit, const std::string& exit_note) {
   auto loc = locate(ap);
   if (!loc) return std::unexpected(loc.error());
   auto file = open_file(ap.path);
@@ -224,8 +226,11 @@ Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, 
   auto existing = std::find_if(sites.begin(), sites.end(),
                                [&](const ProbeSite& s) { return s.address == *address; });
   if (existing != sites.end()) {
+    existing->repeat_exit.resize(existing->probe_names.size(), false);
     existing->probe_names.push_back(ap.raw);
+    existing->repeat_exit.push_back(repeat_exit);
     existing->programs.push_back(program);
+    if (!exit_note.empty() && existing->exit_note.empty()) existing->exit_note = exit_note;
     return {};
   }
 
@@ -250,6 +255,8 @@ Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, 
 
   ProbeSite site;
   site.probe_names.push_back(ap.raw);
+  site.repeat_exit.push_back(repeat_exit);
+  site.exit_note = exit_note;
   site.programs.push_back(program);
   site.file_path = loc->file_path;
   site.function = loc->function;
@@ -268,6 +275,75 @@ Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, 
   return {};
 }
 
+Result<SiteResolver::ReturnSites> SiteResolver::return_sites(const lang::AttachPoint& ap) {
+  auto file = open_file(ap.path);
+  if (!file) return std::unexpected(file.error());
+  const elf::ElfFile& elf = **file;
+  auto symbol = elf.resolve_function(ap.symbol);
+  if (!symbol) return std::unexpected(symbol.error());
+  if (symbol->size == 0) {
+    return fail("{}: the size of {} is unknown, so its exits cannot be found", ap.raw,
+                symbol->name);
+  }
+  // The body, then GCC's hot/cold split parts: a branch into "F.cold" stays inside F, and
+  // the cold part's own exits are F's exits.
+  std::vector<elf::Symbol> part_symbols{*symbol};
+  for (const std::string& pattern : {symbol->name + ".cold", symbol->name + ".cold.*"}) {
+    for (const elf::Symbol* cold : elf.match_functions(pattern)) {
+      if (cold->size != 0) part_symbols.push_back(*cold);
+    }
+  }
+  std::vector<std::vector<x86_64::Instruction>> decoded;
+  std::vector<x86_64::FunctionPart> parts;
+  decoded.reserve(part_symbols.size());
+  for (const elf::Symbol& part : part_symbols) {
+    auto bytes = elf.read_at_vaddr(part.address, part.size);
+    if (!bytes) return with_context(bytes.error(), ap.raw);
+    auto insns = x86_64::decode_all(*bytes, part.address);
+    if (!insns) {
+      return fail("{}: cannot decode {} to find its exits: {}", ap.raw, part.name,
+                  insns.error().message);
+    }
+    decoded.push_back(std::move(*insns));
+    parts.push_back({decoded.back(), part.address, part.address + part.size});
+  }
+  auto scan = x86_64::find_exits(parts);
+  if (!scan) return fail("{}: cannot probe the returns of {}: {}", ap.raw, symbol->name,
+                         scan.error().message);
+  ReturnSites result;
+  for (const x86_64::ExitSite& exit : scan->exits) {
+    const uint64_t at = exit.instruction.address;
+    const auto owner = std::find_if(part_symbols.begin(), part_symbols.end(), [&](const auto& p) {
+      return at >= p.address && at < p.address + p.size;
+    });
+    lang::AttachPoint one = ap;
+    one.symbol = owner->name;
+    one.offset = at - owner->address;
+    result.exits.push_back(std::move(one));
+    std::string note = fmt::format("exit {} of {}: {}", result.exits.size(),
+                                   scan->exits.size(), x86_64::exit_kind_name(exit.kind));
+    for (const std::string& n : scan->notes) note += "; " + n;
+    result.exit_notes.push_back(std::move(note));
+  }
+  return result;
+}
+
+Status SiteResolver::resolve_return(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                     std::span<const process::Mapping> maps,
+                                     const TargetReader& read_target,
+                                     std::vector<ProbeSite>& sites) {
+  auto found = return_sites(ap);
+  if (!found) return std::unexpected(found.error());
+  for (size_t i = 0; i < found->exits.size(); ++i) {
+    if (auto st = resolve_one(found->exits[i], program, pid, maps, read_target, sites, i > 0,
+                              found->exit_notes[i]);
+        !st) {
+      return st;
+    }
+  }
+  return {};
+}
+
 Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript& script, pid_t pid,
                                                      std::span<const process::Mapping> maps,
                                                      const TargetReader& read_target) {
@@ -279,6 +355,13 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
       auto expanded = expand(written);
       if (!expanded) return std::unexpected(expanded.error());
       for (const auto& ap : *expanded) {
+        if (ap.is_return) {
+          if (auto st = resolve_return(ap, block.program_for(point), pid, maps, read_target, sites);
+              !st) {
+            return std::unexpected(st.error());
+          }
+          continue;
+        }
         if (auto st = resolve_one(ap, block.program_for(point), pid, maps, read_target, sites);
             !st) {
           return std::unexpected(st.error());

@@ -48,6 +48,15 @@ class SiteResolver {
   /// matches in the file (sorted by name). No match is an error naming the pattern.
   [[nodiscard]] Result<std::vector<lang::AttachPoint>> expand(const lang::AttachPoint& ap);
 
+  /// The exit instructions of the function a return probe names, as attach points on each
+  /// (symbol+offset, the symbol being the function or its ".cold" part), with a note for -v
+  /// per exit and the finder's notes. Errors name the attach point.
+  struct ReturnSites {
+    std::vector<lang::AttachPoint> exits;
+    std::vector<std::string> exit_notes;
+  };
+  [[nodiscard]] Result<ReturnSites> return_sites(const lang::AttachPoint& ap);
+
   /// Whether `path` (as written in a probe) is mapped in the process.
   [[nodiscard]] Result<bool> is_mapped(const lang::AttachPoint& ap,
                                        std::span<const process::Mapping> maps);
@@ -65,7 +74,13 @@ class SiteResolver {
   /// site of an earlier probe on the same address.
   [[nodiscard]] Status resolve_one(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
                                    std::span<const process::Mapping> maps,
-                                   const TargetReader& read_target, std::vector<ProbeSite>& sites);
+                                   const TargetReader& read_target, std::vector<ProbeSite>& sites,
+                                   bool repeat_exit = false, const std::string& exit_note = "");
+  /// Resolves a return probe (uretprobe:) into one site per exit of its function.
+  [[nodiscard]] Status resolve_return(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                      std::span<const process::Mapping> maps,
+                                      const TargetReader& read_target,
+                                      std::vector<ProbeSite>& sites);
   [[nodiscard]] Result<std::string> absolute(const std::string& path) const;
 
   std::string working_directory_;
