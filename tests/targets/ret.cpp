@@ -81,14 +81,14 @@ NOIPA int value(int i) { return i % 7; }
 
 } // extern "C"
 
-static void* exit_thread(void* arg) {
+static void* run_exiter(void* arg) {
   exiter(static_cast<int>(reinterpret_cast<long>(arg)));
   return nullptr;
 }
 
 static int value_rounds;
 
-static void* value_thread(void*) {
+static void* run_values(void*) {
   long sum = 0;
   for (int i = 0; i < value_rounds; ++i) sum += value(i);
   return reinterpret_cast<void*>(sum);
@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "exit") == 0) {
     for (int t = 0; t < n; ++t) {
       pthread_t th;
-      if (pthread_create(&th, nullptr, exit_thread, reinterpret_cast<void*>(static_cast<long>(t))))
+      if (pthread_create(&th, nullptr, run_exiter, reinterpret_cast<void*>(static_cast<long>(t))))
         return 1;
       pthread_join(th, nullptr);
     }
@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
     value_rounds = m;
     pthread_t th[64];
     if (n < 1 || n > 64) return 2;
-    for (int t = 0; t < n; ++t) pthread_create(&th[t], nullptr, value_thread, nullptr);
+    for (int t = 0; t < n; ++t) pthread_create(&th[t], nullptr, run_values, nullptr);
     long sum = 0;
     for (int t = 0; t < n; ++t) {
       void* r;
