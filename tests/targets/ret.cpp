@@ -5,7 +5,7 @@
 //   longjmp N   jumper(i): i % 3 == 0 leaves by longjmp to its caller's setjmp
 //   tail N      tail_caller(i) ends in a jmp tail call to tail_callee (or a ret for i < 0)
 //   exit N      N threads call exiter(t): odd t call pthread_exit inside it, even t return
-//   sleep A B   napper(A) then napper(B): sleeps of A and B milliseconds
+//   sleep A B   napper(A) then napper(B): sleeps of A and B milliseconds (durations on stderr)
 //   threads T N T threads each call value(i) for i in [0, N): returns i % 7
 #include <pthread.h>
 #include <setjmp.h>
@@ -150,7 +150,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (strcmp(mode, "sleep") == 0) {
-    int total = napper(n) + napper(m);
+    // How long each call took, seen from outside it (stderr: it varies from run to run): a
+    // probe's measurement lies between the requested sleep and this.
+    int total = 0;
+    for (int ms : {n, m}) {
+      struct timespec t0, t1;
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      total += napper(ms);
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      fprintf(stderr, "napper(%d): %lld ns\n", ms,
+              (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+    }
     printf("sleep: %d ms and %d ms\n", n, m);
     return total == n + m ? 0 : 1;
   }
