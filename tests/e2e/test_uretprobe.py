@@ -7,12 +7,14 @@ Cases bpftrace can also run are case files (cases/ret_*.test)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import error_line, require_tool, run, run_dprobe, target
+from conftest import dprobe_path, error_line, require_tool, run, run_dprobe, target
 
 MAP_LINE = re.compile(r"@(\w*)(?:\[(.*)\])?: (-?\d+)")
 SITE = re.compile(r"^(\S+): pid \d+ address 0x[0-9a-f]+ \(\S+ (\S+)\+(\d+), file address "
@@ -266,3 +268,26 @@ def test_verbose_lists_every_exit(tmp_path):
     assert [m.group(4) for m in value] == ["ret"], result.stderr
     assert all(m.group(5) == "int3-boost" for m in rec + value), result.stderr
     assert "return probe exit 2 of 2: ret" in result.stderr, result.stderr
+
+
+def test_funclatency_tool():
+    """tools/funclatency PATH PATTERN -c CMD: a histogram per matching function, named by its
+    uretprobe; the calls that threw (thrower, odd i) are not measured, outer's all are."""
+    tool = Path(__file__).resolve().parents[2] / "tools" / "funclatency"
+    binary = target("ret")
+    env = dict(os.environ, DPROBE=str(dprobe_path()))
+    result = run([tool, binary, "*er", "-c", f"{binary} throw 10"], timeout=120, env=env)
+    assert result.returncode == 0, result.describe()
+    assert "throw: 10 calls, 5 caught, 5 returned\n" in result.stdout, result.describe()
+    hists = {}
+    name = None
+    for line in result.stdout.splitlines():
+        header = re.fullmatch(r"@ns\[(.*)\]: ", line)
+        if header:
+            name = header.group(1)
+            hists[name] = 0
+        elif name and (m := HIST_LINE.match(line)):
+            hists[name] += int(m.group(3))
+    assert hists == {f"uretprobe:{binary}:thrower": 5, f"uretprobe:{binary}:outer": 10}, \
+        result.describe()
+    assert "@start" not in result.stdout, result.describe()
