@@ -44,6 +44,17 @@ Result<MechanismChoice> choose_mechanism(const ProbeSite& site,
             : x86_64::plan_jump_in(function_code, site.address - site.function_offset,
                                    site.address);
     if (plan) {
+      // Another site inside the bytes the jump replaces would be overwritten, or never reached
+      // (its copy runs in the trampoline): that one needs the int3 here.
+      for (uint64_t other : site.neighbours) {
+        if (other > site.address && other < site.address + plan->length) {
+          plan = fail("jump refused: the probe at {:#x} lies in the {} bytes a jump would replace",
+                      other, plan->length);
+          break;
+        }
+      }
+    }
+    if (plan) {
       choice.mechanism = Mechanism::Jump;
       choice.reason = fmt::format("replaces {} bytes ({})", plan->length, describe_run(plan->replaced));
       choice.replaced = std::move(plan->replaced);

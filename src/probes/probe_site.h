@@ -32,6 +32,9 @@ struct ProbeSite {
   /// that "Attaching N probes" counts a uretprobe once, as bpftrace does. Empty: all false.
   std::vector<bool> repeat_exit;
   std::string exit_note;                 ///< return probes: which exit this is (for -v)
+  /// Run-time addresses of the other sites in the same function: a jump here must not replace
+  /// their bytes (a return probe's ret is often within 5 bytes of an entry probe).
+  std::vector<uint64_t> neighbours;
   std::string file_path;                 ///< absolute path of the probed file
   std::string function;                  ///< containing function ("" when unknown)
   uint64_t function_offset = 0;

@@ -369,6 +369,14 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
       }
     }
   }
+  for (ProbeSite& site : sites) {
+    if (site.function_size == 0) continue;
+    const uint64_t start = site.address - site.function_offset;
+    for (const ProbeSite& other : sites) {
+      if (&other != &site && other.address >= start && other.address < start + site.function_size)
+        site.neighbours.push_back(other.address);
+    }
+  }
   return sites;
 }
 

@@ -291,3 +291,18 @@ def test_funclatency_tool():
     assert hists == {f"uretprobe:{binary}:thrower": 5, f"uretprobe:{binary}:outer": 10}, \
         result.describe()
     assert "@start" not in result.stdout, result.describe()
+
+
+@pytest.mark.parametrize("mechanism", [None, "int3-boost"], ids=ids)
+def test_entry_and_return_within_five_bytes(tmp_path, mechanism):
+    """leaf5 is `lea; ret` (5 bytes): a jump at its entry would replace its ret, where the return
+    probe sits. The entry gets an int3 instead (-v says why); every call counted at both."""
+    result, maps, text = probe_ret(
+        tmp_path, "uprobe:RET:leaf5 { @in = count(); } uretprobe:RET:leaf5 { @out = count(); "
+        "@s = sum(retval); }", ["leaf", 100], mechanism, verbose=True)
+    assert maps["in"] == 100 and maps["out"] == 100, text
+    assert maps["s"] == sum(i + 3 for i in range(100)), text
+    if mechanism is None:
+        entry = [line for line in result.stderr.splitlines() if line.startswith("uprobe:")]
+        assert len(entry) == 1 and "lies in the 5 bytes a jump would replace" in entry[0], \
+            result.stderr

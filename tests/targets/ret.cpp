@@ -6,6 +6,7 @@
 //   tail N      tail_caller(i) ends in a jmp tail call to tail_callee (or a ret for i < 0)
 //   exit N      N threads call exiter(t): odd t call pthread_exit inside it, even t return
 //   sleep A B   napper(A) then napper(B): sleeps of A and B milliseconds (durations on stderr)
+//   leaf N      leaf5(i, 1) N times: a 5-byte function whose entry and ret a jump would share
 //   threads T N T threads each call value(i) for i in [0, N): returns i % 7
 #include <pthread.h>
 #include <setjmp.h>
@@ -78,6 +79,9 @@ NOIPA int napper(int ms) {
 }
 
 NOIPA int value(int i) { return i % 7; }
+
+// 5 bytes, `lea eax, [rdi+rsi*2+1]; ret`: a jump at its entry would replace its ret too.
+NOIPA int leaf5(int x, int y) { return x + 2 * y + 1; }
 
 } // extern "C"
 
@@ -163,6 +167,12 @@ int main(int argc, char** argv) {
     }
     printf("sleep: %d ms and %d ms\n", n, m);
     return total == n + m ? 0 : 1;
+  }
+  if (strcmp(mode, "leaf") == 0) {
+    long sum = 0;
+    for (int i = 0; i < n; ++i) sum += leaf5(i, 1);
+    printf("leaf: %d calls, sum %ld\n", n, sum);
+    return 0;
   }
   if (strcmp(mode, "threads") == 0) {
     value_rounds = m;
