@@ -662,6 +662,17 @@ class Analyser {
               fmt::format("'{}' is not available in {} probes", name, special_probe_name_));
         return Type::none();
       }
+      // At an exit the argument registers hold whatever the function left there (bpftrace
+      // refuses them in uretprobes too).
+      const auto& points = current_probe_->attach_points;
+      if (std::any_of(points.begin(), points.end(), [](const AttachPoint& ap) {
+            return ap.kind == ProbeKind::Uprobe && ap.is_return;
+          })) {
+        error(b.location, fmt::format("'{}' is not available in uretprobe probes: read it in a "
+                                      "uprobe and keep it in a map keyed by tid",
+                                      name));
+        return Type::none();
+      }
       return Type::integer(false);
     }
     if (name == "pid" || name == "tid" || name == "nsecs" || name == "uid" || name == "gid" ||
