@@ -180,9 +180,7 @@ class Session {
       const std::vector<uint8_t>& function_code = site.function_code;
       auto choice = choose_mechanism(site, function_code, agent_problem, options_.mechanism);
       if (!choice) return std::unexpected(choice.error());
-      site.mechanism = choice->mechanism;
-      site.mechanism_reason = std::move(choice->reason);
-      site.replaced = std::move(choice->replaced);
+      apply_choice(site, std::move(*choice));
     }
     return {};
   }

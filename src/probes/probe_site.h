@@ -46,6 +46,10 @@ struct ProbeSite {
   Mechanism mechanism = Mechanism::Int3Ptrace;
   std::string mechanism_reason;          ///< why this mechanism (and not a faster one)
   std::vector<x86_64::Instruction> replaced;  ///< Jump: the whole instructions the jmp overwrites
+  /// Jump on an exit: how many of `replaced` (those before the exit) run before the probe. The
+  /// site then starts at the first of them (`address`), and `exit_address` is the exit's.
+  std::size_t run_before = 0;
+  uint64_t exit_address = 0;
   uint32_t agent_probe_id = 0;           ///< Jump/Int3Boost: index in the agent's probe table
   std::vector<uint8_t> patch;            ///< bytes written at `address` when armed
 

@@ -320,8 +320,9 @@ Result<SiteResolver::ReturnSites> SiteResolver::return_sites(const lang::AttachP
     one.symbol = owner->name;
     one.offset = at - owner->address;
     result.exits.push_back(std::move(one));
-    std::string note = fmt::format("exit {} of {}: {}", result.exits.size(),
-                                   scan->exits.size(), x86_64::exit_kind_name(exit.kind));
+    std::string note = fmt::format("exit {} of {} at {}+{}: {} '{}'", result.exits.size(),
+                                   scan->exits.size(), owner->name, at - owner->address,
+                                   x86_64::exit_kind_name(exit.kind), exit.instruction.text);
     for (const std::string& n : scan->notes) note += "; " + n;
     result.exit_notes.push_back(std::move(note));
   }

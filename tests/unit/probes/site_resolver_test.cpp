@@ -198,10 +198,11 @@ TEST(SiteResolverResolve, ReturnProbeBecomesOneSitePerExit) {
   const uint64_t start = proc.base + sym->address;
   EXPECT_EQ((*sites)[0].address, start + 4);
   EXPECT_EQ((*sites)[0].instruction.text, "jmp " + fmt::format("{:#x}", start + 15));
-  EXPECT_EQ((*sites)[0].exit_note, "exit 1 of 2: tail jump");
+  EXPECT_EQ((*sites)[0].exit_note,
+            fmt::format("exit 1 of 2 at ret_fixture+4: tail jump 'jmp {:#x}'", sym->address + 15));
   EXPECT_EQ((*sites)[1].address, start + 12);
   EXPECT_EQ((*sites)[1].instruction.text, "ret");
-  EXPECT_EQ((*sites)[1].exit_note, "exit 2 of 2: ret");
+  EXPECT_EQ((*sites)[1].exit_note, "exit 2 of 2 at ret_fixture+12: ret 'ret'");
   EXPECT_EQ((*sites)[0].probe_names[0], ap.raw);
   EXPECT_EQ((*sites)[1].probe_names[0], ap.raw);
   // The uretprobe counts once: its second exit is a repeat.
