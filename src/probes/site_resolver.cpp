@@ -345,6 +345,26 @@ Status SiteResolver::resolve_return(const lang::AttachPoint& ap, uint32_t progra
   return {};
 }
 
+Status SiteResolver::resolve_point(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                   std::span<const process::Mapping> maps,
+                                   const TargetReader& read_target,
+                                   std::vector<ProbeSite>& sites) {
+  if (ap.is_return) return resolve_return(ap, program, pid, maps, read_target, sites);
+  return resolve_one(ap, program, pid, maps, read_target, sites);
+}
+
+void link_neighbours(std::vector<ProbeSite>& sites) {
+  for (ProbeSite& site : sites) {
+    site.neighbours.clear();
+    if (site.function_size == 0) continue;
+    const uint64_t start = site.address - site.function_offset;
+    for (const ProbeSite& other : sites) {
+      if (&other != &site && other.address >= start && other.address < start + site.function_size)
+        site.neighbours.push_back(other.address);
+    }
+  }
+}
+
 Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript& script, pid_t pid,
                                                      std::span<const process::Mapping> maps,
                                                      const TargetReader& read_target) {
@@ -356,28 +376,14 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
       auto expanded = expand(written);
       if (!expanded) return std::unexpected(expanded.error());
       for (const auto& ap : *expanded) {
-        if (ap.is_return) {
-          if (auto st = resolve_return(ap, block.program_for(point), pid, maps, read_target, sites);
-              !st) {
-            return std::unexpected(st.error());
-          }
-          continue;
-        }
-        if (auto st = resolve_one(ap, block.program_for(point), pid, maps, read_target, sites);
+        if (auto st = resolve_point(ap, block.program_for(point), pid, maps, read_target, sites);
             !st) {
           return std::unexpected(st.error());
         }
       }
     }
   }
-  for (ProbeSite& site : sites) {
-    if (site.function_size == 0) continue;
-    const uint64_t start = site.address - site.function_offset;
-    for (const ProbeSite& other : sites) {
-      if (&other != &site && other.address >= start && other.address < start + site.function_size)
-        site.neighbours.push_back(other.address);
-    }
-  }
+  link_neighbours(sites);
   return sites;
 }
 

@@ -76,6 +76,12 @@ class SiteResolver {
                                    std::span<const process::Mapping> maps,
                                    const TargetReader& read_target, std::vector<ProbeSite>& sites,
                                    bool repeat_exit = false, const std::string& exit_note = "");
+  /// resolve_one for an entry probe, resolve_return for a return probe: what every path that
+  /// turns attach points into sites must call.
+  [[nodiscard]] Status resolve_point(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                     std::span<const process::Mapping> maps,
+                                     const TargetReader& read_target,
+                                     std::vector<ProbeSite>& sites);
   /// Resolves a return probe (uretprobe:) into one site per exit of its function.
   [[nodiscard]] Status resolve_return(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
                                       std::span<const process::Mapping> maps,
@@ -87,6 +93,10 @@ class SiteResolver {
   pid_t pid_ = 0;
   std::map<std::string, std::unique_ptr<elf::ElfFile>> files_;
 };
+
+/// Fills each site's `neighbours` (the other sites in its function) once every site of a batch
+/// is resolved: the mechanism planner keeps jumps off them.
+void link_neighbours(std::vector<ProbeSite>& sites);
 
 /// Whether `live` (the process's bytes at `original`'s run-time address) is a patch left by a
 /// dprobe that was killed, over code that is otherwise the file's.

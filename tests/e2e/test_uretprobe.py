@@ -288,3 +288,27 @@ def test_entry_and_return_within_five_bytes(tmp_path, mechanism):
         entry = [line for line in result.stderr.splitlines() if line.startswith("uprobe:")]
         assert len(entry) == 1 and "lies in the 5 bytes a jump would replace" in entry[0], \
             result.stderr
+
+
+def test_funclatency_tool():
+    """tools/funclatency PATH PATTERN -c CMD: a histogram per matching function, named by its
+    uretprobe; the calls that threw (thrower, odd i) are not measured, outer's all are."""
+    tool = Path(__file__).resolve().parents[2] / "tools" / "funclatency"
+    binary = target("ret")
+    env = dict(os.environ, DPROBE=str(dprobe_path()))
+    result = run([tool, binary, "*er", "-c", f"{binary} throw 10"], timeout=120, env=env)
+    assert result.returncode == 0, result.describe()
+    assert "throw: 10 calls, 5 caught, 5 returned\n" in result.stdout, result.describe()
+    hists = {}
+    name = None
+    for line in result.stdout.splitlines():
+        header = re.fullmatch(r"@ns\[(.*)\]: ", line)
+        if header:
+            name = header.group(1)
+            hists[name] = 0
+        elif name and (m := HIST_LINE.match(line)):
+            hists[name] += int(m.group(3))
+    assert hists == {f"uretprobe:{binary}:thrower": 5, f"uretprobe:{binary}:outer": 10}, \
+        result.describe()
+    assert "@start" not in result.stdout, result.describe()
+
