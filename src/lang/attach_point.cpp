@@ -36,8 +36,7 @@ constexpr std::array<std::string_view, 24> kKernelProviders = {"kprobe",
                                                                "kprobe_multi"};
 
 // Providers that work in user space and will come in later milestones.
-constexpr std::array<std::string_view, 6> kLaterProviders = {"uretprobe", "ur",      "usdt",
-                                                             "U",         "profile", "p"};
+constexpr std::array<std::string_view, 4> kLaterProviders = {"usdt", "U", "profile", "p"};
 
 /// Splits on ':' outside double quotes, dropping the quotes.
 std::vector<std::string> split_colons(std::string_view raw) {
@@ -94,6 +93,7 @@ std::optional<std::string> parse_attach_point(std::string_view raw, AttachPoint&
   out.symbol.clear();
   out.offset = 0;
   out.address.reset();
+  out.is_return = false;
   const std::vector<std::string> parts = split_colons(raw);
   const std::string& provider = parts[0];
 
@@ -102,10 +102,11 @@ std::optional<std::string> parse_attach_point(std::string_view raw, AttachPoint&
     if (parts.size() != 1) return fmt::format("{} probes take no arguments", provider);
     return std::nullopt;
   }
-  if (provider == "uprobe" || provider == "u") {
+  if (provider == "uprobe" || provider == "u" || provider == "uretprobe" || provider == "ur") {
     out.kind = ProbeKind::Uprobe;
+    out.is_return = provider == "uretprobe" || provider == "ur";
     if (parts.size() < 3)
-      return fmt::format("uprobe needs a path and a symbol: uprobe:PATH:SYMBOL");
+      return fmt::format("{} needs a path and a symbol: {}:PATH:SYMBOL", provider, provider);
     // Everything up to the last ':' is the path (it may itself contain ':').
     for (size_t i = 1; i + 1 < parts.size(); ++i) {
       if (i > 1) out.path += ':';
@@ -115,6 +116,11 @@ std::optional<std::string> parse_attach_point(std::string_view raw, AttachPoint&
     if (out.path.empty()) return fmt::format("uprobe needs a path: uprobe:PATH:SYMBOL");
     if (target.empty()) return fmt::format("uprobe needs a symbol: uprobe:PATH:SYMBOL");
     if (target[0] >= '0' && target[0] <= '9') {
+      // An address names one instruction; an exit probe needs a whole function.
+      if (out.is_return) {
+        return fmt::format("{} needs a function name, not an address: {}:PATH:FUNCTION", provider,
+                           provider);
+      }
       const std::optional<uint64_t> address = parse_number(target);
       if (!address) return fmt::format("invalid address '{}'", target);
       out.address = *address;
@@ -129,6 +135,9 @@ std::optional<std::string> parse_attach_point(std::string_view raw, AttachPoint&
       out.offset = *offset;
     }
     if (out.symbol.empty()) return fmt::format("uprobe needs a symbol: uprobe:PATH:SYMBOL");
+    if (out.is_return && plus != std::string::npos) {
+      return fmt::format("{} takes no offset: it probes every exit of '{}'", provider, out.symbol);
+    }
     // '*' and '?' are wildcards, expanded per file when the probe is resolved.
     if (out.symbol.find('[') != std::string::npos) {
       return fmt::format("character classes are not supported in symbols: '{}'", out.symbol);
@@ -149,8 +158,8 @@ std::optional<std::string> parse_attach_point(std::string_view raw, AttachPoint&
 }
 
 std::optional<std::string> refuse_provider(std::string_view provider) {
-  if (provider == "uprobe" || provider == "u" || provider == "BEGIN" || provider == "END" ||
-      provider == "interval" || provider == "i") {
+  if (provider == "uprobe" || provider == "u" || provider == "uretprobe" || provider == "ur" ||
+      provider == "BEGIN" || provider == "END" || provider == "interval" || provider == "i") {
     return std::nullopt;
   }
   if (contains(kKernelProviders, provider)) {

@@ -18,6 +18,8 @@ struct AttachPoint {
                                    ///< hold wildcards ('*', '?') matching several functions
   uint64_t offset = 0;             ///< +OFFSET
   std::optional<uint64_t> address; ///< uprobe:PATH:0xADDR
+  /// uretprobe:/ur: (kind Uprobe): probes every exit of the function instead of its entry.
+  bool is_return = false;
   uint64_t interval_ns = 0;        ///< interval:UNIT:N, the period in nanoseconds
   int line = 0, column = 0;        ///< where it was written, for later diagnostics
 };
@@ -26,7 +28,7 @@ struct AttachPoint {
 /// 'kprobe' is not available in user space"); line/column are left for the caller to fill.
 [[nodiscard]] std::optional<std::string> parse_attach_point(std::string_view raw, AttachPoint& out);
 
-/// Why a provider other than uprobe/u cannot be used here ("kernel-only feature 'kprobe' is not
+/// Why a provider other than uprobe/u/uretprobe/ur cannot be used here ("kernel-only feature 'kprobe' is not
 /// available in user space", "unknown probe type 'x'"), nullopt for uprobe, u, BEGIN, END,
 /// interval and i. Shared with `-l`, which takes a probe pattern instead of a script.
 [[nodiscard]] std::optional<std::string> refuse_provider(std::string_view provider);

@@ -7,6 +7,37 @@
 #include "lang/passes/semantic_analyser.h"
 
 namespace dprobe::lang {
+namespace {
+
+/// Blocks that read `probe`/`func` get one program per attach point; a wildcard one is replaced
+/// by its matches first, so each match's program carries its own name. Types and variables do
+/// not depend on which function an attach point names, so the analysis still holds.
+void expand_named_wildcards(
+    ast::Program& program, const SemanticResult& semantic,
+    const std::function<std::vector<AttachPoint>(const AttachPoint&)>& expand) {
+  for (size_t i = 0; i < program.probes.size(); ++i) {
+    if (i >= semantic.probe_names_attach_point.size() || !semantic.probe_names_attach_point[i])
+      continue;
+    std::vector<AttachPoint> points;
+    for (AttachPoint& ap : program.probes[i].attach_points) {
+      const bool wildcard = ap.kind == ProbeKind::Uprobe && !ap.address &&
+                            ap.symbol.find_first_of("*?") != std::string::npos;
+      std::vector<AttachPoint> matches = wildcard ? expand(ap) : std::vector<AttachPoint>{};
+      if (matches.empty()) {
+        points.push_back(std::move(ap));
+        continue;
+      }
+      for (AttachPoint& one : matches) {
+        one.line = ap.line;
+        one.column = ap.column;
+        points.push_back(std::move(one));
+      }
+    }
+    program.probes[i].attach_points = std::move(points);
+  }
+}
+
+} // namespace
 
 Result<CompiledScript> compile(std::string_view source, std::string_view filename,
                                const CompileOptions& options) {
@@ -18,6 +49,7 @@ Result<CompiledScript> compile(std::string_view source, std::string_view filenam
   if (!diagnostics.empty()) return failed();
   const SemanticResult semantic = analyse(program, diagnostics, AnalyserOptions{options.unsafe});
   if (!diagnostics.empty()) return failed();
+  if (options.expand_wildcard) expand_named_wildcards(program, semantic, options.expand_wildcard);
   std::vector<std::vector<uint32_t>> point_programs;
   bytecode::Module module = generate(program, semantic, diagnostics, point_programs);
   if (!diagnostics.empty()) return failed();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +43,11 @@ struct CompiledScript {
 ///   <spaces>^~~~
 struct CompileOptions {
   bool unsafe = false; ///< --unsafe: allow system()
+  /// The attach points a wildcard attach point stands for (one per matching function, named as
+  /// `probe` prints it), or nothing to leave it as written. Used for blocks that read `probe` or
+  /// `func`: each match gets its own program with its own names, as in bpftrace. Without it,
+  /// such a block names the pattern.
+  std::function<std::vector<AttachPoint>(const AttachPoint&)> expand_wildcard{};
 };
 
 [[nodiscard]] Result<CompiledScript> compile(std::string_view source, std::string_view filename,

@@ -191,6 +191,18 @@ Status AgentEngine::prepare_jump(process::Tracee& tracee, pid_t tid, ProbeSite& 
   // At a function's entry the ABI leaves the status flags undefined: no need to restore them.
   spec.save_flags = site.function_offset != 0;
   spec.replaced = site.replaced;
+  spec.run_before = site.run_before;
+  if (site.run_before > 0) {
+    // Only the exit's bytes were checked against the file when the site was resolved; the
+    // instructions before it are replaced too (a jump a killed dprobe left there is ours).
+    std::vector<uint8_t> live(original_bytes(site).size());
+    if (auto st = tracee.read_memory(site.address, live); !st) return with_context(st.error(), name);
+    const bool leftover = live[0] == 0xE9 && std::all_of(live.begin() + 5, live.end(),
+                                                         [](uint8_t b) { return b == 0xCC; });
+    if (live != original_bytes(site) && !leftover) {
+      return fail("{}: code at {:#x} differs from the file", name, site.address);
+    }
+  }
   auto trampoline = x86_64::write_trampoline(spec);
   if (!trampoline) return fail("{}: {}", name, trampoline.error().message);
   if (auto st = tracee.write_memory(*slot, trampoline->code); !st) return with_context(st.error(), name);

@@ -16,6 +16,7 @@ struct MechanismChoice {
   Mechanism mechanism = Mechanism::Int3Ptrace;
   std::string reason;                          ///< one line, printed by -v
   std::vector<x86_64::Instruction> replaced;   ///< Jump only
+  std::size_t run_before = 0;                  ///< Jump on an exit: see ProbeSite::run_before
 };
 
 /// `function_code`: the containing function's bytes as in the file; the function starts at
@@ -26,5 +27,9 @@ struct MechanismChoice {
                                                        std::span<const uint8_t> function_code,
                                                        const std::string& agent_problem,
                                                        std::optional<Mechanism> forced);
+
+/// Records `choice` in `site`. A jump on an exit that starts at an earlier instruction moves the
+/// site there (address, instruction, offsets), since the patch and its undoing start there.
+void apply_choice(ProbeSite& site, MechanismChoice choice);
 
 }  // namespace dprobe::probes

@@ -14,7 +14,7 @@ namespace dprobe::probes {
 Result<ListPattern> parse_list_pattern(std::string_view text) {
   const size_t first = text.find(':');
   const std::string_view provider = text.substr(0, first);
-  if (provider != "uprobe" && provider != "u") {
+  if (provider != "uprobe" && provider != "u" && provider != "uretprobe" && provider != "ur") {
     if (auto refusal = lang::refuse_provider(provider)) return fail("-l '{}': {}", text, *refusal);
     return fail("-l '{}': only uprobes can be listed: -l 'uprobe:PATH:PATTERN'", text);
   }
@@ -23,7 +23,8 @@ Result<ListPattern> parse_list_pattern(std::string_view text) {
     return fail("-l '{}': a pattern needs a path and a function: -l 'uprobe:PATH:PATTERN'", text);
   }
   ListPattern pattern{std::string(text.substr(first + 1, last - first - 1)),
-                      std::string(text.substr(last + 1))};
+                      std::string(text.substr(last + 1)),
+                      provider == "uretprobe" || provider == "ur" ? "uretprobe" : "uprobe"};
   if (pattern.path.empty()) {
     return fail("-l '{}': a pattern needs a path: -l 'uprobe:PATH:PATTERN'", text);
   }
@@ -50,7 +51,8 @@ std::string listed_path(std::string_view written, std::string_view resolved, std
 }
 
 std::vector<std::string> listing_lines(std::string_view path, std::string_view pattern,
-                                       std::span<const std::string> names) {
+                                       std::span<const std::string> names,
+                                       std::string_view provider) {
   std::set<std::string_view> matching;
   for (const std::string& name : names) {
     if (elf::wildcard_match(pattern, name)) matching.insert(name);
@@ -58,7 +60,7 @@ std::vector<std::string> listing_lines(std::string_view path, std::string_view p
   std::vector<std::string> lines;
   lines.reserve(matching.size());
   for (std::string_view name : matching)
-    lines.push_back(fmt::format("uprobe:{}:{}", path, name));
+    lines.push_back(fmt::format("{}:{}:{}", provider, path, name));
   return lines;
 }
 
@@ -84,7 +86,8 @@ Result<std::vector<std::string>> list_probes(std::string_view text, const std::s
       }
     }
   }
-  return listing_lines(listed_path(pattern->path, *resolved, cwd), pattern->function, names);
+  return listing_lines(listed_path(pattern->path, *resolved, cwd), pattern->function, names,
+                       pattern->provider);
 }
 
 } // namespace dprobe::probes

@@ -14,6 +14,7 @@ namespace dprobe::probes {
 struct ListPattern {
   std::string path;     ///< as written (may be a library name such as "libc")
   std::string function; ///< a name or a wildcard ('*' any run, '?' one character)
+  std::string provider = "uprobe"; ///< spelled out as bpftrace lists it: uprobe or uretprobe
 };
 
 /// Parses `-l`'s argument. Errors are one line: kernel-only providers ("kernel-only feature
@@ -25,10 +26,12 @@ struct ListPattern {
 [[nodiscard]] std::string listed_path(std::string_view written, std::string_view resolved,
                                       std::string_view cwd);
 
-/// "uprobe:PATH:NAME" for every distinct name among `names` matching `pattern`, sorted
+/// "PROVIDER:PATH:NAME" for every distinct name among `names` matching `pattern`, sorted
 /// bytewise (bpftrace collects them in a std::set).
-[[nodiscard]] std::vector<std::string>
-listing_lines(std::string_view path, std::string_view pattern, std::span<const std::string> names);
+[[nodiscard]] std::vector<std::string> listing_lines(std::string_view path,
+                                                     std::string_view pattern,
+                                                     std::span<const std::string> names,
+                                                     std::string_view provider = "uprobe");
 
 /// The whole listing for `text`: resolves the file as probes do (libraries through the loader's
 /// cache), reads its function symbols and those of its separate debug file under

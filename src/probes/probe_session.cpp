@@ -50,6 +50,7 @@ void print_site(std::FILE* out, pid_t pid, const ProbeSite& site) {
                site.file_vaddr, site.instruction.text, mechanism_name(site.mechanism),
                site.mechanism_reason);
   }
+  if (!site.exit_note.empty()) fmt::print(out, "  return probe {}\n", site.exit_note);
 }
 
 bool needs_libraries(const lang::CompiledScript& script, SiteResolver& resolver,
@@ -196,10 +197,10 @@ class Session {
       for (const auto& ap : block.attach_points) n += ap.kind != lang::ProbeKind::Uprobe;
     }
     if (agent_) {
-      for (const auto& site : agent_->sites()) n += site.probe_names.size();
+      for (const auto& site : agent_->sites()) n += site.attached_probe_count();
     }
     for (const auto& site : engine_->sites()) {
-      if (!is_loader_site(site)) n += site.probe_names.size();
+      if (!is_loader_site(site)) n += site.attached_probe_count();
     }
     // Probes waiting for their library count as attached, as bpftrace's uprobes on a file do.
     for (const auto& point : points_) n += !point.mapped;
@@ -224,9 +225,7 @@ class Session {
       const std::vector<uint8_t>& function_code = site.function_code;
       auto choice = choose_mechanism(site, function_code, agent_problem, options_.mechanism);
       if (!choice) return std::unexpected(choice.error());
-      site.mechanism = choice->mechanism;
-      site.mechanism_reason = std::move(choice->reason);
-      site.replaced = std::move(choice->replaced);
+      apply_choice(site, std::move(*choice));
       if (site.mechanism == Mechanism::Int3Boost && !options_.mechanism) {
         // The kernel kills a thread whose int3 raises a SIGTRAP it blocks; under ptrace the
         // trap reaches dprobe first.

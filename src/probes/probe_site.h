@@ -28,6 +28,13 @@ enum class Mechanism {
 struct ProbeSite {
   std::vector<std::string> probe_names;  ///< attach points as written, in script order
   std::vector<uint32_t> programs;        ///< program indices, run in this order on a hit
+  /// Per probe name: true when it is an exit of a return probe other than its first one, so
+  /// that "Attaching N probes" counts a uretprobe once, as bpftrace does. Empty: all false.
+  std::vector<bool> repeat_exit;
+  std::string exit_note;                 ///< return probes: which exit this is (for -v)
+  /// Run-time addresses of the other sites in the same function: a jump here must not replace
+  /// their bytes (a return probe's ret is often within 5 bytes of an entry probe).
+  std::vector<uint64_t> neighbours;
   std::string file_path;                 ///< absolute path of the probed file
   std::string function;                  ///< containing function ("" when unknown)
   uint64_t function_offset = 0;
@@ -39,6 +46,10 @@ struct ProbeSite {
   Mechanism mechanism = Mechanism::Int3Ptrace;
   std::string mechanism_reason;          ///< why this mechanism (and not a faster one)
   std::vector<x86_64::Instruction> replaced;  ///< Jump: the whole instructions the jmp overwrites
+  /// Jump on an exit: how many of `replaced` (those before the exit) run before the probe. The
+  /// site then starts at the first of them (`address`), and `exit_address` is the exit's.
+  std::size_t run_before = 0;
+  uint64_t exit_address = 0;
   uint32_t agent_probe_id = 0;           ///< Jump/Int3Boost: index in the agent's probe table
   std::vector<uint8_t> patch;            ///< bytes written at `address` when armed
 
@@ -46,6 +57,13 @@ struct ProbeSite {
   uint64_t slot_address = 0;             ///< out-of-line copy of the instruction
   x86_64::RelocatedCode slot;            ///< code placed at slot_address
   bool armed = false;
+
+  /// Attach points this site stands for in "Attaching N probes" (each uretprobe once).
+  [[nodiscard]] size_t attached_probe_count() const {
+    size_t n = probe_names.size();
+    for (bool repeat : repeat_exit) n -= repeat ? 1 : 0;
+    return n;
+  }
 };
 
 }  // namespace dprobe::probes

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "arch/x86_64/exit_finder.h"
 #include "elf/library_resolver.h"
 #include "elf/wildcard.h"
 
@@ -202,7 +203,7 @@ Result<std::vector<lang::AttachPoint>> SiteResolver::expand(const lang::AttachPo
     lang::AttachPoint one = ap;
     one.symbol = symbol->name;
     // The name bpftrace gives each match (its `probe` builtin, -v): the provider spelled out.
-    one.raw = fmt::format("uprobe:{}:{}", ap.path, symbol->name);
+    one.raw = fmt::format("{}:{}:{}", ap.is_return ? "uretprobe" : "uprobe", ap.path, symbol->name);
     expanded.push_back(std::move(one));
   }
   if (expanded.empty()) {
@@ -213,7 +214,8 @@ Result<std::vector<lang::AttachPoint>> SiteResolver::expand(const lang::AttachPo
 
 Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
                                   std::span<const process::Mapping> maps,
-                                  const TargetReader& read_target, std::vector<ProbeSite>& sites) {
+                                  const TargetReader& read_target, std::vector<ProbeSite>& sites,
+                                  bool repeat_exit, const std::string& exit_note) {
   auto loc = locate(ap);
   if (!loc) return std::unexpected(loc.error());
   auto file = open_file(ap.path);
@@ -224,8 +226,11 @@ Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, 
   auto existing = std::find_if(sites.begin(), sites.end(),
                                [&](const ProbeSite& s) { return s.address == *address; });
   if (existing != sites.end()) {
+    existing->repeat_exit.resize(existing->probe_names.size(), false);
     existing->probe_names.push_back(ap.raw);
+    existing->repeat_exit.push_back(repeat_exit);
     existing->programs.push_back(program);
+    if (!exit_note.empty() && existing->exit_note.empty()) existing->exit_note = exit_note;
     return {};
   }
 
@@ -250,6 +255,8 @@ Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, 
 
   ProbeSite site;
   site.probe_names.push_back(ap.raw);
+  site.repeat_exit.push_back(repeat_exit);
+  site.exit_note = exit_note;
   site.programs.push_back(program);
   site.file_path = loc->file_path;
   site.function = loc->function;
@@ -266,6 +273,96 @@ Status SiteResolver::resolve_one(const lang::AttachPoint& ap, uint32_t program, 
   site.instruction = *at_runtime;
   sites.push_back(std::move(site));
   return {};
+}
+
+Result<SiteResolver::ReturnSites> SiteResolver::return_sites(const lang::AttachPoint& ap) {
+  auto file = open_file(ap.path);
+  if (!file) return std::unexpected(file.error());
+  const elf::ElfFile& elf = **file;
+  auto symbol = elf.resolve_function(ap.symbol);
+  if (!symbol) return std::unexpected(symbol.error());
+  if (symbol->size == 0) {
+    return fail("{}: the size of {} is unknown, so its exits cannot be found", ap.raw,
+                symbol->name);
+  }
+  // The body, then GCC's hot/cold split parts: a branch into "F.cold" stays inside F, and
+  // the cold part's own exits are F's exits.
+  std::vector<elf::Symbol> part_symbols{*symbol};
+  for (const std::string& pattern : {symbol->name + ".cold", symbol->name + ".cold.*"}) {
+    for (const elf::Symbol* cold : elf.match_functions(pattern)) {
+      if (cold->size != 0) part_symbols.push_back(*cold);
+    }
+  }
+  std::vector<std::vector<x86_64::Instruction>> decoded;
+  std::vector<x86_64::FunctionPart> parts;
+  decoded.reserve(part_symbols.size());
+  for (const elf::Symbol& part : part_symbols) {
+    auto bytes = elf.read_at_vaddr(part.address, part.size);
+    if (!bytes) return with_context(bytes.error(), ap.raw);
+    auto insns = x86_64::decode_all(*bytes, part.address);
+    if (!insns) {
+      return fail("{}: cannot decode {} to find its exits: {}", ap.raw, part.name,
+                  insns.error().message);
+    }
+    decoded.push_back(std::move(*insns));
+    parts.push_back({decoded.back(), part.address, part.address + part.size});
+  }
+  auto scan = x86_64::find_exits(parts);
+  if (!scan) return fail("{}: cannot probe the returns of {}: {}", ap.raw, symbol->name,
+                         scan.error().message);
+  ReturnSites result;
+  for (const x86_64::ExitSite& exit : scan->exits) {
+    const uint64_t at = exit.instruction.address;
+    const auto owner = std::find_if(part_symbols.begin(), part_symbols.end(), [&](const auto& p) {
+      return at >= p.address && at < p.address + p.size;
+    });
+    lang::AttachPoint one = ap;
+    one.symbol = owner->name;
+    one.offset = at - owner->address;
+    result.exits.push_back(std::move(one));
+    std::string note = fmt::format("exit {} of {} at {}+{}: {} '{}'", result.exits.size(),
+                                   scan->exits.size(), owner->name, at - owner->address,
+                                   x86_64::exit_kind_name(exit.kind), exit.instruction.text);
+    for (const std::string& n : scan->notes) note += "; " + n;
+    result.exit_notes.push_back(std::move(note));
+  }
+  return result;
+}
+
+Status SiteResolver::resolve_return(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                     std::span<const process::Mapping> maps,
+                                     const TargetReader& read_target,
+                                     std::vector<ProbeSite>& sites) {
+  auto found = return_sites(ap);
+  if (!found) return std::unexpected(found.error());
+  for (size_t i = 0; i < found->exits.size(); ++i) {
+    if (auto st = resolve_one(found->exits[i], program, pid, maps, read_target, sites, i > 0,
+                              found->exit_notes[i]);
+        !st) {
+      return st;
+    }
+  }
+  return {};
+}
+
+Status SiteResolver::resolve_point(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                   std::span<const process::Mapping> maps,
+                                   const TargetReader& read_target,
+                                   std::vector<ProbeSite>& sites) {
+  if (ap.is_return) return resolve_return(ap, program, pid, maps, read_target, sites);
+  return resolve_one(ap, program, pid, maps, read_target, sites);
+}
+
+void link_neighbours(std::vector<ProbeSite>& sites) {
+  for (ProbeSite& site : sites) {
+    site.neighbours.clear();
+    if (site.function_size == 0) continue;
+    const uint64_t start = site.address - site.function_offset;
+    for (const ProbeSite& other : sites) {
+      if (&other != &site && other.address >= start && other.address < start + site.function_size)
+        site.neighbours.push_back(other.address);
+    }
+  }
 }
 
 Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript& script, pid_t pid,
@@ -286,13 +383,14 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve(const lang::CompiledScript&
           points->push_back(*listed);
           if (!listed->mapped) continue;  // armed when the loader maps its file
         }
-        if (auto st = resolve_one(ap, block.program_for(point), pid, maps, read_target, sites);
+        if (auto st = resolve_point(ap, block.program_for(point), pid, maps, read_target, sites);
             !st) {
           return std::unexpected(st.error());
         }
       }
     }
   }
+  link_neighbours(sites);
   return sites;
 }
 
@@ -330,10 +428,11 @@ Result<std::vector<ProbeSite>> SiteResolver::resolve_points(std::span<const Upro
                                                             const TargetReader& read_target) {
   std::vector<ProbeSite> sites;
   for (const UprobePoint& point : points) {
-    if (auto st = resolve_one(point.ap, point.program, pid, maps, read_target, sites); !st) {
+    if (auto st = resolve_point(point.ap, point.program, pid, maps, read_target, sites); !st) {
       return std::unexpected(st.error());
     }
   }
+  link_neighbours(sites);
   return sites;
 }
 

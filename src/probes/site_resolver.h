@@ -58,6 +58,15 @@ class SiteResolver {
   /// matches in the file (sorted by name). No match is an error naming the pattern.
   [[nodiscard]] Result<std::vector<lang::AttachPoint>> expand(const lang::AttachPoint& ap);
 
+  /// The exit instructions of the function a return probe names, as attach points on each
+  /// (symbol+offset, the symbol being the function or its ".cold" part), with a note for -v
+  /// per exit and the finder's notes. Errors name the attach point.
+  struct ReturnSites {
+    std::vector<lang::AttachPoint> exits;
+    std::vector<std::string> exit_notes;
+  };
+  [[nodiscard]] Result<ReturnSites> return_sites(const lang::AttachPoint& ap);
+
   /// Whether `path` (as written in a probe) is mapped in the process.
   [[nodiscard]] Result<bool> is_mapped(const lang::AttachPoint& ap,
                                        std::span<const process::Mapping> maps);
@@ -88,7 +97,19 @@ class SiteResolver {
   /// site of an earlier probe on the same address.
   [[nodiscard]] Status resolve_one(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
                                    std::span<const process::Mapping> maps,
-                                   const TargetReader& read_target, std::vector<ProbeSite>& sites);
+                                   const TargetReader& read_target, std::vector<ProbeSite>& sites,
+                                   bool repeat_exit = false, const std::string& exit_note = "");
+  /// resolve_one for an entry probe, resolve_return for a return probe: what every path that
+  /// turns attach points into sites must call.
+  [[nodiscard]] Status resolve_point(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                     std::span<const process::Mapping> maps,
+                                     const TargetReader& read_target,
+                                     std::vector<ProbeSite>& sites);
+  /// Resolves a return probe (uretprobe:) into one site per exit of its function.
+  [[nodiscard]] Status resolve_return(const lang::AttachPoint& ap, uint32_t program, pid_t pid,
+                                      std::span<const process::Mapping> maps,
+                                      const TargetReader& read_target,
+                                      std::vector<ProbeSite>& sites);
   [[nodiscard]] Result<std::string> absolute(const std::string& path) const;
   /// Locates `ap` in its file and says whether the file is mapped.
   [[nodiscard]] Result<UprobePoint> list_point(const lang::AttachPoint& ap, uint32_t program,
@@ -98,6 +119,10 @@ class SiteResolver {
   pid_t pid_ = 0;
   std::map<std::string, std::unique_ptr<elf::ElfFile>> files_;
 };
+
+/// Fills each site's `neighbours` (the other sites in its function) once every site of a batch
+/// is resolved: the mechanism planner keeps jumps off them.
+void link_neighbours(std::vector<ProbeSite>& sites);
 
 /// Whether `live` (the process's bytes at `original`'s run-time address) is a patch left by a
 /// dprobe that was killed, over code that is otherwise the file's.

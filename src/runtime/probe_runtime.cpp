@@ -114,6 +114,8 @@ void ProbeRuntime::run(uint32_t program_index, const HitContext& ctx, MemoryRead
   context.gid = ctx.gid;
   context.cpu = ctx.cpu;
   std::memcpy(context.regs, ctx.regs, sizeof(context.regs));
+  // Return probes fire just before the exit instruction: the return value is in rax.
+  context.retval = ctx.regs[static_cast<uint32_t>(bytecode::CtxReg::Rax)];
   std::memcpy(context.comm, ctx.comm, sizeof(context.comm));
   context.comm[sizeof(context.comm) - 1] = '\0';
 

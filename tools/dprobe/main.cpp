@@ -25,6 +25,7 @@
 #include "probes/probe_list.h"
 #include "probes/machine_wide.h"
 #include "probes/probe_session.h"
+#include "probes/site_resolver.h"
 #include "runtime/probe_runtime.h"
 
 namespace {
@@ -153,7 +154,16 @@ int main(int argc, char** argv) {
   }
 
   // Everything the user wrote is checked before any process is touched.
-  auto script = dprobe::lang::compile(source, filename, dprobe::lang::CompileOptions{unsafe});
+  // A wildcard in a block that reads `probe`/`func` becomes one attach point per match, each
+  // with its own name (a pattern that matches nothing is left for the session to report).
+  dprobe::probes::SiteResolver names(current_directory());
+  if (pid != 0) names.set_process(pid);
+  dprobe::lang::CompileOptions compile_options{unsafe};
+  compile_options.expand_wildcard = [&](const dprobe::lang::AttachPoint& ap) {
+    auto expanded = names.expand(ap);
+    return expanded ? std::move(*expanded) : std::vector<dprobe::lang::AttachPoint>{};
+  };
+  auto script = dprobe::lang::compile(source, filename, compile_options);
   if (!script) {
     fmt::print(stderr, "{}\n", script.error().message);
     return 1;

@@ -8,10 +8,10 @@ namespace dprobe::cli {
 
 namespace {
 
-const char* kind_name(lang::ProbeKind kind) {
-  switch (kind) {
+const char* kind_name(const lang::AttachPoint& ap) {
+  switch (ap.kind) {
   case lang::ProbeKind::Uprobe:
-    return "uprobe";
+    return ap.is_return ? "uretprobe" : "uprobe";
   case lang::ProbeKind::Begin:
     return "BEGIN";
   case lang::ProbeKind::End:
@@ -103,7 +103,7 @@ std::string dump_program(const lang::CompiledScript& script) {
     out += fmt::format("  program {}:\n", block.program_index);
     for (const lang::AttachPoint& ap : block.attach_points) {
       const std::string detail = describe(ap);
-      out += fmt::format("    {} {}{}{}\n", kind_name(ap.kind), ap.raw, detail.empty() ? "" : ": ",
+      out += fmt::format("    {} {}{}{}\n", kind_name(ap), ap.raw, detail.empty() ? "" : ": ",
                          detail);
     }
   }

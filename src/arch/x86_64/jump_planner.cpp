@@ -107,6 +107,51 @@ Result<JumpPlan> plan_jump(std::span<const Instruction> function, uint64_t funct
   return plan;
 }
 
+Result<JumpPlan> plan_jump_to_exit(std::span<const Instruction> function, uint64_t function_start,
+                                   uint64_t function_end, uint64_t exit_site) {
+  if (auto s = check_coverage(function, function_start, function_end); !s) {
+    return std::unexpected(s.error());
+  }
+  std::size_t exit = 0;
+  while (exit < function.size() && function[exit].address != exit_site)
+    ++exit;
+  if (exit == function.size()) {
+    return refuse(fmt::format("exit {} is not at an instruction boundary of the function",
+                              format_address(exit_site)));
+  }
+  JumpPlan plan;
+  plan.length = function[exit].length;
+  std::size_t first = exit;
+  while (plan.length < kNeeded) {
+    if (first == 0) {
+      return refuse(fmt::format("{} bytes from the function's start to the end of the exit at {}, "
+                                "a jump needs {}",
+                                plan.length, format_address(exit_site), kNeeded));
+    }
+    const Instruction& before = function[first - 1];
+    // Copies of these run in the trampoline before the handler: plain instructions only (a
+    // call would leave a return address into the replaced bytes).
+    if (before.is_call || before.is_relative_branch || before.is_unconditional_jump ||
+        before.ends_flow || before.text.starts_with("syscall")) {
+      return refuse(fmt::format("'{}' at {} comes {} bytes before the exit at {}, a jump needs {}",
+                                before.text, format_address(before.address), plan.length,
+                                format_address(exit_site), kNeeded));
+    }
+    --first;
+    plan.length += before.length;
+  }
+  plan.replaced.assign(function.begin() + static_cast<std::ptrdiff_t>(first),
+                       function.begin() + static_cast<std::ptrdiff_t>(exit) + 1);
+  plan.run_before = exit - first;
+  const uint64_t site = plan.replaced.front().address;
+  plan.at_function_entry = site == function_start;
+  if (auto dry = relocate_block(plan.replaced, site); !dry) return refuse(dry.error().message);
+  if (auto s = check_branches_into(function, site, site + plan.length); !s) {
+    return std::unexpected(s.error());
+  }
+  return plan;
+}
+
 Result<JumpPlan> plan_jump_in(std::span<const uint8_t> function_code, uint64_t function_start,
                               uint64_t site) {
   auto insns = decode_all(function_code, function_start);

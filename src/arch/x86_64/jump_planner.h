@@ -17,6 +17,9 @@ struct JumpPlan {
   /// The site is the function's first byte: the SysV ABI leaves the status flags undefined and
   /// DF clear there, so the trampoline need not restore the flags (TrampolineSpec::save_flags).
   bool at_function_entry = false;
+  /// How many of `replaced` run before the probe fires (plan_jump_to_exit): the trampoline runs
+  /// their copies first, then the handler, then the rest. 0 for an ordinary plan.
+  std::size_t run_before = 0;
 };
 
 /// Plans a jump at `site` inside the function [function_start, function_end), given every
@@ -40,6 +43,16 @@ struct JumpPlan {
                                          uint64_t function_start, uint64_t function_end,
                                          uint64_t site,
                                          std::span<const Instruction> other_code = {});
+
+/// A jump for a probe on an exit instruction (`ret`, tail-call `jmp`) that is too short for one
+/// by itself: the run is the whole instructions just before the exit plus the exit, at least 5
+/// bytes, and the probe still fires right before the exit (run_before = how many come first).
+/// Refused like plan_jump, and also when one of the instructions before the exit branches,
+/// calls or ends the flow, or when any branch of the function lands inside the run after its
+/// first byte (the exit itself included).
+[[nodiscard]] Result<JumpPlan> plan_jump_to_exit(std::span<const Instruction> function,
+                                                 uint64_t function_start, uint64_t function_end,
+                                                 uint64_t exit_site);
 
 /// Same from the function's bytes; a decoding failure is a refusal.
 [[nodiscard]] Result<JumpPlan> plan_jump_in(std::span<const uint8_t> function_code,

@@ -91,6 +91,21 @@ Result<Trampoline> write_trampoline(const TrampolineSpec& spec) {
   }
 
   CodeWriter w(spec.address);
+  if (spec.run_before >= spec.replaced.size()) {
+    return fail("{}: trampoline for probe {} runs all {} instructions before the probe",
+                format_address(site), spec.probe_id, spec.replaced.size());
+  }
+  const std::span<const Instruction> before = spec.replaced.first(spec.run_before);
+  const std::span<const Instruction> after = spec.replaced.subspan(spec.run_before);
+  std::vector<std::pair<uint64_t, uint64_t>> before_map;
+  if (!before.empty()) {
+    // The copies fall through into the save sequence: drop relocate_block's jump back.
+    auto copied = relocate_block(before, w.pc());
+    if (!copied) return std::unexpected(copied.error());
+    w.put_bytes(std::span<const uint8_t>(copied->code.data(), copied->resume_jump - w.pc()));
+    before_map = std::move(copied->address_map);
+  }
+  const uint64_t handler_start = w.pc();
   if (spec.save_flags) {
     put_lea_rsp(w, -kRedZone); // the probed code may keep live data below its rsp
     w.put_u8(0x9c);            // pushfq
@@ -127,15 +142,23 @@ Result<Trampoline> write_trampoline(const TrampolineSpec& spec) {
   put_lea_rsp(w, kRedZone + 8); // the saved flags and the red zone
 
   const uint64_t relocated_start = w.pc();
-  auto relocated = relocate_block(spec.replaced, relocated_start);
+  auto relocated = relocate_block(after, relocated_start);
   if (!relocated) return std::unexpected(relocated.error());
   w.put_bytes(relocated->code);
 
   Trampoline out;
   out.code = w.take();
-  out.relocated_start = relocated_start;
+  out.relocated_start = before.empty() ? relocated_start : spec.address;
   out.resume = spec.replaced.back().end();
-  out.address_map = std::move(relocated->address_map);
+  if (before.empty()) {
+    out.address_map = std::move(relocated->address_map);
+  } else {
+    out.address_map = std::move(before_map);
+    // A thread stopped at the probed instruction has not been seen yet: through the handler.
+    out.address_map.emplace_back(after.front().address, handler_start);
+    for (std::size_t i = 1; i < relocated->address_map.size(); ++i)
+      out.address_map.push_back(relocated->address_map[i]);
+  }
   out.restart_after_syscall = relocated->restart_after_syscall;
   out.dispatch_return = dispatch_return;
   return out;

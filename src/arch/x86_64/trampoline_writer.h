@@ -39,6 +39,9 @@ struct TrampolineSpec {
   /// leaves the status flags undefined and DF clear (and the dispatcher returns with DF clear).
   bool save_flags = true;
   std::span<const Instruction> replaced; ///< the instructions the jmp overwrites, in order
+  /// How many of `replaced` run before the dispatcher is called (a probe on an exit: JumpPlan::
+  /// run_before). Their copies come first; no branch, call or end of flow among them.
+  std::size_t run_before = 0;
 };
 
 struct Trampoline {
@@ -55,7 +58,10 @@ struct Trampoline {
   uint64_t dispatch_return = 0;
 };
 
-/// Writes the trampoline. Its entry sequence is fixed, since the agent reads the frame:
+/// Writes the trampoline. With run_before = k > 0 it starts with the copies of the first k
+/// replaced instructions (a thread stopped at one of them continues in its copy; one stopped at
+/// the k-th, the probed exit, continues at the save sequence so that its hit is not lost).
+/// Its entry sequence is fixed, since the agent reads the frame:
 ///   save_flags:  lea rsp, [rsp-128]; pushfq; cld
 ///   otherwise:   lea rsp, [rsp-136]    (the rflags slot is left unwritten: nothing reads it)
 ///   push rax, rcx, rdx, rbx, rbp, rsi, rdi, r8 .. r15

@@ -684,7 +684,7 @@ class ProgramBuilder {
     if (ap.kind == ProbeKind::Begin) return "BEGIN";
     if (ap.kind == ProbeKind::End) return "END";
     if (name == "func") return ap.symbol;
-    std::string text = "uprobe:" + ap.path + ":" + ap.symbol;
+    std::string text = (ap.is_return ? "uretprobe:" : "uprobe:") + ap.path + ":" + ap.symbol;
     if (ap.offset != 0) text += fmt::format("+{}", ap.offset);
     return text;
   }

@@ -4,6 +4,8 @@
 // per probe and typed by their first assignment in source order.
 #include "lang/passes/semantic_analyser.h"
 
+#include <algorithm>
+
 #include <array>
 #include <optional>
 
@@ -660,6 +662,17 @@ class Analyser {
               fmt::format("'{}' is not available in {} probes", name, special_probe_name_));
         return Type::none();
       }
+      // At an exit the argument registers hold whatever the function left there (bpftrace
+      // refuses them in uretprobes too).
+      const auto& points = current_probe_->attach_points;
+      if (std::any_of(points.begin(), points.end(), [](const AttachPoint& ap) {
+            return ap.kind == ProbeKind::Uprobe && ap.is_return;
+          })) {
+        error(b.location, fmt::format("'{}' is not available in uretprobe probes: read it in a "
+                                      "uprobe and keep it in a map keyed by tid",
+                                      name));
+        return Type::none();
+      }
       return Type::integer(false);
     }
     if (name == "pid" || name == "tid" || name == "nsecs" || name == "uid" || name == "gid" ||
@@ -669,8 +682,17 @@ class Analyser {
     if (name == "comm") return Type::string();
     if (name == "probe" || name == "func") return analyse_probe_name(b);
     if (name == "retval") {
-      error(b.location, "'retval' is only available in uretprobe probes");
-      return Type::none();
+      // rax just before an exit instruction runs: only meaningful when every attach point of
+      // the block is a return probe.
+      const auto& points = current_probe_->attach_points;
+      const bool all_return = std::all_of(points.begin(), points.end(), [](const AttachPoint& ap) {
+        return ap.kind == ProbeKind::Uprobe && ap.is_return;
+      });
+      if (!all_return) {
+        error(b.location, "'retval' is only available in uretprobe probes");
+        return Type::none();
+      }
+      return Type::integer(false);
     }
     if (contains(kKernelBuiltins, name)) {
       error(

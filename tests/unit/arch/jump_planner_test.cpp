@@ -224,5 +224,73 @@ TEST(JumpPlanner, PatchBytes) {
   EXPECT_TRUE(encode_jump_patch(*p, kStart + 0x100000000).empty());
 }
 
+// --- plan_jump_to_exit: a jump for a probe on a ret, over the instructions before it -------
+
+Result<JumpPlan> plan_exit(const Bytes& code, uint64_t exit_offset) {
+  return plan_jump_to_exit(sweep(code), kStart, kStart + code.size(), kStart + exit_offset);
+}
+
+TEST(JumpToExit, WholeInstructionsBeforeTheRet) {
+  // kPrologue ends mov eax, 1 (5); leave (1); ret (1): leave + ret are 2 bytes, mov makes 7.
+  auto p = plan_exit(kPrologue, 0xe);
+  ASSERT_TRUE(p.has_value()) << p.error().text();
+  ASSERT_EQ(p->replaced.size(), 3u);
+  EXPECT_EQ(p->replaced[0].text, "mov eax, 0x01");
+  EXPECT_EQ(p->replaced[2].text, "ret");
+  EXPECT_EQ(p->run_before, 2u);
+  EXPECT_EQ(p->length, 7u);
+  EXPECT_FALSE(p->at_function_entry);
+}
+
+TEST(JumpToExit, TailJumpOfFiveBytesNeedsNothingBefore) {
+  const Bytes code = {
+      0x31, 0xc0,                   // +0: xor eax, eax
+      0xe9, 0x00, 0x10, 0x00, 0x00, // +2: jmp rel32 (a tail call)
+  };
+  auto p = plan_exit(code, 2);
+  ASSERT_TRUE(p.has_value()) << p.error().text();
+  EXPECT_EQ(p->run_before, 0u);
+  EXPECT_EQ(p->replaced.size(), 1u);
+}
+
+TEST(JumpToExit, RefusedAfterACall) {
+  const Bytes code = {
+      0xe8, 0x00, 0x00, 0x00, 0x00, // +0: call: its return address would be in the replaced bytes
+      0x5d,                         // +5: pop rbp
+      0xc3,                         // +6: ret
+  };
+  EXPECT_EQ(refusal(plan_exit(code, 6)).find("jump refused: 'call"), 0u) << refusal(plan_exit(code, 6));
+}
+
+TEST(JumpToExit, RefusedWhenABranchLandsOnTheRet) {
+  const Bytes code = {
+      0x85, 0xff,                   // +0: test edi, edi
+      0x74, 0x05,                   // +2: je +9 (the ret)
+      0xb8, 0x01, 0x00, 0x00, 0x00, // +4: mov eax, 1
+      0xc3,                         // +9: ret
+  };
+  const std::string why = refusal(plan_exit(code, 9));
+  EXPECT_NE(why.find("branches into the replaced bytes"), std::string::npos) << why;
+}
+
+TEST(JumpToExit, BranchToTheFirstReplacedInstructionIsFine) {
+  const Bytes code = {
+      0x85, 0xff,                   // +0: test edi, edi
+      0x74, 0x00,                   // +2: je +4 (the mov: the first replaced byte)
+      0xb8, 0x01, 0x00, 0x00, 0x00, // +4: mov eax, 1
+      0xc3,                         // +9: ret
+  };
+  auto p = plan_exit(code, 9);
+  ASSERT_TRUE(p.has_value()) << p.error().text();
+  EXPECT_EQ(p->replaced.front().address, kStart + 4);
+}
+
+TEST(JumpToExit, RefusedAtTheFunctionStart) {
+  const Bytes code = {0x31, 0xc0, 0xc3}; // xor eax, eax; ret
+  EXPECT_EQ(refusal(plan_exit(code, 2)),
+            "jump refused: 3 bytes from the function's start to the end of the exit at 0x401002, "
+            "a jump needs 5");
+}
+
 } // namespace
 } // namespace dprobe::x86_64

@@ -531,3 +531,75 @@ TEST(TrampolineRelocation, EveryCallHits) {
 
 } // namespace
 } // namespace dprobe::x86_64
+
+// --- jumps on exits (return probes) ------------------------------------------------------------
+
+namespace dprobe::x86_64 {
+namespace {
+
+/// Installs a jump for a probe on the exit at `exit_site`, made of the instructions before it.
+Trampoline install_exit(Rig& rig, const std::vector<Instruction>& insns, uint64_t function_end,
+                        uint64_t exit_site, JumpPlan& plan_out) {
+  auto plan = plan_jump_to_exit(insns, rig.code(), function_end, exit_site);
+  EXPECT_TRUE(plan.has_value()) << plan.error().text();
+  if (!plan) return {};
+  TrampolineSpec spec;
+  spec.address = rig.trampoline();
+  spec.probe_id = kProbeId;
+  spec.region = rig.region();
+  spec.dispatch = rig.dispatch(Dispatch::kNear);
+  spec.replaced = plan->replaced;
+  spec.run_before = plan->run_before;
+  auto trampoline = write_trampoline(spec);
+  EXPECT_TRUE(trampoline.has_value()) << trampoline.error().text();
+  if (!trampoline) return {};
+  EXPECT_LE(trampoline->code.size(), max_trampoline_size(plan->replaced.size()));
+  rig.write(rig.trampoline(), trampoline->code);
+  rig.write(plan->replaced.front().address, encode_jump_patch(*plan, rig.trampoline()));
+  plan_out = *plan;
+  return std::move(*trampoline);
+}
+
+TEST(ExitProbe, InstructionsBeforeTheRetRunFirstThenTheProbeSeesTheReturnValue) {
+  // tf_mid ends `lea rax, [rax + r8]` (4 bytes); `ret`: the jump replaces both, the lea runs
+  // in the trampoline before the dispatcher, which then sees rax = the return value.
+  auto rig = Rig::create();
+  ASSERT_NE(rig, nullptr);
+  std::vector<Instruction> insns = rig->place(kMid);
+  const uint64_t end = rig->code() + offset_in(kMid, kMid.function_end);
+  const uint64_t ret = end - 1;
+  ASSERT_EQ(insns.back().text, "ret");
+  const CpuState init = registers(9, 5, 0x77, 0);
+  Rig::Run before = rig->call(rig->code(), init, true);
+  EXPECT_EQ(before.regs.rax, 9u + 5 + 9);
+
+  JumpPlan plan;
+  Trampoline t = install_exit(*rig, insns, end, ret, plan);
+  ASSERT_FALSE(t.code.empty());
+  EXPECT_EQ(plan.run_before, 1u);
+  EXPECT_EQ(plan.replaced.front().text, "lea rax, [rax+r8*1]");
+  Rig::Run after = rig->call(rig->code(), init, true);
+  expect_same_state(after.regs, before.regs);
+  ASSERT_EQ(after.red_zone, before.red_zone);
+  // At the probe: rsp is the ret's (the return address on top), rax the value returned.
+  expect_hit(after.record, *rig, rig->call_rsp(true) - 8);
+  EXPECT_EQ(after.record.frame.rax, before.regs.rax);
+  EXPECT_EQ(after.record.frame.r9, 5u);
+
+  // A thread stopped at the lea continues at its copy; one stopped at the ret goes through the
+  // dispatcher (its hit still counts), then returns.
+  const uint64_t lea = plan.replaced.front().address;
+  auto at_lea = relocated_pc(t, lea, false);
+  ASSERT_TRUE(at_lea.has_value());
+  EXPECT_FALSE(at_lea->has_value()) << "the first byte takes the jump";
+  auto at_ret = relocated_pc(t, ret, false);
+  ASSERT_TRUE(at_ret.has_value()) << at_ret.error().text();
+  ASSERT_TRUE(at_ret->has_value());
+  EXPECT_EQ(t.address_map.size(), 2u);
+  EXPECT_EQ(t.address_map[0], std::make_pair(lea, rig->trampoline()));
+  EXPECT_EQ(t.address_map[1].first, ret);
+  EXPECT_EQ(**at_ret, t.address_map[1].second);
+}
+
+} // namespace
+} // namespace dprobe::x86_64

@@ -44,6 +44,32 @@ TEST(AttachPoint, UprobeForms) {
   EXPECT_EQ(ap.address, std::optional<uint64_t>(4198710));
 }
 
+TEST(AttachPoint, ReturnProbes) {
+  AttachPoint ap = parse_ok("uretprobe:./loop:work");
+  EXPECT_EQ(ap.kind, ProbeKind::Uprobe);
+  EXPECT_TRUE(ap.is_return);
+  EXPECT_EQ(ap.raw, "uretprobe:./loop:work");
+  EXPECT_EQ(ap.path, "./loop");
+  EXPECT_EQ(ap.symbol, "work");
+
+  ap = parse_ok("ur:./loop:wor*");
+  EXPECT_TRUE(ap.is_return);
+  EXPECT_EQ(ap.symbol, "wor*");
+
+  // The same AttachPoint object reused for an entry probe forgets the flag.
+  EXPECT_EQ(parse_attach_point("uprobe:./loop:work", ap), std::nullopt);
+  EXPECT_FALSE(ap.is_return);
+
+  EXPECT_EQ(parse_error("uretprobe:./loop:work+4"),
+            "uretprobe takes no offset: it probes every exit of 'work'");
+  EXPECT_EQ(parse_error("ur:./loop:0x401136"),
+            "ur needs a function name, not an address: ur:PATH:FUNCTION");
+  EXPECT_EQ(parse_error("uretprobe:work"),
+            "uretprobe needs a path and a symbol: uretprobe:PATH:SYMBOL");
+  EXPECT_EQ(refuse_provider("ur"), std::nullopt);
+  EXPECT_EQ(refuse_provider("uretprobe"), std::nullopt);
+}
+
 TEST(AttachPoint, PathUpToTheLastColon) {
   const AttachPoint ap = parse_ok("uprobe:/opt/odd:name/bin:func");
   EXPECT_EQ(ap.path, "/opt/odd:name/bin");
@@ -124,7 +150,7 @@ TEST(AttachPoint, Errors) {
             "(probe user space with uprobe:PATH:FUNCTION)");
   EXPECT_EQ(parse_error("kr:f"), "kernel-only probe type 'kr': dprobe has no kernel side "
             "(probe user space with uprobe:PATH:FUNCTION)");
-  EXPECT_EQ(parse_error("uretprobe:./loop:work"), "probe type 'uretprobe' is not supported yet");
+  EXPECT_EQ(parse_error("usdt:./loop:p:x"), "probe type 'usdt' is not supported yet");
   EXPECT_EQ(parse_error("begin"), "unknown probe type 'begin'");
 }
 

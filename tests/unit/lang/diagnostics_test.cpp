@@ -255,9 +255,14 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"BEGIN {} BEGIN {}", "stdin:1:10: error: more than one BEGIN probe\n"
                                   "BEGIN {} BEGIN {}\n"
                                   "         ^~~~~"},
-        Case{"uretprobe:./a:f {}", "stdin:1:1: error: probe type 'uretprobe' is not supported yet\n"
-                                   "uretprobe:./a:f {}\n"
-                                   "^~~~~~~~~~~~~~~"},
+        Case{"uretprobe:./a:f+1 {}",
+             "stdin:1:1: error: uretprobe takes no offset: it probes every exit of 'f'\n"
+             "uretprobe:./a:f+1 {}\n"
+             "^~~~~~~~~~~~~~~~~"},
+        Case{"uretprobe:./a:f, uprobe:./a:g { @x = retval; }",
+             "stdin:1:38: error: 'retval' is only available in uretprobe probes\n"
+             "uretprobe:./a:f, uprobe:./a:g { @x = retval; }\n"
+             "                                     ^~~~~~"},
         Case{"BEGIN { @x = \"a\\q\"; }", "stdin:1:16: error: invalid escape sequence '\\q'\n"
                                          "BEGIN { @x = \"a\\q\"; }\n"
                                          "               ^~"},

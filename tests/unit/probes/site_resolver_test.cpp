@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "elf/elf_file.h"
+#include "probes/mechanism_planner.h"
 #include "probes/site_resolver.h"
 
 // A function with a known instruction layout: +0 push rbp (1) / +1 mov rbp,rsp (3) /
@@ -24,7 +25,20 @@ probe_fixture:
   .byte 0x5d
   .byte 0xc3
   .size probe_fixture, .-probe_fixture
+
+  .globl ret_fixture
+  .type ret_fixture, @function
+ret_fixture:
+  .byte 0x85, 0xff
+  .byte 0x78, 0x03
+  .byte 0xeb, 0x09
+  .byte 0x90
+  .byte 0xb8, 0x01, 0x00, 0x00, 0x00
+  .byte 0xc3
+  .size ret_fixture, .-ret_fixture
 )");
+// ret_fixture: +0 test edi,edi / +2 js +7 / +4 jmp +15 (past the end: a tail call) / +6 nop /
+// +7 mov eax,1 / +12 ret.
 
 namespace dprobe::probes {
 namespace {
@@ -157,6 +171,54 @@ TEST(SiteResolverResolve, ComputesRuntimeAddressAndChecksBytes) {
   EXPECT_EQ((*sites)[0].address, proc.base + sym->address + 1);
   EXPECT_EQ((*sites)[0].instruction.address, proc.base + sym->address + 1);
   EXPECT_EQ((*sites)[0].instruction.length, 3);
+}
+
+TEST(SiteResolverResolve, ReturnProbeBecomesOneSitePerExit) {
+  auto file = elf::ElfFile::open(self_path());
+  ASSERT_TRUE(file);
+  FakeProcess proc(**file);
+  auto sym = (*file)->resolve_function("ret_fixture");
+  ASSERT_TRUE(sym);
+  lang::AttachPoint ap = uprobe("ret_fixture");
+  ap.is_return = true;
+  ap.raw = "uretprobe:" + ap.path + ":ret_fixture";
+  lang::CompiledScript script = script_with(ap);
+  lang::AttachPoint entry = uprobe("ret_fixture");
+  script.probes[0].attach_points.push_back(entry);
+  SiteResolver resolver("/");
+  auto sites = resolver.resolve(script, 4242, proc.maps,
+                                [&](uint64_t address, std::span<uint8_t> out) -> Status {
+                                  auto bytes = (*file)->read_at_vaddr(address - proc.base, out.size());
+                                  if (!bytes) return std::unexpected(bytes.error());
+                                  std::memcpy(out.data(), bytes->data(), out.size());
+                                  return {};
+                                });
+  ASSERT_TRUE(sites) << sites.error().message;
+  ASSERT_EQ(sites->size(), 3u);
+  const uint64_t start = proc.base + sym->address;
+  EXPECT_EQ((*sites)[0].address, start + 4);
+  EXPECT_EQ((*sites)[0].instruction.text, "jmp " + fmt::format("{:#x}", start + 15));
+  EXPECT_EQ((*sites)[0].exit_note,
+            fmt::format("exit 1 of 2 at ret_fixture+4: tail jump 'jmp {:#x}'", sym->address + 15));
+  EXPECT_EQ((*sites)[1].address, start + 12);
+  EXPECT_EQ((*sites)[1].instruction.text, "ret");
+  EXPECT_EQ((*sites)[1].exit_note, "exit 2 of 2 at ret_fixture+12: ret 'ret'");
+  EXPECT_EQ((*sites)[0].probe_names[0], ap.raw);
+  EXPECT_EQ((*sites)[1].probe_names[0], ap.raw);
+  // The uretprobe counts once: its second exit is a repeat.
+  EXPECT_EQ((*sites)[0].attached_probe_count() + (*sites)[1].attached_probe_count(), 1u);
+  EXPECT_EQ((*sites)[2].address, start);
+  EXPECT_EQ((*sites)[2].attached_probe_count(), 1u);
+  // Each site knows where the others are, so that no jump replaces their bytes.
+  EXPECT_EQ((*sites)[2].neighbours, (std::vector<uint64_t>{start + 4, start + 12}));
+
+  // The entry's jump would replace test/js/jmp (6 bytes), over the exit at +4: refused.
+  auto choice = choose_mechanism((*sites)[2], (*sites)[2].function_code, "", std::nullopt);
+  ASSERT_TRUE(choice) << choice.error().message;
+  EXPECT_EQ(choice->mechanism, Mechanism::Int3Boost);
+  EXPECT_NE(choice->reason.find(fmt::format("the probe at {:#x} lies in the", start + 4)),
+            std::string::npos)
+      << choice->reason;
 }
 
 TEST(SiteResolverResolve, RefusesCodeThatDiffersFromTheFile) {
