@@ -1,4 +1,6 @@
-/* bench_loop N [THREADS]: THREADS threads (default 1) each call bench_fn(i) for i in [0, N)
+/* bench_loop N [THREADS] [pair]: THREADS threads (default 1) each call bench_fn(i) for i in [0, N)
+ * (bench_pair_fn(i) with `pair`: a function long enough for a jump at its entry and another one
+ * on its exit, for entry + return probe pairs)
  * and the program prints the wall time of that phase divided by N (process start-up, thread
  * creation, attaching and printing are outside the timed region):
  *   ns_per_call X
@@ -16,6 +18,17 @@ __attribute__((noinline, noipa, used)) long bench_fn(long x) {
   __asm__ volatile("" : "+r"(r));
   return r;
 }
+
+/* lea; xor imm32 | add; ret: 10 bytes before the last instruction, 5 bytes ending with the ret. */
+__attribute__((noinline, noipa, used)) long bench_pair_fn(long x) {
+  long r = x + 1;
+  __asm__ volatile("" : "+r"(r));
+  r ^= 0x5a5a;
+  __asm__ volatile("" : "+r"(r));
+  return (r ^ 0x5a5a) + 7;
+}
+
+static int use_pair_fn;
 
 struct worker {
   pthread_t thread;
@@ -38,7 +51,11 @@ static void *run_worker(void *arg) {
   pthread_barrier_wait(&start_line);
   w->start_ns = now_ns();
   long sum = 0;
-  for (long i = 0; i < w->n; ++i) sum += bench_fn(i);
+  if (use_pair_fn) {
+    for (long i = 0; i < w->n; ++i) sum += bench_pair_fn(i) - 7;
+  } else {
+    for (long i = 0; i < w->n; ++i) sum += bench_fn(i);
+  }
   w->end_ns = now_ns();
   w->sum = sum;
   return NULL;
@@ -47,8 +64,9 @@ static void *run_worker(void *arg) {
 int main(int argc, char **argv) {
   long n = argc > 1 ? atol(argv[1]) : 10000000L;
   int threads = argc > 2 ? atoi(argv[2]) : 1;
+  use_pair_fn = argc > 3 && argv[3][0] == 'p';
   if (n <= 0 || threads < 1 || threads > kMaxThreads) {
-    fprintf(stderr, "usage: bench_loop N [THREADS] (N > 0, 1 <= THREADS <= %d)\n", kMaxThreads);
+    fprintf(stderr, "usage: bench_loop N [THREADS] [pair] (N > 0, 1 <= THREADS <= %d)\n", kMaxThreads);
     return 2;
   }
   static struct worker workers[kMaxThreads];

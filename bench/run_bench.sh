@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Probe overhead of every dprobe mechanism against bpftrace's kernel uprobe, and printf event
-# throughput, all measured on bench_loop in one run.
+# Probe overhead of every dprobe mechanism against bpftrace's kernel uprobe, entry + return
+# probe pairs against bpftrace's uprobe + uretprobe, and printf event throughput, all measured
+# on bench_loop in one run.
 #
 #   bench/run_bench.sh [BUILD_DIR]        (default BUILD_DIR: <repo>/build; needs root)
 #
@@ -89,6 +90,30 @@ measure_bpftrace() {
   done | best
 }
 
+# Entry + return probe pairs on bench_pair_fn (bench_loop N 1 pair): both count into @c, so
+# the count must be 2N. Prints the best ns_per_call. TOOL: dprobe or bpftrace.
+pair_script="uprobe:$bench:bench_pair_fn { @c = count(); } uretprobe:$bench:bench_pair_fn { @c = count(); }"
+measure_pair() {  # TOOL N
+  for _ in $(seq "$repeat"); do
+    if [[ $1 == dprobe ]]; then
+      timeout 600 "$dprobe" -o "$tmp/pair.maps" -e "$pair_script" -c "$bench $2 1 pair" \
+        > "$tmp/pair.out" 2> "$tmp/pair.err" || die "dprobe pair run failed: $(cat "$tmp/pair.err")"
+    else
+      timeout 600 bpftrace -o "$tmp/pair.maps" -e "$pair_script" -c "$bench $2 1 pair" \
+        > "$tmp/pair.out" 2> "$tmp/pair.err" || die "bpftrace pair run failed: $(cat "$tmp/pair.err")"
+    fi
+    check_count "$tmp/pair.maps" $((2 * $2)) "$1 (entry + return)"
+    ns_of "$tmp/pair.out"
+  done | best
+}
+
+measure_pair_base() {
+  for _ in $(seq "$repeat"); do
+    "$bench" "$n_base" 1 pair > "$tmp/base.out" || die "bench_loop pair failed (exit $?)"
+    ns_of "$tmp/base.out"
+  done | best
+}
+
 # One printf run (no repeat: it writes N lines). Prints "ns_per_call wall_s delivered lost".
 measure_printf() {
   local start end delivered lost
@@ -118,13 +143,17 @@ table1=$(measure_dprobe jump "$n_jump" 1 "$table_script" 1)
 boost1=$(measure_dprobe int3-boost "$n_boost" 1)
 ptrace1=$(measure_dprobe int3-ptrace "$n_ptrace" 1)
 kernel1=$(measure_bpftrace)
+pair_base=$(measure_pair_base)
+pair_dprobe=$(measure_pair dprobe "$n_jump")
+pair_kernel=$(measure_pair bpftrace "$n_bpftrace")
 read -r printf_ns printf_wall printf_delivered printf_lost <<< "$(measure_printf)"
 
 awk -v b1="$base1" -v b2="$base2" -v j1="$jump1" -v j2="$jump2" -v t1="$table1" -v bo="$boost1" \
     -v pt="$ptrace1" -v k="$kernel1" -v nb="$n_base" -v nj="$n_jump" -v nbo="$n_boost" \
     -v npt="$n_ptrace" -v nk="$n_bpftrace" -v r="$repeat" \
     -v pns="$printf_ns" -v pwall="$printf_wall" -v pdel="$printf_delivered" \
-    -v plost="$printf_lost" -v np="$n_printf" 'BEGIN {
+    -v plost="$printf_lost" -v np="$n_printf" \
+    -v pb="$pair_base" -v pd="$pair_dprobe" -v pk="$pair_kernel" 'BEGIN {
   kadd = k - b1
   fmt = "%-31s %7s %11s %10s %15s %17s\n"
   printf fmt, "run", "threads", "calls/thr", "ns/call", "ns added/hit", "x kernel uprobe"
@@ -137,6 +166,10 @@ awk -v b1="$base1" -v b2="$base2" -v j1="$jump1" -v j2="$jump2" -v t1="$table1" 
   row("dprobe --mechanism int3-ptrace", 1, npt, pt, pt - b1)
   row("bpftrace (kernel uprobe)", 1, nk, k, kadd)
   printf "(best of %d runs each; ns added/hit = probed - unprobed ns/call with the same threads)\n", r
+  printf "\nentry + return probe pair, @c = count() in both, on bench_pair_fn (%.2f ns/call unprobed):\n", pb
+  printf "  dprobe (jump on entry and on the ret): %.1f ns added per call (%d calls)\n", pd - pb, nj
+  printf "  bpftrace uprobe + uretprobe:          %.1f ns added per call (%d calls)\n", pk - pb, nk
+  printf "  dprobe / bpftrace: %.4f\n", (pd - pb) / (pk - pb)
   printf "\nprintf(\"%%d\\n\", arg0) on every call, --mechanism jump, -o FILE, %d calls:\n", np
   printf "  loop: %.2f ns/call (%.0f events/s produced)\n", pns, 1e9 / pns
   printf "  delivered %d events in %.2f s of dprobe run: %.0f events/s; lost %d\n",
