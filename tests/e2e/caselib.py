@@ -13,7 +13,7 @@ from pathlib import Path
 
 SECTION_RE = re.compile(r"^--- (file|output|stdout|stderr)(?: +(\S+))?\s*$")
 STREAM_MODES = {"exact", "contains", "regex", "error", "diagnostic"}
-DIRECTIVES = {"RUN", "EXPECT-FROM", "TIMEOUT", "EXIT", "NORMALIZE"}
+DIRECTIVES = {"RUN", "EXPECT-FROM", "TIMEOUT", "EXIT", "NORMALIZE", "CWD"}
 TOKEN_RE = re.compile(r"\$\{(TARGETS|OUT|TMP|CASES)\}")
 
 
@@ -47,6 +47,11 @@ class Case:
     @property
     def timeout(self) -> float:
         return float(self.directives.get("TIMEOUT", "60"))
+
+    def cwd(self, targets: str) -> str | None:
+        """`CWD: TARGETS`: dprobe (and bpftrace) run in the targets directory, so the case can
+        name targets as ./NAME and print names (`probe`) that do not depend on the build path."""
+        return targets if self.directives.get("CWD") == "TARGETS" else None
 
     @property
     def exit_status(self) -> int:

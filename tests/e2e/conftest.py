@@ -112,12 +112,12 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def run(args: list[str], timeout: float = DEFAULT_TIMEOUT, stdin: str | None = None,
-        env: dict | None = None) -> Completed:
+        env: dict | None = None, cwd: str | None = None) -> Completed:
     """Runs a command to completion; on timeout kills its whole process group and fails."""
     proc = subprocess.Popen(
         [str(a) for a in args], stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env=env)
+        env=env, cwd=cwd)
     try:
         out, err = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:

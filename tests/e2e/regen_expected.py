@@ -84,8 +84,9 @@ def expected_for(case: caselib.Case, targets: Path, tmp: Path) -> dict[str, str]
     for section in case.files:
         (tmp / section.arg).write_text(caselib.substitute(section.body, values))
     words = [caselib.substitute(w, values) for w in bpftrace_words(case.run_words)]
+    cwd = case.cwd(str(targets))
     proc = subprocess.run(["bpftrace", *words], capture_output=True, text=True,
-                          timeout=case.timeout * 4)
+                          timeout=case.timeout * 4, cwd=cwd)
     noise_free = [line for line in proc.stderr.splitlines() if not any(n in line for n in NOISE)]
     if noise_free:
         raise caselib.CaseError(f"{case.name}: bpftrace wrote to stderr:\n" +
@@ -96,7 +97,8 @@ def expected_for(case: caselib.Case, targets: Path, tmp: Path) -> dict[str, str]
     streams = {}
     command = command_of(words)
     if command:
-        alone = subprocess.run(command, capture_output=True, text=True, timeout=case.timeout)
+        alone = subprocess.run(command, capture_output=True, text=True, timeout=case.timeout,
+                               cwd=cwd)
         if alone.returncode != 0:
             raise caselib.CaseError(f"{case.name}: {command} exited {alone.returncode}")
         rest = remove_block(proc.stdout, alone.stdout)

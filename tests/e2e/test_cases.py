@@ -30,7 +30,8 @@ def test_case(case_file: Path, tmp_path: Path):
     for section in case.files:
         (tmp_path / section.arg).write_text(caselib.substitute(section.body, values))
     words = [caselib.substitute(w, values) for w in case.run_words]
-    result = run([dprobe_path(), *words], timeout=case.timeout)
+    result = run([Path(dprobe_path()).resolve(), *words], timeout=case.timeout,
+                 cwd=case.cwd(str(Path(values["TARGETS"]).resolve())))
 
     problems = []
     if result.returncode != case.exit_status:

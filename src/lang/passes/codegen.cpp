@@ -683,10 +683,17 @@ class ProgramBuilder {
     const AttachPoint& ap = *point_;
     if (ap.kind == ProbeKind::Begin) return "BEGIN";
     if (ap.kind == ProbeKind::End) return "END";
-    if (name == "func") return ap.symbol;
+    if (name == "func") return fit_string_field(ap.symbol);
     std::string text = (ap.is_return ? "uretprobe:" : "uprobe:") + ap.path + ":" + ap.symbol;
     if (ap.offset != 0) text += fmt::format("+{}", ap.offset);
-    return text;
+    return fit_string_field(std::move(text));
+  }
+
+  /// A string field holds kMaxStringLength bytes. A longer probe name (a long path) keeps its
+  /// end, where the names of two probes differ, behind "...": bpftrace prints it whole.
+  static std::string fit_string_field(std::string text) {
+    if (text.size() <= bytecode::kMaxStringLength) return text;
+    return "..." + text.substr(text.size() - (bytecode::kMaxStringLength - 3));
   }
 
   /// A string expression's frame field: a variable's own slot, else a fresh temporary.
