@@ -218,7 +218,24 @@ class Session {
   }
 
   // Decides jump / int3-boost / int3-ptrace for every site.
+  // Mechanisms chosen, then the sites split between the agent and the breakpoint engine.
+  Result<std::pair<std::vector<ProbeSite>, std::vector<ProbeSite>>> plan_sites(
+      std::vector<ProbeSite> sites) {
+    const std::string agent_problem = options_.mechanism == Mechanism::Int3Ptrace
+                                          ? "not used with --mechanism int3-ptrace"
+                                          : "";
+    if (auto st = choose_mechanisms(sites, agent_problem); !st) return std::unexpected(st.error());
+    std::pair<std::vector<ProbeSite>, std::vector<ProbeSite>> split;
+    for (auto& site : sites) {
+      (site.mechanism == Mechanism::Int3Ptrace ? split.second : split.first)
+          .push_back(std::move(site));
+    }
+    return split;
+  }
+
   Status choose_mechanisms(std::vector<ProbeSite>& sites, const std::string& agent_problem) {
+    // Read once, not per site: the threads' signal masks (/proc) for the int3-boost check.
+    std::optional<std::optional<pid_t>> sigtrap_blocker;
     for (auto& site : sites) {
       // Planned from the file's bytes: the site's own bytes were checked against the process,
       // and a patch left by a killed dprobe must not be mistaken for the program's code.
@@ -229,7 +246,8 @@ class Session {
       if (site.mechanism == Mechanism::Int3Boost && !options_.mechanism) {
         // The kernel kills a thread whose int3 raises a SIGTRAP it blocks; under ptrace the
         // trap reaches dprobe first.
-        if (auto tid = thread_blocking_sigtrap(tracee_->pid())) {
+        if (!sigtrap_blocker) sigtrap_blocker = thread_blocking_sigtrap(tracee_->pid());
+        if (auto tid = *sigtrap_blocker) {
           site.mechanism = Mechanism::Int3Ptrace;
           site.mechanism_reason = fmt::format(
               "{}; int3-boost refused: thread {} blocks SIGTRAP", site.mechanism_reason, *tid);
@@ -287,14 +305,9 @@ class Session {
       if (point.mapped) armed_files_.insert(point.file_path);
     }
 
-    std::string agent_problem = options_.mechanism == Mechanism::Int3Ptrace
-                                    ? "not used with --mechanism int3-ptrace"
-                                    : "";
-    if (auto st = choose_mechanisms(*sites, agent_problem); !st) return st;
-    std::vector<ProbeSite> agent_sites, ptrace_sites;
-    for (auto& site : *sites) {
-      (site.mechanism == Mechanism::Int3Ptrace ? ptrace_sites : agent_sites).push_back(std::move(site));
-    }
+    auto split = plan_sites(std::move(*sites));
+    if (!split) return std::unexpected(split.error());
+    auto& [agent_sites, ptrace_sites] = *split;
     if (!agent_sites.empty()) {
       bool boost = std::any_of(agent_sites.begin(), agent_sites.end(), [](const ProbeSite& s) {
         return s.mechanism == Mechanism::Int3Boost;
@@ -320,7 +333,7 @@ class Session {
       }
     }
 
-    if (!agent_ && deferred_capacity() != 0 && agent_problem.empty()) {
+    if (!agent_ && deferred_capacity() != 0 && options_.mechanism != Mechanism::Int3Ptrace) {
       // Probes wait for a library: the agent is placed now, with its SIGTRAP handler, so that
       // the loader's breakpoint never kills the process if dprobe dies (add_trap_passthrough).
       // If it cannot be placed, it is tried again when the library is mapped.
@@ -478,14 +491,9 @@ class Session {
     for (const auto& point : to_arm) armed_files_.insert(point.file_path);
     auto sites = resolver_.resolve_points(to_arm, pid_, *maps, target_reader());
     if (!sites) return std::unexpected(sites.error());
-    std::string agent_problem = options_.mechanism == Mechanism::Int3Ptrace
-                                    ? "not used with --mechanism int3-ptrace"
-                                    : "";
-    if (auto st = choose_mechanisms(*sites, agent_problem); !st) return st;
-    std::vector<ProbeSite> agent_sites, ptrace_sites;
-    for (auto& site : *sites) {
-      (site.mechanism == Mechanism::Int3Ptrace ? ptrace_sites : agent_sites).push_back(std::move(site));
-    }
+    auto split = plan_sites(std::move(*sites));
+    if (!split) return std::unexpected(split.error());
+    auto& [agent_sites, ptrace_sites] = *split;
     if (!agent_sites.empty() && !agent_) {
       // The first probes in the agent: it is placed now, with room for every deferred probe.
       auto agent = AgentEngine::place(*tracee_, script_, deferred_capacity() + 1, true);
