@@ -99,7 +99,8 @@ struct RegionCounters {
   uint64_t arena_exhausted;     ///< arena allocations refused
   uint64_t fallback_hits;       ///< hits run on the shared, atomic path (no thread identity)
   uint64_t foreign_traps;       ///< SIGTRAPs at no probe address, passed to the old handler
-  uint64_t reserved[6];
+  uint64_t dropped_stacks;      ///< ustack captures the stack table had no room for
+  uint64_t reserved[5];
 };
 static_assert(sizeof(RegionCounters) == 128, "two cache lines");
 
@@ -146,6 +147,16 @@ struct RegionHeader {
   AreaRef scratch;       ///< ScratchState[scratch_count]
   AreaRef ring;          ///< RingHeader, then the record bytes (a power of two)
   AreaRef arena;         ///< thread blocks, VmStates and map tables, allocated by the agent
+  // ustack (abi/unwind.h), sized only when a program captures stacks:
+  AreaRef unwind_modules; ///< UnwindModule[unwind_module_capacity]
+  AreaRef unwind_rows;    ///< UnwindRow[unwind_row_capacity]
+  AreaRef stacks;         ///< StackEntry[stack_capacity], filled by the agent
+  uint32_t unwind_module_capacity;
+  uint32_t unwind_row_capacity;
+  uint32_t stack_capacity; ///< a power of two, or 0
+  /// Modules in use: the controller writes a module's rows and entry, then raises this (release);
+  /// entries below it never change.
+  uint32_t unwind_module_count;
   // --- agent-written
   uint32_t module_state;   ///< ModuleState
   uint32_t exit_requested; ///< a program ran exit()

@@ -1,5 +1,7 @@
 #include "agent/region_layout.h"
 
+#include "abi/unwind.h"
+
 #include <algorithm>
 #include <bit>
 #include <optional>
@@ -62,6 +64,15 @@ bool area_ok(const abi::AreaRef& a, uint64_t need, uint64_t region_size) {
 
 } // namespace
 
+bool captures_stacks(const bytecode::Module& module) {
+  for (const bytecode::Program& program : module.programs) {
+    for (const bytecode::Insn& insn : program.code) {
+      if (insn.op == bytecode::Op::UStack) return true;
+    }
+  }
+  return false;
+}
+
 abi::MapMode map_mode(const bytecode::Module& module, uint32_t map_id) {
   for (const bytecode::Program& program : module.programs) {
     for (const bytecode::Insn& insn : program.code) {
@@ -114,7 +125,7 @@ uint32_t program_context_flags(const bytecode::Program& program) {
     } else if (insn.op == bytecode::Op::LoadCtxString) {
       flags |= abi::kNeedsComm;
     } else if (insn.op == bytecode::Op::ReadString || insn.op == bytecode::Op::ReadInt ||
-               insn.op == bytecode::Op::ReadBuf) {
+               insn.op == bytecode::Op::ReadBuf || insn.op == bytecode::Op::UStack) {
       flags |= abi::kNeedsPid; // process_vm_readv names our own pid: cache it per thread
     }
   }
@@ -162,6 +173,7 @@ bool touches_no_map(bytecode::Op op) {
   case Op::LNot: case Op::LoadCtx: case Op::Load64: case Op::Store64: case Op::LoadString:
   case Op::LoadCtxString: case Op::ReadString: case Op::Copy: case Op::StrEq: case Op::Jump:
   case Op::JumpIfZero: case Op::JumpIfNotZero: case Op::Printf: case Op::HistIndex:
+  case Op::UStack:
   case Op::Loop: case Op::Extend: case Op::ReadInt: case Op::ReadBuf:
     return true;
   default:
@@ -277,6 +289,19 @@ Result<RegionLayout> plan_region(const bytecode::Module& module, uint32_t probe_
   layout.scratch = cursor.take(uint64_t{layout.scratch_count} * sizeof(abi::ScratchState));
   layout.ring = cursor.take(sizeof(abi::RingHeader) + options.ring_bytes);
   layout.arena = cursor.take(align_up(options.arena_bytes, abi::kAreaAlign));
+  if (captures_stacks(module)) {
+    if (options.stack_capacity == 0 || options.stack_capacity > (1u << 20) ||
+        options.unwind_module_capacity > (1u << 16) || options.unwind_row_capacity > (1u << 24)) {
+      return fail("agent region: bad stack table sizes");
+    }
+    layout.stack_capacity = std::bit_ceil(options.stack_capacity);
+    layout.unwind_module_capacity = options.unwind_module_capacity;
+    layout.unwind_row_capacity = options.unwind_row_capacity;
+    layout.unwind_modules =
+        cursor.take(uint64_t{layout.unwind_module_capacity} * sizeof(abi::UnwindModule));
+    layout.unwind_rows = cursor.take(uint64_t{layout.unwind_row_capacity} * sizeof(abi::UnwindRow));
+    layout.stacks = cursor.take(uint64_t{layout.stack_capacity} * sizeof(abi::StackEntry));
+  }
   layout.size = align_up(cursor.end(), kPage);
 
   const std::vector<bool> counted = hit_counted_maps(module);
@@ -318,15 +343,25 @@ Status validate_layout(const RegionLayout& l, uint64_t region_size) {
       {"scratch", l.scratch, uint64_t{l.scratch_count} * sizeof(abi::ScratchState)},
       {"ring", l.ring, sizeof(abi::RingHeader) + 64},
       {"arena", l.arena, 0},
+      {"unwind modules", l.unwind_modules,
+       uint64_t{l.unwind_module_capacity} * sizeof(abi::UnwindModule)},
+      {"unwind rows", l.unwind_rows, uint64_t{l.unwind_row_capacity} * sizeof(abi::UnwindRow)},
+      {"stacks", l.stacks, uint64_t{l.stack_capacity} * sizeof(abi::StackEntry)},
   };
   for (const Check& c : checks) {
-    if (!area_ok(c.area, c.need, size)) {
+    const bool absent = c.need == 0 && c.area.offset == 0 && c.area.size == 0 &&
+                        (&c.area == &l.unwind_modules || &c.area == &l.unwind_rows ||
+                         &c.area == &l.stacks);
+    if (!absent && !area_ok(c.area, c.need, size)) {
       return fail("agent region: {} area [{:#x}, +{:#x}) is misplaced or too small", c.name,
                   c.area.offset, c.area.size);
     }
   }
   if (!std::has_single_bit(l.ring_capacity())) {
     return fail("agent region: ring capacity {} is not a power of two", l.ring_capacity());
+  }
+  if (l.stack_capacity != 0 && !std::has_single_bit(l.stack_capacity)) {
+    return fail("agent region: {} stack entries is not a power of two", l.stack_capacity);
   }
   if (l.thread_slot_count != 0 && !std::has_single_bit(l.thread_slot_count)) {
     return fail("agent region: {} thread slots is not a power of two", l.thread_slot_count);
@@ -385,6 +420,12 @@ Result<RegionLayout> read_layout(std::span<const uint8_t> region) {
   l.scratch = h.scratch;
   l.ring = h.ring;
   l.arena = h.arena;
+  l.unwind_modules = h.unwind_modules;
+  l.unwind_rows = h.unwind_rows;
+  l.stacks = h.stacks;
+  l.unwind_module_capacity = h.unwind_module_capacity;
+  l.unwind_row_capacity = h.unwind_row_capacity;
+  l.stack_capacity = h.stack_capacity;
   // Check the areas before reading the per-map and per-format tables out of them.
   const uint64_t map_count = l.map_count;
   const uint64_t format_count = l.format_count;

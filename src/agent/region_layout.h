@@ -21,6 +21,10 @@ struct RegionOptions {
   uint64_t arena_bytes = 64u << 20; ///< thread blocks, scratch and map tables (memfd pages are
                                     ///< only allocated when touched)
   uint32_t max_table_capacity = 1u << 16; ///< entries of one map table, at most
+  /// ustack: distinct stacks kept, executable mappings and CFI rows the agent can unwind with.
+  uint32_t stack_capacity = 4096;
+  uint32_t unwind_module_capacity = 512;
+  uint32_t unwind_row_capacity = 1u << 19;
   uint32_t features = 0;             ///< abi::kFeature* (kFeatureFsGsBase from AT_HWCAP2 bit 1)
   uint64_t clock_gettime = 0;        ///< the target's vDSO clock_gettime, 0: use the system call
   uint32_t tls_tid_offset = 0;       ///< with abi::kFeatureTlsTid: where the tid sits in the TLS
@@ -58,7 +62,12 @@ struct RegionLayout {
   uint32_t thread_slot_count = 0; ///< a power of two, or 0
   uint32_t scratch_count = 0;
   abi::AreaRef probes{}, trap_index[2]{}, programs{}, code{}, vm_maps{}, vm_formats{}, map_descs{},
-      string_descs{}, string_views{}, string_bytes{}, thread_slots{}, scratch{}, ring{}, arena{};
+      string_descs{}, string_views{}, string_bytes{}, thread_slots{}, scratch{}, ring{}, arena{},
+      unwind_modules{}, unwind_rows{}, stacks{};
+  /// ustack's tables (abi/unwind.h); all 0 when no program captures a stack.
+  uint32_t unwind_module_capacity = 0;
+  uint32_t unwind_row_capacity = 0;
+  uint32_t stack_capacity = 0; ///< a power of two, or 0
   std::vector<MapLayout> maps;        ///< map_count entries
   std::vector<uint32_t> format_sizes; ///< packed argument bytes per printf format
 
@@ -81,6 +90,9 @@ struct RegionLayout {
 /// kMapSharded when every instruction that touches map `map_id` is an aggregating update (Add,
 /// Max, Avg, Bucket: per-thread tables merge into the same result); else shared.
 [[nodiscard]] abi::MapMode map_mode(const bytecode::Module& module, uint32_t map_id);
+
+/// Whether some program captures user stacks (bytecode::Op::UStack).
+[[nodiscard]] bool captures_stacks(const bytecode::Module& module);
 
 /// abi::kNeeds* flags: the context fields the program reads.
 [[nodiscard]] uint32_t program_context_flags(const bytecode::Program& program);

@@ -8,12 +8,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "abi/region.h"
+#include "abi/unwind.h"
 #include "agent/region_layout.h"
 #include "common/result.h"
 #include "output/map_printer.h"
@@ -74,6 +76,11 @@ class RegionReader {
   /// land before or after, as with bpftrace's asynchronous clear().
   void reset_map(uint32_t map_id, bool zero_only);
 
+  /// Calls `visit(id, pid, frames)` for each stack the agent recorded (ustack) since the last
+  /// call, once each; entries whose id does not match their frames are skipped (the target
+  /// wrote them, or a writer died mid-entry).
+  template <class Visit> void visit_new_stacks(Visit&& visit);
+
   [[nodiscard]] abi::RegionCounters counters() const;
   /// Hits of probe `probe_id` over all threads (0 for an unknown id).
   [[nodiscard]] uint64_t probe_hits(uint32_t probe_id);
@@ -106,6 +113,27 @@ class RegionReader {
   std::vector<uint8_t> scratch_; ///< the event being visited, copied out of the ring
   uint64_t stuck_tail_ = UINT64_MAX; ///< ring position of the uncommitted record seen last
   std::chrono::steady_clock::time_point stuck_since_;
+  std::vector<bool> stacks_seen_; ///< per stack table entry: already visited
 };
+
+template <class Visit> void RegionReader::visit_new_stacks(Visit&& visit) {
+  const uint32_t capacity = layout_.stack_capacity;
+  if (capacity == 0 || uint64_t{capacity} * sizeof(abi::StackEntry) > layout_.stacks.size) return;
+  stacks_seen_.resize(capacity);
+  auto* entries = reinterpret_cast<abi::StackEntry*>(region_.data() + layout_.stacks.offset);
+  abi::StackEntry copy;
+  for (uint32_t i = 0; i < capacity; ++i) {
+    if (stacks_seen_[i]) continue;
+    const uint64_t id = __atomic_load_n(&entries[i].id, __ATOMIC_ACQUIRE);
+    if (id == 0 || __atomic_load_n(&entries[i].ready, __ATOMIC_ACQUIRE) == 0) continue;
+    std::memcpy(&copy, &entries[i], sizeof copy);
+    stacks_seen_[i] = true;
+    if (copy.id != id || copy.depth > abi::kMaxStackFrames ||
+        abi::stack_id(copy.pid, copy.frames, copy.depth) != id) {
+      continue;
+    }
+    visit(id, copy.pid, std::span<const uint64_t>(copy.frames, copy.depth));
+  }
+}
 
 } // namespace dprobe::agent

@@ -156,6 +156,12 @@ Status init_region(std::span<uint8_t> region, const RegionLayout& layout,
   h->scratch = layout.scratch;
   h->ring = layout.ring;
   h->arena = layout.arena;
+  h->unwind_modules = layout.unwind_modules;
+  h->unwind_rows = layout.unwind_rows;
+  h->stacks = layout.stacks;
+  h->unwind_module_capacity = layout.unwind_module_capacity;
+  h->unwind_row_capacity = layout.unwind_row_capacity;
+  h->stack_capacity = layout.stack_capacity;
 
   auto* descs = area_array<abi::ProgramDesc>(region, layout.programs);
   auto* code = area_array<bytecode::Insn>(region, layout.code);
@@ -202,6 +208,31 @@ Status init_region(std::span<uint8_t> region, const RegionLayout& layout,
   if (Status ok = publish_trap_index(region, layout, probes); !ok) return ok;
   if (options.enabled) detail::store(&h->enabled, 1u);
   return {};
+}
+
+uint32_t publish_unwind_tables(std::span<uint8_t> region, const RegionLayout& layout,
+                               std::span<const abi::UnwindModule> modules,
+                               std::span<const abi::UnwindRow> rows) {
+  if (layout.unwind_module_capacity == 0 || !check_fits(region, layout)) {
+    return 0;
+  }
+  abi::RegionHeader* h = header_of(region);
+  uint32_t count = detail::load(&h->unwind_module_count);
+  if (count > layout.unwind_module_capacity) count = layout.unwind_module_capacity;
+  auto* out_modules = area_array<abi::UnwindModule>(region, layout.unwind_modules);
+  auto* out_rows = area_array<abi::UnwindRow>(region, layout.unwind_rows);
+  uint32_t published = count;
+  for (size_t i = count; i < modules.size() && published < layout.unwind_module_capacity; ++i) {
+    const abi::UnwindModule& m = modules[i];
+    const uint64_t end = uint64_t{m.first_row} + m.row_count;
+    if (end > rows.size() || end > layout.unwind_row_capacity) break;
+    std::memcpy(out_rows + m.first_row, rows.data() + m.first_row,
+                uint64_t{m.row_count} * sizeof(abi::UnwindRow));
+    out_modules[i] = m;
+    published = static_cast<uint32_t>(i + 1);
+  }
+  detail::store(&h->unwind_module_count, published);
+  return published;
 }
 
 void set_enabled(std::span<uint8_t> region, const RegionLayout& layout, bool enabled) {

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "abi/unwind.h"
 #include "agent/region_layout.h"
 #include "bytecode/module.h"
 #include "common/result.h"
@@ -38,6 +39,14 @@ struct ProbeSpec {
 /// A SIGTRAP handler still searching the previous buffer is safe until the next call.
 [[nodiscard]] Status publish_trap_index(std::span<uint8_t> region, const RegionLayout& layout,
                                         std::span<const ProbeSpec> probes);
+
+/// ustack: publishes `modules` (and the rows they name) past those the region holds, then
+/// raises the region's module count (release). Modules and rows are only ever appended, at the
+/// same indices as in the caller's tables; returns how many modules the region holds now
+/// (fewer than given when its capacity ran out).
+uint32_t publish_unwind_tables(std::span<uint8_t> region, const RegionLayout& layout,
+                               std::span<const abi::UnwindModule> modules,
+                               std::span<const abi::UnwindRow> rows);
 
 void set_enabled(std::span<uint8_t> region, const RegionLayout& layout, bool enabled);
 /// Replaces the feature flags, e.g. to add abi::kFeatureTlsSelfPointer once every thread has

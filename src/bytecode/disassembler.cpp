@@ -101,6 +101,8 @@ std::string disassemble(const Insn& insn, const Module* module) {
                        insn.aux * 8);
   case Op::ReadBuf:
     return fmt::format("{} [fp+{}], r{}, len r{}", name, insn.imm, insn.a, insn.b);
+  case Op::UStack:
+    return fmt::format("{} r{}, {} frames", name, insn.dst, insn.aux);
   case Op::kCount:
     break;
   default:

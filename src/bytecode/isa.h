@@ -19,6 +19,8 @@ inline constexpr uint32_t kStepLimit = 1u << 17;
 /// str() reads stop at page boundaries between host reads, so that a string ending just before
 /// an unmapped page reads fine (bpf_probe_read_user_str does the same).
 inline constexpr uint64_t kPageSize = 4096;
+/// ustack(N): N is 1..kMaxStackFrames (abi::kMaxStackFrames, bpftrace's limit).
+inline constexpr uint32_t kMaxStackFrames = 127;
 
 // Operand conventions (see Insn): dst/a/b are register numbers unless noted; `aux` is a small
 // index (map, format, string, context field, frame offset); `imm` is a 64-bit immediate, a jump
@@ -79,7 +81,9 @@ inline constexpr uint64_t kPageSize = 4096;
   X(ReadInt, "rdint")          /* dst = aux bytes (1 2 4 8) of target memory at a, sign-           \
                                   extended when imm != 0; 0 when any byte is unreadable */         \
   X(ReadBuf, "rdbuf")          /* frame buffer field at imm = b bytes (clamped to                  \
-                                  kMaxBufferLength) of target memory at a; zeros on a fault */
+                                  kMaxBufferLength) of target memory at a; zeros on a fault */    \
+  X(UStack, "ustack")          /* dst = id of the hit's user stack, at most aux frames (1..127,   \
+                                  abi/unwind.h); 0 when there is no user stack (BEGIN, END) */
 
 enum class Op : uint8_t {
 #define DPROBE_OP_ENUM(name, text) name,

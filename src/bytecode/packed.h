@@ -14,7 +14,13 @@ namespace dprobe::bytecode {
 ///   NUL-terminated
 ///   Buffer - 72 bytes: the length (8 bytes, little-endian), then kMaxBufferLength data bytes
 ///   (zero beyond the length); from buf(p, n), printed with %r
-enum class FieldKind : uint8_t { Int = 0, String = 1, Buffer = 2 };
+///   UStack, UStackPerf - 8 bytes: a stack id (abi::stack_id) printed as bpftrace prints
+///   ustack / ustack(perf); 0 is the empty stack
+enum class FieldKind : uint8_t { Int = 0, String = 1, Buffer = 2, UStack = 3, UStackPerf = 4 };
+
+inline constexpr bool is_stack_field(FieldKind kind) {
+  return kind == FieldKind::UStack || kind == FieldKind::UStackPerf;
+}
 
 inline constexpr uint32_t kIntFieldSize = 8;
 inline constexpr uint32_t kStringFieldSize = 64;

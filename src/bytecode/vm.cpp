@@ -30,6 +30,7 @@ uint32_t register_operands(Op op) {
     return kNone;
   case Op::LoadImm:
   case Op::LoadCtx:
+  case Op::UStack:
   case Op::Load64:
   case Op::MapLookup:
   case Op::StrEq:
@@ -324,6 +325,9 @@ VmStatus vm_check_insn(const Insn& insn, uint32_t pc, const VmProgram& program,
   case Op::ReadInt:
     if (!int_size_ok(insn.aux)) return VmStatus::BadOpcode;
     break;
+  case Op::UStack:
+    if (insn.aux == 0 || insn.aux > kMaxStackFrames) return VmStatus::BadOpcode;
+    break;
   case Op::Loop:
     if (insn.imm > pc) return VmStatus::BadJump;
     break;
@@ -572,6 +576,9 @@ VmStatus vm_run(const VmProgram& program, const VmModule& module, const VmContex
       break;
     case Op::ReadBuf:
       read_target_buffer(frame + insn.imm, a, b, host);
+      break;
+    case Op::UStack:
+      dst = host.stack_id != nullptr ? host.stack_id(host.ctx, insn.aux) : 0;
       break;
     case Op::kCount:
       return VmStatus::BadOpcode;

@@ -82,6 +82,9 @@ struct VmHost {
   void (*request_exit)(void* ctx);
   /// print(@m), clear(@m), zero(@m): `command` is a MapCommandKind.
   void (*map_command)(void* ctx, uint32_t map_id, uint32_t command);
+  /// ustack: walks the hit's user stack (at most max_frames frames), records it where dprobe
+  /// finds it, and returns its id (abi::stack_id); 0 without a user stack.
+  uint64_t (*stack_id)(void* ctx, uint32_t max_frames);
 };
 
 enum class VmStatus : uint8_t {

@@ -30,6 +30,8 @@ std::string Type::name() const {
     return "buffer";
   case TypeKind::Timestamp:
     return "timestamp";
+  case TypeKind::Stack:
+    return "ustack";
   }
   return "?";
 }

@@ -117,7 +117,8 @@ std::string map_line(const bytecode::MapSchema& schema, std::string_view body) {
 }
 
 /// "1,x" for a packed tuple key: bpftrace joins the fields with a bare comma in JSON.
-std::string json_key(const bytecode::MapSchema& schema, std::string_view packed) {
+std::string json_key(const bytecode::MapSchema& schema, std::string_view packed,
+                     StackFormatter* stacks) {
   std::string out;
   size_t offset = 0;
   for (size_t i = 0; i < schema.key.size(); ++i) {
@@ -128,6 +129,10 @@ std::string json_key(const bytecode::MapSchema& schema, std::string_view packed)
     const auto* field = reinterpret_cast<const uint8_t*>(packed.data()) + offset;
     if (kind == FieldKind::Int) {
       out += fmt::format("{}", static_cast<int64_t>(bytecode::load_u64_le(field)));
+    } else if (bytecode::is_stack_field(kind)) {
+      out += json_escape(stacks != nullptr
+                             ? stacks->stack_text(bytecode::load_u64_le(field), kind, 4)
+                             : std::string("\n"));
     } else {
       out += json_escape(std::string_view(reinterpret_cast<const char*>(field),
                                           bytecode::string_field_length(field)));
@@ -210,7 +215,8 @@ std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry)
   return "null";
 }
 
-std::string format_map_json(const bytecode::MapSchema& schema, std::vector<MapEntry> entries) {
+std::string format_map_json(const bytecode::MapSchema& schema, std::vector<MapEntry> entries,
+                            StackFormatter* stacks) {
   if (schema.is_scalar()) {
     if (entries.empty() && schema.value == bytecode::MapValueKind::Count) {
       entries.push_back(MapEntry{});
@@ -223,13 +229,14 @@ std::string format_map_json(const bytecode::MapSchema& schema, std::vector<MapEn
   std::string body;
   for (const MapEntry& entry : entries) {
     if (!body.empty()) body += ", ";
-    body += fmt::format("\"{}\": {}", json_key(schema, entry.key), json_value(schema, entry));
+    body += fmt::format("\"{}\": {}", json_key(schema, entry.key, stacks), json_value(schema, entry));
   }
   return map_line(schema, body);
 }
 
 std::string format_string_map_json(const bytecode::MapSchema& schema,
-                                   std::vector<std::pair<std::string, std::string>> entries) {
+                                   std::vector<std::pair<std::string, std::string>> entries,
+                                   StackFormatter* stacks) {
   if (entries.empty()) return "";
   if (schema.is_scalar()) {
     return map_line(schema, fmt::format("\"{}\"", json_escape(entries.front().second)));
@@ -238,7 +245,7 @@ std::string format_string_map_json(const bytecode::MapSchema& schema,
   std::string body;
   for (const auto& [key, value] : entries) {
     if (!body.empty()) body += ", ";
-    body += fmt::format("\"{}\": \"{}\"", json_key(schema, key), json_escape(value));
+    body += fmt::format("\"{}\": \"{}\"", json_key(schema, key, stacks), json_escape(value));
   }
   return map_line(schema, body);
 }

@@ -47,11 +47,13 @@ namespace dprobe::output {
 /// One map as a JSON line (with its newline); "" for a map that holds nothing (a keyless count
 /// map always holds a value, as in the text output).
 [[nodiscard]] std::string format_map_json(const bytecode::MapSchema& schema,
-                                          std::vector<MapEntry> entries);
+                                          std::vector<MapEntry> entries,
+                                          StackFormatter* stacks = nullptr);
 
 /// A string-valued map as a JSON line, values quoted, sorted by key; "" when it holds nothing.
 [[nodiscard]] std::string
 format_string_map_json(const bytecode::MapSchema& schema,
-                       std::vector<std::pair<std::string, std::string>> entries);
+                       std::vector<std::pair<std::string, std::string>> entries,
+                       StackFormatter* stacks = nullptr);
 
 } // namespace dprobe::output

@@ -19,7 +19,7 @@ int compare_keys(std::span<const FieldKind> kinds, std::string_view a, std::stri
     if (offset + size > a.size() || offset + size > b.size()) break;
     const auto* pa = reinterpret_cast<const uint8_t*>(a.data()) + offset;
     const auto* pb = reinterpret_cast<const uint8_t*>(b.data()) + offset;
-    if (kind == FieldKind::Int) {
+    if (kind != FieldKind::String) {
       const auto va = static_cast<int64_t>(bytecode::load_u64_le(pa));
       const auto vb = static_cast<int64_t>(bytecode::load_u64_le(pb));
       if (va != vb) return va < vb ? -1 : 1;
@@ -37,7 +37,8 @@ int compare_keys(std::span<const FieldKind> kinds, std::string_view a, std::stri
 
 } // namespace
 
-std::string format_key(std::span<const FieldKind> kinds, std::string_view packed) {
+std::string format_key(std::span<const FieldKind> kinds, std::string_view packed,
+                       StackFormatter* stacks) {
   std::string out;
   size_t offset = 0;
   for (size_t i = 0; i < kinds.size(); ++i) {
@@ -48,6 +49,8 @@ std::string format_key(std::span<const FieldKind> kinds, std::string_view packed
     const auto* field = reinterpret_cast<const uint8_t*>(packed.data()) + offset;
     if (kind == FieldKind::Int) {
       out += fmt::format("{}", static_cast<int64_t>(bytecode::load_u64_le(field)));
+    } else if (bytecode::is_stack_field(kind)) {
+      out += stacks != nullptr ? stacks->stack_text(bytecode::load_u64_le(field), kind, 4) : "\n";
     } else {
       out.append(reinterpret_cast<const char*>(field), bytecode::string_field_length(field));
     }
@@ -146,9 +149,10 @@ std::string lhist_label(int number) {
   return fmt::format("{}", number);
 }
 
-std::string entry_name(const bytecode::MapSchema& schema, const MapEntry& e) {
+std::string entry_name(const bytecode::MapSchema& schema, const MapEntry& e,
+                       StackFormatter* stacks) {
   if (schema.is_scalar()) return schema.name;
-  return fmt::format("{}[{}]", schema.name, format_key(schema.key, e.key));
+  return fmt::format("{}[{}]", schema.name, format_key(schema.key, e.key, stacks));
 }
 
 } // namespace
@@ -292,7 +296,8 @@ void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entr
   });
 }
 
-std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> entries) {
+std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> entries,
+                       StackFormatter* stacks) {
   if (is_hist_kind(schema.value)) {
     if (entries.empty()) return "\n";
     sort_entries(schema, entries);
@@ -300,7 +305,7 @@ std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> 
     std::string out;
     for (const MapEntry& entry : entries) {
       const std::vector<uint64_t> buckets = value_words(entry, words);
-      out += entry_name(schema, entry) + ": \n";
+      out += entry_name(schema, entry, stacks) + ": \n";
       out += schema.value == MapValueKind::Hist
                  ? format_hist(buckets)
                  : format_lhist(buckets, schema.lhist_min, schema.lhist_max, schema.lhist_step);
@@ -314,9 +319,9 @@ std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> 
     std::string out;
     for (const MapEntry& entry : entries) {
       if (schema.value == MapValueKind::Avg) {
-        out += fmt::format("{}: {}\n", entry_name(schema, entry), average(entry));
+        out += fmt::format("{}: {}\n", entry_name(schema, entry, stacks), average(entry));
       } else {
-        out += fmt::format("{}: count {}, average {}, total {}\n", entry_name(schema, entry),
+        out += fmt::format("{}: count {}, average {}, total {}\n", entry_name(schema, entry, stacks),
                            static_cast<int64_t>(entry.word(0)), average(entry),
                            static_cast<int64_t>(entry.word(1)));
       }
@@ -334,7 +339,7 @@ std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> 
   sort_entries(schema, entries);
   std::string out;
   for (const MapEntry& entry : entries) {
-    out += fmt::format("{}[{}]: {}\n", schema.name, format_key(schema.key, entry.key),
+    out += fmt::format("{}[{}]: {}\n", schema.name, format_key(schema.key, entry.key, stacks),
                        format_value(schema, entry.value));
   }
   return out;
@@ -348,13 +353,14 @@ void sort_string_entries(const bytecode::MapSchema& schema,
 }
 
 std::string format_string_map(const bytecode::MapSchema& schema,
-                              std::vector<std::pair<std::string, std::string>> entries) {
+                              std::vector<std::pair<std::string, std::string>> entries,
+                              StackFormatter* stacks) {
   if (entries.empty()) return "\n";
   if (schema.is_scalar()) return fmt::format("{}: {}\n", schema.name, entries.front().second);
   sort_string_entries(schema, entries);
   std::string out;
   for (const auto& [key, value] : entries)
-    out += fmt::format("{}[{}]: {}\n", schema.name, format_key(schema.key, key), value);
+    out += fmt::format("{}[{}]: {}\n", schema.name, format_key(schema.key, key, stacks), value);
   return out;
 }
 

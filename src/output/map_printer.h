@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "bytecode/module.h"
+#include "output/stack_formatter.h"
 
 namespace dprobe::output {
 
@@ -38,9 +39,10 @@ struct MapEntry {
   }
 };
 
-/// "1, abc" for a packed key of the given kinds (without the brackets).
+/// "1, abc" for a packed key of the given kinds (without the brackets). Stack fields print as
+/// `stacks` names them (bpftrace's indent of 4 inside a key), as "\n" without it.
 [[nodiscard]] std::string format_key(std::span<const bytecode::FieldKind> kinds,
-                                     std::string_view packed);
+                                     std::string_view packed, StackFormatter* stacks = nullptr);
 
 /// A one-word value (count, sum, min, max, integer) as bpftrace prints it for this map's type;
 /// for min maps `value` is the stored word (0xffffffff - the minimum).
@@ -73,7 +75,8 @@ void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entr
 /// One map's text, ending with a newline. A count map without keys always has a value
 /// ("@name: 0" when never hit: bpftrace keeps such maps in a per-CPU array).
 [[nodiscard]] std::string format_map(const bytecode::MapSchema& schema,
-                                     std::vector<MapEntry> entries);
+                                     std::vector<MapEntry> entries,
+                                     StackFormatter* stacks = nullptr);
 
 /// Orders a string-valued map's entries (packed key -> value) by key, as format_string_map does.
 void sort_string_entries(const bytecode::MapSchema& schema,
@@ -83,6 +86,7 @@ void sort_string_entries(const bytecode::MapSchema& schema,
 /// maps whose values are not integers; a map that holds nothing is an empty line.
 [[nodiscard]] std::string
 format_string_map(const bytecode::MapSchema& schema,
-                  std::vector<std::pair<std::string, std::string>> entries);
+                  std::vector<std::pair<std::string, std::string>> entries,
+                  StackFormatter* stacks = nullptr);
 
 } // namespace dprobe::output

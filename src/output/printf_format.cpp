@@ -139,13 +139,15 @@ namespace {
 
 /// One segment of format_printf, appended to `out`; `field` is null when the argument is absent.
 void append_segment(std::string& out, const FormatSegment& segment, FieldKind kind,
-                    const uint8_t* field) {
+                    const uint8_t* field, StackFormatter* stacks) {
   std::string text = render_prefix(segment.prefix);
   const Conversion& c = segment.conversion;
   if (c.argument_class() == ArgumentClass::String) {
     std::string value;
     if (field != nullptr && kind == FieldKind::String) {
       value.assign(reinterpret_cast<const char*>(field), bytecode::string_field_length(field));
+    } else if (field != nullptr && bytecode::is_stack_field(kind)) {
+      value = stacks != nullptr ? stacks->stack_text(bytecode::load_u64_le(field), kind, 8) : "\n";
     }
     text += run_snprintf(c_format(c), value.c_str());
   } else if (c.argument_class() == ArgumentClass::Buffer) {
@@ -229,14 +231,15 @@ char* write_hex(char* dst, uint64_t v, const char* digits) {
 } // namespace
 
 std::string format_printf(const ParsedFormat& format, std::span<const bytecode::FieldKind> kinds,
-                          std::span<const uint8_t> args) {
+                          std::span<const uint8_t> args, StackFormatter* stacks) {
   std::string out;
   size_t offset = 0;
   for (size_t i = 0; i < format.segments.size(); ++i) {
     const FieldKind kind = i < kinds.size() ? kinds[i] : FieldKind::Int;
     const uint32_t size = bytecode::field_size(kind);
     const bool present = i < kinds.size() && offset + size <= args.size();
-    append_segment(out, format.segments[i], kind, present ? args.data() + offset : nullptr);
+    append_segment(out, format.segments[i], kind, present ? args.data() + offset : nullptr,
+                   stacks);
     offset += size;
   }
   out += format.trailing;
@@ -338,7 +341,7 @@ void CompiledFormat::append(std::string& out, std::span<const uint8_t> args) con
       const FieldKind kind = i < kinds_.size() ? kinds_[i] : FieldKind::Int;
       const bool present = i < kinds_.size() && uint64_t{step.offset} + step.size <= args.size();
       append_segment(out, format_->segments[i], kind,
-                     present ? args.data() + step.offset : nullptr);
+                     present ? args.data() + step.offset : nullptr, nullptr);
       continue;
     }
     out += step.prefix;

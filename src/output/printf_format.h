@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bytecode/packed.h"
+#include "output/stack_formatter.h"
 
 namespace dprobe::output {
 
@@ -54,10 +55,12 @@ struct ParsedFormat {
 [[nodiscard]] ParsedFormat parse_printf_format(std::string_view format);
 
 /// Formats packed arguments (see bytecode/packed.h). `kinds` gives each argument's field kind;
-/// missing or mismatched arguments print as 0 / "" rather than reading out of bounds.
+/// missing or mismatched arguments print as 0 / "" rather than reading out of bounds. Stack
+/// fields print with %s as `stacks` names them ("\n" without it).
 [[nodiscard]] std::string format_printf(const ParsedFormat& format,
                                         std::span<const bytecode::FieldKind> kinds,
-                                        std::span<const uint8_t> args);
+                                        std::span<const uint8_t> args,
+                                        StackFormatter* stacks = nullptr);
 
 /// A format prepared for formatting many events: prefixes rendered once and the common
 /// conversions (%d %i %u %x %X with no flags, width or precision, plain or with a 64-bit length,

@@ -422,8 +422,22 @@ uint64_t AgentEngine::hit_counted_value(uint32_t map) {
   return map < counted.size() ? counted[map] : 0;
 }
 
+void AgentEngine::publish_unwind(const stacks::ProcessUnwindTables& tables) {
+  if (!region_) return;
+  std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
+  (void)agent::publish_unwind_tables(region, layout_, tables.modules(), tables.rows());
+}
+
+void AgentEngine::harvest_stacks(runtime::ProbeRuntime& runtime) {
+  if (!reader_) return;
+  reader_->visit_new_stacks([&runtime](uint64_t id, uint32_t pid, std::span<const uint64_t> frames) {
+    runtime.stacks().add(id, pid, frames);
+  });
+}
+
 std::vector<output::MapEntry> AgentEngine::region_entries(uint32_t map) {
   if (!reader_) return {};
+  if (attached_runtime_ != nullptr) harvest_stacks(*attached_runtime_);
   std::vector<output::MapEntry> entries = reader_->map_entries(map);
   // A hit-counted map is keyless and has no table entry: its hits are its one value.
   if (const uint64_t hits = hit_counted_value(map); hits != 0) {
@@ -450,6 +464,8 @@ bool AgentEngine::region_lookup(uint32_t map, std::string_view key, std::vector<
 
 void AgentEngine::poll(runtime::ProbeRuntime& runtime) {
   if (!reader_) return;
+  // Stacks before events: an event naming a stack was emitted after its stack was recorded.
+  harvest_stacks(runtime);
   // Each event goes from the ring straight into the runtime's output buffer (no allocation per
   // event). Batches bound the time between tail updates, so producers see room sooner.
   struct Sink {
@@ -561,6 +577,11 @@ void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics
   if (counters.dropped_hits != 0) {
     fmt::print(diagnostics, "dprobe: {} hits not run (no scratch space free)\n",
                counters.dropped_hits);
+  }
+  if (counters.dropped_stacks != 0) {
+    fmt::print(diagnostics, "dprobe: {} stacks not recorded (stack table full): shown as "
+                            "[unknown]\n",
+               counters.dropped_stacks);
   }
   if (counters.vm_errors != 0) {
     fmt::print(diagnostics, "dprobe: {} probe runs stopped by the VM (last: {})\n",

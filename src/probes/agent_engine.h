@@ -24,6 +24,7 @@
 #include "probes/xol_area.h"
 #include "process/tracee.h"
 #include "runtime/probe_runtime.h"
+#include "stacks/unwind_tables.h"
 
 namespace dprobe::probes {
 
@@ -61,6 +62,11 @@ class AgentEngine {
 
   /// Probe ids still free for add().
   [[nodiscard]] uint32_t free_probe_ids() const;
+
+  /// ustack: gives the agent the unwind modules of `tables` it does not have yet.
+  void publish_unwind(const stacks::ProcessUnwindTables& tables);
+  /// ustack: moves the stacks the agent recorded since the last call into the runtime's store.
+  void harvest_stacks(runtime::ProbeRuntime& runtime);
 
   /// Prints the printf events waiting in the ring (and runs the print/clear/zero records);
   /// notes the script's exit().

@@ -296,6 +296,7 @@ class MachineWide {
   }
 
   void merge(Member& m) {
+    runtime_.stacks().absorb(m.runtime->stacks());
     for (uint32_t map = 0; map < script_.module.maps.size(); ++map) {
       for (const output::MapEntry& entry : m.runtime->maps().entries(map)) {
         std::vector<uint64_t> words{entry.value};

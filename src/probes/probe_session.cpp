@@ -30,6 +30,7 @@
 #include "process/auxv.h"
 #include "process/maps.h"
 #include "process/tracee.h"
+#include "stacks/unwind_tables.h"
 
 namespace dprobe::probes {
 namespace {
@@ -345,6 +346,8 @@ class Session {
           on_hit(site, tid, regs);
         });
     if (auto st = engine_->arm(std::move(ptrace_sites)); !st) return st;
+    if (captures_stacks_) unwind_ = std::make_unique<stacks::ProcessUnwindTables>(cfi_rows_);
+    update_stacks(*maps);
     if (options_.verbose) {
       if (agent_) {
         for (const auto& site : agent_->sites()) print_site(options_.diagnostics, pid, site);
@@ -460,6 +463,12 @@ class Session {
   Status sync_with_loader(uint64_t start) {
     auto maps = process::read_maps(pid_);
     if (!maps) return std::unexpected(maps.error());
+    // Stacks through the new library unwind by its CFI (an agent placed below gets the tables
+    // when it is armed).
+    update_stacks(*maps);
+    ScopeGuard publish_stacks([this] {
+      if (agent_ && unwind_) agent_->publish_unwind(*unwind_);
+    });
     size_t forgotten = engine_->forget_unmapped(*maps);
     if (agent_) forgotten += agent_->forget_unmapped(*maps);
     if (forgotten != 0 && options_.verbose) {
@@ -538,6 +547,18 @@ class Session {
     return {};
   }
 
+  /// ustack: unwind tables for the files `maps` shows, given to the agent too; a snapshot of
+  /// the mappings, to name frames after the process is gone.
+  void update_stacks(const std::vector<process::Mapping>& maps) {
+    if (!unwind_) return;
+    for (const std::string& note : unwind_->update(maps)) {
+      if (options_.verbose) fmt::print(options_.diagnostics, "process {}: {}\n", pid_, note);
+    }
+    unwind_view_ = unwind_->view();
+    if (agent_) agent_->publish_unwind(*unwind_);
+    runtime_.stacks().note_mappings(pid_);
+  }
+
   void on_hit(const ProbeSite& site, pid_t tid, const process::Registers& regs) {
     if (is_loader_site(site)) {
       on_loader_stop();
@@ -545,6 +566,7 @@ class Session {
     }
     runtime::HitContext ctx =
         make_hit_context(tracee_->pid(), tid, regs, comms_, site.address, reads_cpu_);
+    if (unwind_) ctx.unwind = &unwind_view_;
     TraceeMemoryReader memory(*tracee_);
     for (uint32_t program : site.programs) runtime_.run(program, ctx, memory);
   }
@@ -785,6 +807,12 @@ class Session {
   std::vector<UprobePoint> points_;        ///< every uprobe attach point, armed or waiting
   std::set<std::string> armed_files_;      ///< files whose probes are armed now
   std::optional<LoaderRendezvous> loader_; ///< set while the loader's breakpoint is armed
+  /// ustack: the image's unwind tables (null when no program captures stacks), and their rows
+  /// per file, kept across exec.
+  const bool captures_stacks_ = agent::captures_stacks(script_.module);
+  std::shared_ptr<stacks::CfiRowCache> cfi_rows_ = std::make_shared<stacks::CfiRowCache>();
+  std::unique_ptr<stacks::ProcessUnwindTables> unwind_;
+  abi::UnwindView unwind_view_{};
   bool in_loop_ = false;
   /// `cpu` costs a file read per hit on the ptrace path: only when a program reads it.
   const bool reads_cpu_ = script_reads(script_, bytecode::CtxField::Cpu);

@@ -119,13 +119,15 @@ void ProbeRuntime::run(uint32_t program_index, const HitContext& ctx, MemoryRead
   std::memcpy(context.comm, ctx.comm, sizeof(context.comm));
   context.comm[sizeof(context.comm) - 1] = '\0';
 
-  const bytecode::VmHost host{this,        &host_read,   &host_lookup,
-                              &host_update, &host_delete, &host_printf,
-                              &host_exit,   &host_map_command};
+  const bytecode::VmHost host{this,        &host_read,   &host_lookup,      &host_update,
+                              &host_delete, &host_printf, &host_exit,        &host_map_command,
+                              &host_stack_id};
   memory_ = &memory;
+  hit_ = &ctx;
   last_status_ =
       bytecode::vm_run(tables_.program(program_index), tables_.view(), context, host, *state_);
   memory_ = nullptr;
+  hit_ = nullptr;
   if (last_status_ != bytecode::VmStatus::Ok && last_status_ != bytecode::VmStatus::Exited) {
     ++vm_errors_;
   }
@@ -153,16 +155,18 @@ std::string ProbeRuntime::format_maps() const {
 
 std::string ProbeRuntime::format_map(uint32_t map, std::vector<output::MapEntry> entries) const {
   const bytecode::MapSchema& schema = script_.module.maps[map];
-  return format_ == OutputFormat::Json ? output::format_map_json(schema, std::move(entries))
-                                       : output::format_map(schema, std::move(entries));
+  return format_ == OutputFormat::Json
+             ? output::format_map_json(schema, std::move(entries), &stacks_)
+             : output::format_map(schema, std::move(entries), &stacks_);
 }
 
 std::string ProbeRuntime::format_string_map(uint32_t map) const {
   const bytecode::MapSchema& schema = script_.module.maps[map];
   std::vector<std::pair<std::string, std::string>> entries(string_maps_[map].begin(),
                                                            string_maps_[map].end());
-  return format_ == OutputFormat::Json ? output::format_string_map_json(schema, std::move(entries))
-                                       : output::format_string_map(schema, std::move(entries));
+  return format_ == OutputFormat::Json
+             ? output::format_string_map_json(schema, std::move(entries), &stacks_)
+             : output::format_string_map(schema, std::move(entries), &stacks_);
 }
 
 void ProbeRuntime::print_maps() {
@@ -170,6 +174,26 @@ void ProbeRuntime::print_maps() {
   const std::string text = "\n\n" + format_maps();
   std::fwrite(text.data(), 1, text.size(), out_);
   std::fflush(out_);
+}
+
+uint64_t ProbeRuntime::host_stack_id(void* ctx, uint32_t max_frames) {
+  auto* self = static_cast<ProbeRuntime*>(ctx);
+  const HitContext* hit = self->hit_;
+  if (hit == nullptr || hit->unwind == nullptr || self->memory_ == nullptr) return 0;
+  using bytecode::CtxReg;
+  const abi::StackStart start{hit->regs[static_cast<uint32_t>(CtxReg::Rip)],
+                              hit->regs[static_cast<uint32_t>(CtxReg::Rsp)],
+                              hit->regs[static_cast<uint32_t>(CtxReg::Rbp)]};
+  uint64_t frames[abi::kMaxStackFrames];
+  MemoryReader& memory = *self->memory_;
+  const uint32_t depth = abi::walk_stack(
+      *hit->unwind, start,
+      [&memory](uint64_t address, uint64_t* word) { return memory.read(address, word, 8); },
+      frames, max_frames);
+  const auto pid = static_cast<uint32_t>(hit->pid);
+  const uint64_t id = abi::stack_id(pid, frames, depth);
+  self->stacks_.add(id, pid, std::span<const uint64_t>(frames, depth));
+  return id;
 }
 
 bool ProbeRuntime::host_read(void* ctx, uint64_t address, void* dst, uint64_t length) {
@@ -246,7 +270,7 @@ void ProbeRuntime::emit_special(uint32_t format, std::span<const uint8_t> args) 
   if (spec.kind == bytecode::EventKind::Time) {
     text_ = format_time(spec.format, clock_ns(CLOCK_MONOTONIC));
   } else if (spec.strftime_formats.empty()) {
-    text_ = output::format_printf(formats_[format], spec.args, args);
+    text_ = output::format_printf(formats_[format], spec.args, args, &stacks_);
   } else {
     // strftime() arguments travel as their nanoseconds: print each as its formatted date.
     std::vector<bytecode::FieldKind> kinds;
@@ -280,8 +304,10 @@ void ProbeRuntime::emit_special(uint32_t format, std::span<const uint8_t> args) 
     text_ = format_ == OutputFormat::Json ? output::json_event("syscall", output) : output;
   } else if (format_ == OutputFormat::Json) {
     text_ = spec.kind == bytecode::EventKind::Time    ? output::json_event("time", text_)
-            : spec.kind == bytecode::EventKind::Value ? output::json_print_value(
-                                                            without_newline(text_), false)
+            : spec.kind == bytecode::EventKind::Value
+                ? output::json_print_value(without_newline(text_),
+                                           !spec.args.empty() &&
+                                               bytecode::is_stack_field(spec.args[0]))
                                                       : output::json_printf(text_);
   }
   append_pending(text_);
@@ -301,7 +327,8 @@ void ProbeRuntime::emit_printf(uint32_t format, std::span<const uint8_t> args) {
   if (format >= compiled_.size()) return;
   const bytecode::PrintfFormat& spec = script_.module.formats[format];
   const bool value = spec.kind == bytecode::EventKind::Value;
-  if ((spec.kind != bytecode::EventKind::Printf && !value) || !spec.strftime_formats.empty()) {
+  if ((spec.kind != bytecode::EventKind::Printf && !value) || !spec.strftime_formats.empty() ||
+      std::any_of(spec.args.begin(), spec.args.end(), bytecode::is_stack_field)) {
     emit_special(format, args);
     return;
   }

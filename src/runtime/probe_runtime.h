@@ -16,7 +16,9 @@
 #include "bytecode/vm.h"
 #include "lang/compiler.h"
 #include "output/printf_format.h"
+#include "abi/unwind.h"
 #include "runtime/map_store.h"
+#include "stacks/stack_store.h"
 
 namespace dprobe::runtime {
 
@@ -29,6 +31,8 @@ struct HitContext {
   uint32_t cpu = 0;           ///< the CPU the thread last ran on
   /// Every register reg() names, indexed by bytecode::CtxReg (rip: the probed instruction).
   uint64_t regs[static_cast<uint32_t>(bytecode::CtxReg::kCount)] = {};
+  /// ustack: the process's unwind tables (null: no user stack, as in BEGIN and END).
+  const abi::UnwindView* unwind = nullptr;
 };
 
 /// Fault-safe reads of target memory (ptrace /proc/PID/mem now, the agent later).
@@ -121,6 +125,9 @@ class ProbeRuntime {
   [[nodiscard]] bytecode::VmStatus last_status() const { return last_status_; }
   /// When tracing started (CLOCK_MONOTONIC ns): the in-target agent counts `elapsed` from it.
   [[nodiscard]] uint64_t start_ns() const { return start_ns_; }
+  /// Every stack captured (ustack) and their names: agents' stacks are added here as dprobe
+  /// reads their regions.
+  [[nodiscard]] stacks::StackStore& stacks() const { return stacks_; }
 
  private:
   static bool host_read(void* ctx, uint64_t address, void* dst, uint64_t length);
@@ -132,6 +139,7 @@ class ProbeRuntime {
   static void host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size);
   static void host_exit(void* ctx);
   static void host_map_command(void* ctx, uint32_t map, uint32_t command);
+  static uint64_t host_stack_id(void* ctx, uint32_t max_frames);
 
   /// A Time or System event, or a printf with strftime arguments: the slow, rare path.
   void emit_special(uint32_t format, std::span<const uint8_t> args);
@@ -161,6 +169,9 @@ class ProbeRuntime {
   std::vector<std::unordered_map<std::string, std::string>> string_maps_;
   std::unique_ptr<bytecode::VmState> state_;
   MemoryReader* memory_ = nullptr; ///< set only while run() executes
+  const HitContext* hit_ = nullptr; ///< set only while run() executes
+  /// Mutable: printing names stacks, which opens files and caches their symbols.
+  mutable stacks::StackStore stacks_;
   bool exit_requested_ = false;
   uint64_t vm_errors_ = 0;
   bytecode::VmStatus last_status_ = bytecode::VmStatus::Ok;

@@ -8,6 +8,7 @@
 
 #include "abi/region.h"
 #include "abi/saved_registers.h"
+#include "abi/unwind.h"
 #include "agent/blob/keys.h"
 #include "bytecode/vm.h"
 
@@ -97,6 +98,12 @@ bool ring_emit_map_command(RegionHeader* h, uint32_t map_id, uint32_t command);
 /// the event the VM would, without running it. False (nothing done) for any other program.
 bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,
                       const abi::SavedRegisters& regs);
+
+// --- stacks.cpp
+/// ustack: walks the stack from `start` (at most max_frames frames), records it in the stack
+/// table and returns its id (abi::stack_id).
+uint64_t capture_stack(RegionHeader* h, uint32_t pid, const abi::StackStart& start,
+                       uint32_t max_frames);
 
 // --- dispatch.cpp
 /// One probe hit, from a trampoline or the SIGTRAP handler.

@@ -17,6 +17,7 @@ struct HitEnv {
   RegionHeader* h;
   uint64_t* block; ///< the thread block, null on the shared path
   uint64_t pid;    ///< 0 when not fetched
+  const bytecode::VmContext* context;
 };
 
 bool host_read(void* ctx, uint64_t address, void* dst, uint64_t length) {
@@ -62,6 +63,17 @@ void host_map_command(void* ctx, uint32_t map_id, uint32_t command) {
     map_reset(env->h, map_id, command == static_cast<uint32_t>(bytecode::MapCommandKind::Zero));
   }
   ring_emit_map_command(env->h, map_id, command);
+}
+
+uint64_t host_stack_id(void* ctx, uint32_t max_frames) {
+  auto* env = static_cast<HitEnv*>(ctx);
+  if (env->pid == 0) env->pid = static_cast<uint64_t>(syscall0(kSysGetpid));
+  using bytecode::CtxReg;
+  const uint64_t* r = env->context->regs;
+  const abi::StackStart start{r[static_cast<uint32_t>(CtxReg::Rip)],
+                              r[static_cast<uint32_t>(CtxReg::Rsp)],
+                              r[static_cast<uint32_t>(CtxReg::Rbp)]};
+  return capture_stack(env->h, static_cast<uint32_t>(env->pid), start, max_frames);
 }
 
 void host_exit(void* ctx) {
@@ -143,9 +155,10 @@ void run_programs(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
   if (count > abi::kMaxProgramsPerProbe) count = abi::kMaxProgramsPerProbe;
   bytecode::VmContext context;
   fill_context(h, probe, regs, slot, context);
-  HitEnv env{h, block, context.pid};
-  const bytecode::VmHost host{&env,         &host_read,   &host_lookup, &host_update,
-                              &host_delete, &host_printf, &host_exit,   &host_map_command};
+  HitEnv env{h, block, context.pid, &context};
+  const bytecode::VmHost host{&env,         &host_read,   &host_lookup,      &host_update,
+                              &host_delete, &host_printf, &host_exit,        &host_map_command,
+                              &host_stack_id};
   for (uint32_t i = 0; i < count; ++i) {
     const uint32_t index = probe.programs[i];
     if (__builtin_expect(index >= h->program_count, 0)) {

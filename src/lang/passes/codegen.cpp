@@ -283,7 +283,7 @@ class ProgramBuilder {
         format.strftime_formats.push_back(
             static_cast<const ast::String&>(*static_cast<const ast::Call&>(value).args[0]).value);
       } else {
-        format.format = value.type.is_string()                 ? "%s\n"
+        format.format = value.type.is_string() || value.type.kind == TypeKind::Stack ? "%s\n"
                         : value.type.kind == TypeKind::Buffer ? "%r\n"
                         : value.type.is_signed                 ? "%ld\n"
                                                                : "%lu\n";
@@ -312,6 +312,7 @@ class ProgramBuilder {
   static FieldKind field_kind(const Type& type) {
     if (type.is_string()) return FieldKind::String;
     if (type.kind == TypeKind::Buffer) return FieldKind::Buffer;
+    if (type.kind == TypeKind::Stack) return type.stack_perf ? FieldKind::UStackPerf : FieldKind::UStack;
     return FieldKind::Int;
   }
 
@@ -415,13 +416,19 @@ class ProgramBuilder {
   void gen_value(const ast::Expr& e) {
     if (e.type.is_string()) {
       gen_string(e);
-    } else if (e.type.is_scalar()) {
+    } else if (e.type.is_scalar() || e.type.kind == TypeKind::Stack) {
       gen_int(e);
     }
   }
 
   /// Evaluates an integer expression into a newly allocated register.
   uint8_t gen_int(const ast::Expr& e) {
+    if (e.type.kind == TypeKind::Stack &&
+        (e.kind == ast::ExprKind::Builtin || e.kind == ast::ExprKind::Call)) {
+      const uint8_t r = allocate_register(e);
+      emit(Insn{Op::UStack, r, 0, 0, e.type.stack_frames, 0});
+      return r;
+    }
     switch (e.kind) {
     case ast::ExprKind::Integer: {
       const uint8_t r = allocate_register(e);

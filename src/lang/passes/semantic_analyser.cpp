@@ -26,13 +26,13 @@ constexpr size_t kMaxMapKeys = 16;
 
 constexpr std::array<std::string_view, 3> kKernelBuiltins = {"kstack", "curtask", "cgroup"};
 // cpid is the -c command's pid in bpftrace: user space, just not wired up yet.
-constexpr std::array<std::string_view, 8> kLaterBuiltins = {
-    "ustack", "username", "rand", "ctx", "args", "jiffies", "numaid", "cpid"};
+constexpr std::array<std::string_view, 7> kLaterBuiltins = {
+    "username", "rand", "ctx", "args", "jiffies", "numaid", "cpid"};
 constexpr std::array<std::string_view, 9> kKernelFunctions = {
     "ksym", "kaddr", "kptr", "kstack", "cgroupid", "override", "path", "skboutput", "percpu_kaddr"};
-constexpr std::array<std::string_view, 14> kLaterFunctions = {
-    "join",   "cat",     "ntop",   "usym",     "uaddr",   "uptr",  "ustack",
-    "signal", "strncmp", "sizeof", "offsetof", "macaddr", "bswap", "strcontains"};
+constexpr std::array<std::string_view, 13> kLaterFunctions = {
+    "join",   "cat",     "ntop",     "usym",    "uaddr", "uptr",       "signal",
+    "strncmp", "sizeof", "offsetof", "macaddr", "bswap", "strcontains"};
 /// Functions whose value only a map assignment can take: `@m[k] = hist(x)`.
 constexpr std::array<std::string_view, 8> kAggregations = {"count", "sum",   "avg",  "min",
                                                            "max",   "stats", "hist", "lhist"};
@@ -101,7 +101,10 @@ std::string describe_keys(const std::vector<FieldKind>& kinds) {
   std::string out = "keys [";
   for (size_t i = 0; i < kinds.size(); ++i) {
     if (i > 0) out += ", ";
-    out += kinds[i] == FieldKind::Int ? "int" : "string";
+    out += kinds[i] == FieldKind::Int      ? "int"
+           : kinds[i] == FieldKind::String ? "string"
+           : bytecode::is_stack_field(kinds[i]) ? "ustack"
+                                                : "buffer";
   }
   return out + "]";
 }
@@ -320,6 +323,10 @@ class Analyser {
       error(value.location, fmt::format("a {} can only be printed (printf's %{}), not stored",
                                         t.name(), t.kind == TypeKind::Buffer ? 'r' : 's'));
       return std::nullopt;
+    case TypeKind::Stack:
+      error(value.location, "a ustack can be a map key or printed (print(), printf's %s), but "
+                            "not stored as a value");
+      return std::nullopt;
     case TypeKind::Void:
       error(value.location, "this expression has no value");
       return std::nullopt;
@@ -516,12 +523,14 @@ class Analyser {
       const Type t = analyse_expr(*key);
       if (t.is_scalar()) {
         kinds.push_back(FieldKind::Int);
+      } else if (t.kind == TypeKind::Stack) {
+        kinds.push_back(t.stack_perf ? FieldKind::UStackPerf : FieldKind::UStack);
       } else if (t.is_string()) {
         kinds.push_back(FieldKind::String);
       } else {
         if (!t.is_none()) {
           error(key->location,
-                fmt::format("map keys must be integers or strings, not '{}'", t.name()));
+                fmt::format("map keys must be integers, strings or stacks, not '{}'", t.name()));
         }
         known = false;
       }
@@ -680,6 +689,7 @@ class Analyser {
       return Type::integer(false);
     }
     if (name == "comm") return Type::string();
+    if (name == "ustack") return Type::stack(false, bytecode::kMaxStackFrames);
     if (name == "probe" || name == "func") return analyse_probe_name(b);
     if (name == "retval") {
       // rax just before an exit instruction runs: only meaningful when every attach point of
@@ -838,7 +848,7 @@ class Analyser {
     }
     const Type t = analyse_expr(*call.args[0]);
     if (t.is_none() || t.is_int() || t.is_string() || t.kind == TypeKind::Buffer ||
-        t.kind == TypeKind::Timestamp) {
+        t.kind == TypeKind::Timestamp || t.kind == TypeKind::Stack) {
       return;
     }
     // bpftrace's words: "unsigned int8 * type passed to print() is not printable"
@@ -863,6 +873,7 @@ class Analyser {
       return Type::void_type();
     }
     if (name == "str") return analyse_str(call);
+    if (name == "ustack") return analyse_ustack(call);
     if (name == "reg") return analyse_reg(call);
     if (name == "buf") return analyse_buf(call);
     if (name == "strftime") return analyse_strftime(call);
@@ -903,6 +914,57 @@ class Analyser {
     for (ast::ExprPtr& arg : call.args)
       analyse_expr(*arg);
     return Type::none();
+  }
+
+  /// ustack(N), ustack(MODE), ustack(MODE, N): MODE is bpftrace or perf, N frames (1..127).
+  Type analyse_ustack(ast::Call& call) {
+    const auto fail_args = [&] {
+      for (ast::ExprPtr& arg : call.args) {
+        if (arg->kind != ast::ExprKind::Builtin) analyse_expr(*arg);
+      }
+      return Type::none();
+    };
+    if (call.args.size() > 2) {
+      error(call.location,
+            fmt::format("ustack() takes at most 2 arguments ({} provided)", call.args.size()));
+      return fail_args();
+    }
+    bool perf = false;
+    int64_t frames = bytecode::kMaxStackFrames;
+    size_t next = 0;
+    if (!call.args.empty() && call.args[0]->kind == ast::ExprKind::Builtin) {
+      const std::string& mode = static_cast<const ast::Builtin&>(*call.args[0]).name;
+      if (mode != "perf" && mode != "bpftrace") {
+        error(call.args[0]->location,
+              fmt::format("ustack: unknown stack mode '{}' (expected bpftrace or perf)", mode));
+        return Type::none();
+      }
+      perf = mode == "perf";
+      next = 1;
+    }
+    if (next < call.args.size()) {
+      ast::Expr& limit = *call.args[next];
+      const std::optional<int64_t> value = literal(limit);
+      if (!value) {
+        error(limit.location, call.args.size() == 2 && next == 0
+                                  ? "ustack: the first argument must be the stack mode "
+                                    "(bpftrace or perf)"
+                                  : "ustack: the number of frames must be an integer literal");
+        return fail_args();
+      }
+      if (*value < 1 || *value > static_cast<int64_t>(bytecode::kMaxStackFrames)) {
+        error(limit.location, fmt::format("ustack: the number of frames must be between 1 and "
+                                          "{} ({} given)",
+                                          bytecode::kMaxStackFrames, *value));
+        return Type::none();
+      }
+      limit.type = Type::integer(true);
+      frames = *value;
+    } else if (call.args.size() == 2) {
+      error(call.args[1]->location, "ustack: the second argument must be the number of frames");
+      return Type::none();
+    }
+    return Type::stack(perf, static_cast<uint8_t>(frames));
   }
 
   Type analyse_str(ast::Call& call) {
@@ -951,8 +1013,11 @@ class Analyser {
     bool known = true;
     for (size_t i = 1; i < call.args.size(); ++i) {
       const Type t = analyse_expr(*call.args[i]);
-      // Buffers and timestamps exist to be printed.
-      if (t.kind == TypeKind::Buffer || t.kind == TypeKind::Timestamp) continue;
+      // Buffers, timestamps and stacks exist to be printed.
+      if (t.kind == TypeKind::Buffer || t.kind == TypeKind::Timestamp ||
+          t.kind == TypeKind::Stack) {
+        continue;
+      }
       if (!storable(*call.args[i], t)) known = false;
     }
     const auto& format = static_cast<const ast::String&>(*call.args[0]).value;
@@ -982,7 +1047,8 @@ class Analyser {
       const ast::Expr& arg = *call.args[i + 1];
       const bool wants_string = conversion.argument_class() == output::ArgumentClass::String;
       const bool is_buffer = arg.type.kind == TypeKind::Buffer;
-      const bool is_stringish = arg.type.is_string() || arg.type.kind == TypeKind::Timestamp;
+      const bool is_stringish = arg.type.is_string() || arg.type.kind == TypeKind::Timestamp ||
+                                arg.type.kind == TypeKind::Stack;
       if (conversion.argument_class() == output::ArgumentClass::Buffer) {
         if (!is_buffer) {
           error(arg.location, fmt::format("printf: %r specifier expects a value of type buffer "

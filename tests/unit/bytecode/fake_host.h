@@ -19,14 +19,15 @@ class FakeHost {
   void add_memory(uint64_t address, std::string bytes) { memory_[address] = std::move(bytes); }
 
   VmHost host() {
-    return VmHost{this,          &read,         &lookup, &update, &remove,
-                  &printf_event, &exit_request, &map_command};
+    return VmHost{this,          &read,         &lookup,      &update, &remove,
+                  &printf_event, &exit_request, &map_command, &stack_id};
   }
 
   std::map<std::pair<uint32_t, std::string>, uint64_t> maps;
   std::vector<std::pair<uint32_t, std::string>> printfs; ///< (format id, packed args)
   std::vector<std::pair<uint64_t, uint64_t>> reads;      ///< (address, length) asked for
   int exits = 0;
+  std::vector<uint32_t> stack_requests; ///< max_frames of every ustack
   /// (map id, MapCommandKind) of every print/clear/zero, in order.
   std::vector<std::pair<uint32_t, uint32_t>> commands;
   /// Every MapUpdate as (map id, op, value), in order.
@@ -70,6 +71,11 @@ class FakeHost {
   static void exit_request(void* ctx) { ++self(ctx).exits; }
   static void map_command(void* ctx, uint32_t map, uint32_t command) {
     self(ctx).commands.emplace_back(map, command);
+  }
+  /// ustack: the frame limits asked for, and a made-up id from it.
+  static uint64_t stack_id(void* ctx, uint32_t max_frames) {
+    self(ctx).stack_requests.push_back(max_frames);
+    return 0x5000 + max_frames;
   }
 
   std::map<uint64_t, std::string> memory_;

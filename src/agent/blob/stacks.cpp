@@ -1,0 +1,105 @@
+// ustack inside the target: walk the hit's stack with the unwind tables dprobe published
+// (abi/unwind.h), then record the frames once in the region's stack table, keyed by the stack's
+// id. Fault-safe: target memory is read with process_vm_readv, never dereferenced, and the walk
+// is bounded by abi::walk_stack's rules.
+#include "abi/unwind.h"
+#include "agent/blob/agent.h"
+#include "agent/blob/atomics.h"
+#include "agent/blob/syscalls.h"
+
+namespace dprobe::agent::blob {
+
+namespace {
+
+static_assert(abi::kMaxStackFrames == bytecode::kMaxStackFrames, "one frame limit");
+
+/// Stack bytes read ahead with one system call: most frames are near each other, so a walk
+/// costs a few reads rather than two per frame. Never crosses a page boundary, so a read is
+/// all or nothing.
+struct StackWindow {
+  static constexpr uint64_t kBytes = 256;
+  uint64_t pid;
+  uint64_t base;
+  uint64_t valid; ///< bytes of `bytes` holding target memory from `base`
+  uint8_t bytes[kBytes];
+
+  bool fetch(uint64_t address, void* dst, uint64_t length) {
+    IoVec local{dst, length};
+    IoVec remote{reinterpret_cast<void*>(address), length};
+    const long n = syscall6(kSysProcessVmReadv, static_cast<long>(pid),
+                            reinterpret_cast<long>(&local), 1, reinterpret_cast<long>(&remote), 1,
+                            0);
+    return n >= 0 && static_cast<uint64_t>(n) == length;
+  }
+
+  bool read(uint64_t address, uint64_t* word) {
+    if (address >= base && address - base + 8 <= valid) {
+      __builtin_memcpy(word, bytes + (address - base), 8);
+      return true;
+    }
+    const uint64_t page_left = bytecode::kPageSize - (address & (bytecode::kPageSize - 1));
+    if (page_left < 8) return fetch(address, word, 8);
+    const uint64_t length = page_left < kBytes ? page_left : kBytes;
+    valid = 0;
+    if (!fetch(address, bytes, length)) return false;
+    base = address;
+    valid = length;
+    __builtin_memcpy(word, bytes, 8);
+    return true;
+  }
+};
+
+/// Records the stack in the table (once per id); false when the table has no room.
+bool record_stack(RegionHeader* h, uint64_t id, uint32_t pid, const uint64_t* frames,
+                  uint32_t depth) {
+  const uint32_t capacity = h->stack_capacity;
+  if (capacity == 0 || (capacity & (capacity - 1)) != 0 ||
+      h->stacks.offset + uint64_t{capacity} * sizeof(abi::StackEntry) > h->size) {
+    return false;
+  }
+  auto* entries = area<abi::StackEntry>(h, h->stacks);
+  for (uint32_t n = 0; n < abi::kStackProbeLimit && n < capacity; ++n) {
+    abi::StackEntry& e = entries[(id + n) & (capacity - 1)];
+    uint64_t current = load_acquire(&e.id);
+    if (current == 0) {
+      uint64_t expected = 0;
+      if (compare_swap(&e.id, &expected, id)) {
+        e.pid = pid;
+        e.depth = depth;
+        for (uint32_t i = 0; i < depth; ++i)
+          e.frames[i] = frames[i];
+        store_release(&e.ready, uint32_t{1});
+        return true;
+      }
+      current = expected;
+    }
+    // The same id is the same stack (a 64-bit hash of it); another thread may still be writing
+    // it, and dprobe reads it only once it is ready.
+    if (current == id) return true;
+  }
+  return false;
+}
+
+} // namespace
+
+uint64_t capture_stack(RegionHeader* h, uint32_t pid, const abi::StackStart& start,
+                       uint32_t max_frames) {
+  uint32_t module_count = load_acquire(&h->unwind_module_count);
+  if (module_count > h->unwind_module_capacity) module_count = h->unwind_module_capacity;
+  const abi::UnwindView view{area<const abi::UnwindModule>(h, h->unwind_modules), module_count,
+                             area<const abi::UnwindRow>(h, h->unwind_rows),
+                             h->unwind_row_capacity};
+  StackWindow window;
+  window.pid = pid;
+  window.base = 0;
+  window.valid = 0;
+  uint64_t frames[abi::kMaxStackFrames];
+  const uint32_t depth = abi::walk_stack(
+      view, start, [&window](uint64_t address, uint64_t* word) { return window.read(address, word); },
+      frames, max_frames);
+  const uint64_t id = abi::stack_id(pid, frames, depth);
+  if (!record_stack(h, id, pid, frames, depth)) count_event(&h->counters.dropped_stacks);
+  return id;
+}
+
+} // namespace dprobe::agent::blob
