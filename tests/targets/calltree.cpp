@@ -1,4 +1,4 @@
-// calltree A B C [T]: a known call tree for `ustack` tests. Every path ends in leaf(long):
+// calltree A B C [T [PAUSE_MS]]: a known call tree for `ustack` tests. Every path ends in leaf(long):
 //   A times  main -> app::Runner::run(int) -> app::detail::walk<int>(int) -> leaf(long)
 //   B times  main -> other_path() -> leaf(long)
 //   C times  main -> app::recurse(int) -> app::recurse(int) -> app::recurse(int) -> leaf(long)
@@ -6,6 +6,10 @@
 // With T > 0 the paths run from T threads instead of main (each thread runs all of them, A, B
 // and C times, so leaf is hit T*(A+B+C) times), and `main` is replaced in the stacks by
 // app::worker(void*) under the thread start frames.
+// With PAUSE_MS the program sleeps that long before running the paths and again after them (after
+// calling app::paths_done()), so a tracer can attach by pid first and print its maps while the
+// process is still alive: bpftrace symbolizes user stacks from the live process and prints bare
+// addresses once it has exited (and with -c it kills the child on exit() before printing).
 // Prints one deterministic line ("calltree: leaf calls N, sum S") and exits 0; usage errors exit 2.
 //
 // Built twice: calltree_fp (frame pointers) and calltree_nofp (no frame pointers, .eh_frame
@@ -14,6 +18,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 // noipa: no inlining, cloning or interprocedural shortcuts, so every function of the tree keeps
 // its own symbol and its own frame.
@@ -94,12 +99,20 @@ __attribute__((always_inline)) inline void drive(Counts& counts) {
   for (long i = 0; i < counts.c; ++i) counts.sum += recurse(RECURSE_DEPTH);
 }
 
+NODE void paths_done() { asm volatile(""); }
+
 NODE void* worker(void* arg) {
   drive(*static_cast<Counts*>(arg));
   return nullptr;
 }
 
 }  // namespace app
+
+static void sleep_ms(long ms) {
+  struct timespec nap = {ms / 1000, (ms % 1000) * 1000000};
+  while (ms > 0 && nanosleep(&nap, &nap) != 0) {
+  }
+}
 
 static long parse(const char* text) {
   char* end = nullptr;
@@ -112,16 +125,18 @@ static long parse(const char* text) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 4 && argc != 5) {
-    fprintf(stderr, "usage: calltree A B C [THREADS]\n");
+  if (argc < 4 || argc > 6) {
+    fprintf(stderr, "usage: calltree A B C [THREADS [PAUSE_MS]]\n");
     return 2;
   }
   app::Counts counts{parse(argv[1]), parse(argv[2]), parse(argv[3]), 0};
-  long threads = argc == 5 ? parse(argv[4]) : 0;
+  long threads = argc >= 5 ? parse(argv[4]) : 0;
+  long pause_ms = argc == 6 ? parse(argv[5]) : 0;
   if (threads > 64) {
     fprintf(stderr, "calltree: at most 64 threads\n");
     return 2;
   }
+  sleep_ms(pause_ms);
   long total_calls = 0;
   long total_sum = 0;
   if (threads == 0) {
@@ -144,6 +159,8 @@ int main(int argc, char** argv) {
       total_sum += per_thread[t].sum;
     }
   }
+  app::paths_done();
+  sleep_ms(pause_ms);
   printf("calltree: leaf calls %ld, sum %ld\n", total_calls, total_sum);
   return 0;
 }
