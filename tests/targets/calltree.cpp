@@ -7,7 +7,7 @@
 // and C times, so leaf is hit T*(A+B+C) times), and `main` is replaced in the stacks by
 // app::worker(void*) under the thread start frames.
 // With PAUSE_MS the program sleeps that long before running the paths and again after them (after
-// calling app::paths_done()), so a tracer can attach by pid first and print its maps while the
+// calling app::paths_done(); with threads, the workers are the ones that stay alive), so a tracer can attach by pid first and print its maps while the
 // process is still alive: bpftrace symbolizes user stacks from the live process and prints bare
 // addresses once it has exited (and with -c it kills the child on exit() before printing).
 // Prints one deterministic line ("calltree: leaf calls N, sum S") and exits 0; usage errors exit 2.
@@ -46,6 +46,12 @@ NODE long other_path() {
   long r = leaf(2);
   KEEP(r);
   return r;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec nap = {ms / 1000, (ms % 1000) * 1000000};
+  while (ms > 0 && nanosleep(&nap, &nap) != 0) {
+  }
 }
 
 namespace app {
@@ -88,6 +94,10 @@ NODE long recurse(int depth) {
 struct Counts {
   long a, b, c;
   long sum;  // what the calls returned, so the output proves they ran
+  // Threads only: all workers and main meet here once the paths ran, then the workers stay
+  // alive pause_ms longer (so their stacks can still be symbolized by a live-process tracer).
+  pthread_barrier_t* done;
+  long pause_ms;
 };
 
 // Inlined into its callers on purpose: the stacks show main (or app::worker) right under the
@@ -102,17 +112,14 @@ __attribute__((always_inline)) inline void drive(Counts& counts) {
 NODE void paths_done() { asm volatile(""); }
 
 NODE void* worker(void* arg) {
-  drive(*static_cast<Counts*>(arg));
+  Counts& counts = *static_cast<Counts*>(arg);
+  drive(counts);
+  pthread_barrier_wait(counts.done);
+  sleep_ms(counts.pause_ms);
   return nullptr;
 }
 
 }  // namespace app
-
-static void sleep_ms(long ms) {
-  struct timespec nap = {ms / 1000, (ms % 1000) * 1000000};
-  while (ms > 0 && nanosleep(&nap, &nap) != 0) {
-  }
-}
 
 static long parse(const char* text) {
   char* end = nullptr;
@@ -129,7 +136,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: calltree A B C [THREADS [PAUSE_MS]]\n");
     return 2;
   }
-  app::Counts counts{parse(argv[1]), parse(argv[2]), parse(argv[3]), 0};
+  app::Counts counts{parse(argv[1]), parse(argv[2]), parse(argv[3]), 0, nullptr, 0};
   long threads = argc >= 5 ? parse(argv[4]) : 0;
   long pause_ms = argc == 6 ? parse(argv[5]) : 0;
   if (threads > 64) {
@@ -143,24 +150,29 @@ int main(int argc, char** argv) {
     app::drive(counts);
     total_calls = counts.a + counts.b + counts.c;
     total_sum = counts.sum;
+    app::paths_done();
+    sleep_ms(pause_ms);
   } else {
     pthread_t ids[64];
     app::Counts per_thread[64];
+    pthread_barrier_t done;
+    pthread_barrier_init(&done, nullptr, static_cast<unsigned>(threads + 1));
     for (long t = 0; t < threads; ++t) {
-      per_thread[t] = app::Counts{counts.a, counts.b, counts.c, 0};
+      per_thread[t] = app::Counts{counts.a, counts.b, counts.c, 0, &done, pause_ms};
       if (pthread_create(&ids[t], nullptr, app::worker, &per_thread[t]) != 0) {
         fprintf(stderr, "calltree: pthread_create failed\n");
         return 1;
       }
     }
+    pthread_barrier_wait(&done);
+    app::paths_done();
     for (long t = 0; t < threads; ++t) {
       pthread_join(ids[t], nullptr);
       total_calls += per_thread[t].a + per_thread[t].b + per_thread[t].c;
       total_sum += per_thread[t].sum;
     }
+    pthread_barrier_destroy(&done);
   }
-  app::paths_done();
-  sleep_ms(pause_ms);
   printf("calltree: leaf calls %ld, sum %ld\n", total_calls, total_sum);
   return 0;
 }
