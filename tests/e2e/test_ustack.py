@@ -213,6 +213,16 @@ def parse_stack_entries(text: str) -> list[Entry]:
     return entries
 
 
+ATTACHING = re.compile(r"Attaching \d+ probes?\.\.\.\n")
+
+
+def body(text: str) -> str:
+    """The output without its first line "Attaching N probes..." (required)."""
+    match = ATTACHING.match(text)
+    assert match, f"output does not start with 'Attaching N probes...':\n{text}"
+    return text[match.end():]
+
+
 def unprobed(build: str, words: list) -> subprocess.CompletedProcess:
     result = run([target(build), *[str(w) for w in words]], timeout=60)
     assert result.returncode == 0, result.describe()
@@ -245,7 +255,8 @@ def check_stack_map(text: str, build: str, counts: dict[str, int], driver: str,
     thread), frames as expected, counts exact, entries in bpftrace's order (ascending count)."""
     entries = parse_stack_entries(text)
     covered = "".join(m.group(0) for m in STACK_ENTRY.finditer(text))
-    stray = [line for line in STACK_ENTRY.sub("", text).splitlines() if line.strip()]
+    stray = [line for line in STACK_ENTRY.sub("", ATTACHING.sub("", text, count=1)).splitlines()
+             if line.strip()]
     assert not stray, f"lines outside stack entries: {stray}\n{text}"
     assert covered, f"no stack map entries in the output:\n{text}"
     for entry in entries:
@@ -480,7 +491,7 @@ def block(build: str, path: str, indent: str, limit: int) -> str:
 @pytest.mark.parametrize("form", ["print(ustack(3))", 'printf("%s\\n", ustack(3))'])
 def test_ustack_print_and_printf(tmp_path, build, form):
     # bpftrace: "\n" + 8-space frames, then print's/printf's own "\n": a blank line after each.
-    text = probe(tmp_path, build, LEAF_PROBE + " { " + form + "; }", [1, 1, 0])
+    text = body(probe(tmp_path, build, LEAF_PROBE + " { " + form + "; }", [1, 1, 0]))
     expected = block(build, "a", " " * 8, 3) + "\n" + block(build, "b", " " * 8, 3) + "\n"
     assert text.startswith(expected), f"expected to start with:\n{expected!r}\ngot:\n{text!r}"
     assert text[len(expected):].strip() == "", text
@@ -489,9 +500,9 @@ def test_ustack_print_and_printf(tmp_path, build, form):
 @pytest.mark.parametrize("build", BUILDS)
 def test_ustack_printf_mixed(tmp_path, build):
     # The string of ustack (8 spaces) and of ustack(perf) (tab) inside other text.
-    text = probe(tmp_path, build,
-                 LEAF_PROBE + ' { printf("<%s>|<%s>\\n", ustack(2), ustack(perf, 2)); }',
-                 [1, 0, 0])
+    text = body(probe(tmp_path, build,
+                      LEAF_PROBE + ' { printf("<%s>|<%s>\\n", ustack(2), ustack(perf, 2)); }',
+                      [1, 0, 0]))
     match = re.match(r"<(\n(?:[^\n]*\n)*)>\|<(\n(?:[^\n]*\n)*)>\n", text)
     assert match, text
     assert match.group(1) == block(build, "a", " " * 8, 2), text
