@@ -88,6 +88,9 @@ BPFTRACE_ERRORS = {
     "1025": "stdin:1:63-77: ERROR: ustack([int limit]): limit shouldn't exceed 1024, 1025 given",
     "perf, 3, 4": "stdin:1:63-83: ERROR: ustack() takes up to 2 arguments (3 provided)",
     "3, perf": "stdin:1:63-80: ERROR: ustack() expects a stack mode literal (integer provided)",
+    "3, 4": "stdin:1:63-77: ERROR: ustack() expects a stack mode literal (integer provided)",
+    "-1": "stdin:1:63-75: ERROR: ustack([int limit]): limit shouldn't exceed 1024, "
+          "18446744073709551615 given",
 }
 
 
