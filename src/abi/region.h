@@ -204,8 +204,12 @@ struct ProbeEntry {
   uint64_t shared_hits;                    ///< hits counted on the shared path (atomic adds)
   uint32_t fast_map;                       ///< the map a fast path updates
   uint32_t fast_arg;                       ///< kFastCountByArg: the argument that is the key (0-5)
+  /// The instruction the registers a program sees belong to (reg("ip"), where ustack starts):
+  /// `address`, or for a jump on an exit whose trampoline runs the instructions before the exit
+  /// first, the exit itself.
+  uint64_t ip;
 };
-static_assert(sizeof(ProbeEntry) == 80, "probe entry layout");
+static_assert(sizeof(ProbeEntry) == 88, "probe entry layout");
 
 /// Address -> probe for the SIGTRAP handler.
 struct TrapIndexEntry {

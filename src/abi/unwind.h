@@ -93,23 +93,23 @@ inline const UnwindRow* find_unwind_row(const UnwindView& view, uint64_t pc) {
 }
 
 /// Walks the stack from `start`: frames[0] is start.rip, then each caller's return address,
-/// up to `max_frames`. `read(address, &word)` reads 8 bytes of the target, false on a fault.
+/// up to `max_frames`; the first `skip` of those are left out (not counted in max_frames). `read(address, &word)` reads 8 bytes of the target, false on a fault.
 /// Bounded: every step must move up the stack, and the walk stops at the first fault, a zero
 /// return address, an outermost frame, or max_frames. Returns the number of frames.
 template <class ReadWord>
 uint32_t walk_stack(const UnwindView& view, StackStart start, ReadWord&& read, uint64_t* frames,
-                    uint32_t max_frames) {
+                    uint32_t max_frames, uint32_t skip = 0) {
   if (max_frames > kMaxStackFrames) max_frames = kMaxStackFrames;
   uint64_t pc = start.rip;
   uint64_t rsp = start.rsp;
   uint64_t rbp = start.rbp;
   uint32_t n = 0;
-  while (n < max_frames && pc != 0) {
-    frames[n++] = pc;
+  for (uint32_t step = 0; n < max_frames && pc != 0; ++step) {
+    if (step >= skip) frames[n++] = pc;
     if (n == max_frames) break;
     // A return address points after its call: look up the call itself (it may be the last
     // instruction of a noreturn function's caller, whose rows end right there).
-    const UnwindRow* row = find_unwind_row(view, n == 1 ? pc : pc - 1);
+    const UnwindRow* row = find_unwind_row(view, step == 0 ? pc : pc - 1);
     uint64_t return_address = 0;
     uint64_t caller_rsp = 0;
     if (row != nullptr && row->rule == kUnwindOutermost) break;

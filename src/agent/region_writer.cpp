@@ -67,6 +67,7 @@ Status write_probe(std::span<uint8_t> region, const RegionLayout& layout,
   detail::store(&e.enabled, 0u);
   e.address = probe.address;
   e.resume_address = probe.resume_address;
+  e.ip = probe.ip != 0 ? probe.ip : probe.address;
   e.context_flags = flags;
   FastPathInfo fast;
   if (probe.programs.size() == 1) fast = fast_path(module.programs[probe.programs[0]], layout);

@@ -18,6 +18,7 @@ struct ProbeSpec {
   std::vector<uint32_t> programs; ///< module program indices, at most abi::kMaxProgramsPerProbe
   uint64_t address = 0;           ///< runtime address of the probed instruction (int3 lookups)
   uint64_t resume_address = 0;    ///< int3 path: where the SIGTRAP handler resumes, 0: none
+  uint64_t ip = 0;                ///< what programs see as rip (abi::ProbeEntry::ip), 0: address
   bool enabled = true;
 };
 

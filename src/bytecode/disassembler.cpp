@@ -102,7 +102,8 @@ std::string disassemble(const Insn& insn, const Module* module) {
   case Op::ReadBuf:
     return fmt::format("{} [fp+{}], r{}, len r{}", name, insn.imm, insn.a, insn.b);
   case Op::UStack:
-    return fmt::format("{} r{}, {} frames", name, insn.dst, insn.aux);
+    return fmt::format("{} r{}, {} frames{}", name, insn.dst, insn.aux,
+                       insn.imm != 0 ? ", from the caller" : "");
   case Op::kCount:
     break;
   default:

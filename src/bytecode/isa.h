@@ -83,7 +83,8 @@ inline constexpr uint32_t kMaxStackFrames = 127;
   X(ReadBuf, "rdbuf")          /* frame buffer field at imm = b bytes (clamped to                  \
                                   kMaxBufferLength) of target memory at a; zeros on a fault */    \
   X(UStack, "ustack")          /* dst = id of the hit's user stack, at most aux frames (1..127,   \
-                                  abi/unwind.h); 0 when there is no user stack (BEGIN, END) */
+                                  abi/unwind.h), after skipping imm (0 or 1) innermost frames;    \
+                                  0 when there is no user stack (BEGIN, END) */
 
 enum class Op : uint8_t {
 #define DPROBE_OP_ENUM(name, text) name,

@@ -24,6 +24,8 @@ struct MapSchema {
   int64_t lhist_min = 0;
   int64_t lhist_max = 0;
   int64_t lhist_step = 0;
+  /// An Int map whose values are stacks (`@s = ustack`): UStack or UStackPerf; Int otherwise.
+  FieldKind value_field = FieldKind::Int;
 
   [[nodiscard]] uint32_t key_size() const;
   [[nodiscard]] bool is_scalar() const { return key.empty(); }

@@ -326,7 +326,7 @@ VmStatus vm_check_insn(const Insn& insn, uint32_t pc, const VmProgram& program,
     if (!int_size_ok(insn.aux)) return VmStatus::BadOpcode;
     break;
   case Op::UStack:
-    if (insn.aux == 0 || insn.aux > kMaxStackFrames) return VmStatus::BadOpcode;
+    if (insn.aux == 0 || insn.aux > kMaxStackFrames || insn.imm > 1) return VmStatus::BadOpcode;
     break;
   case Op::Loop:
     if (insn.imm > pc) return VmStatus::BadJump;
@@ -578,7 +578,9 @@ VmStatus vm_run(const VmProgram& program, const VmModule& module, const VmContex
       read_target_buffer(frame + insn.imm, a, b, host);
       break;
     case Op::UStack:
-      dst = host.stack_id != nullptr ? host.stack_id(host.ctx, insn.aux) : 0;
+      dst = host.stack_id != nullptr
+                ? host.stack_id(host.ctx, insn.aux, static_cast<uint32_t>(insn.imm))
+                : 0;
       break;
     case Op::kCount:
       return VmStatus::BadOpcode;

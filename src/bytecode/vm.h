@@ -82,9 +82,10 @@ struct VmHost {
   void (*request_exit)(void* ctx);
   /// print(@m), clear(@m), zero(@m): `command` is a MapCommandKind.
   void (*map_command)(void* ctx, uint32_t map_id, uint32_t command);
-  /// ustack: walks the hit's user stack (at most max_frames frames), records it where dprobe
-  /// finds it, and returns its id (abi::stack_id); 0 without a user stack.
-  uint64_t (*stack_id)(void* ctx, uint32_t max_frames);
+  /// ustack: walks the hit's user stack (at most max_frames frames after the first `skip`),
+  /// records it where dprobe finds it, and returns its id (abi::stack_id); 0 without a user
+  /// stack.
+  uint64_t (*stack_id)(void* ctx, uint32_t max_frames, uint32_t skip);
 };
 
 enum class VmStatus : uint8_t {

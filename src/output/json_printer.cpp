@@ -192,7 +192,11 @@ std::string json_print_value(std::string_view text, bool quoted) {
   return fmt::format("{{\"type\": \"value\", \"data\": {}}}\n", text);
 }
 
-std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry) {
+std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry,
+                       StackFormatter* stacks) {
+  if (bytecode::is_stack_field(schema.value_field)) {
+    return fmt::format("\"{}\"", json_escape(format_value(schema, entry.value, stacks)));
+  }
   switch (schema.value) {
   case bytecode::MapValueKind::Count:
   case bytecode::MapValueKind::Int:
@@ -222,14 +226,14 @@ std::string format_map_json(const bytecode::MapSchema& schema, std::vector<MapEn
       entries.push_back(MapEntry{});
     }
     if (entries.empty()) return "";
-    return map_line(schema, json_value(schema, entries.front()));
+    return map_line(schema, json_value(schema, entries.front(), stacks));
   }
   if (entries.empty()) return "";
   sort_entries(schema, entries);
   std::string body;
   for (const MapEntry& entry : entries) {
     if (!body.empty()) body += ", ";
-    body += fmt::format("\"{}\": {}", json_key(schema, entry.key, stacks), json_value(schema, entry));
+    body += fmt::format("\"{}\": {}", json_key(schema, entry.key, stacks), json_value(schema, entry, stacks));
   }
   return map_line(schema, body);
 }

@@ -42,7 +42,8 @@ namespace dprobe::output {
 [[nodiscard]] std::string json_print_value(std::string_view text, bool quoted);
 
 /// One entry's value as JSON, per the map's value kind.
-[[nodiscard]] std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry);
+[[nodiscard]] std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry,
+                                     StackFormatter* stacks = nullptr);
 
 /// One map as a JSON line (with its newline); "" for a map that holds nothing (a keyless count
 /// map always holds a value, as in the text output).

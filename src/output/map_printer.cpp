@@ -258,7 +258,11 @@ std::string format_lhist(std::span<const uint64_t> buckets, int64_t min, int64_t
   return out;
 }
 
-std::string format_value(const bytecode::MapSchema& schema, uint64_t value) {
+std::string format_value(const bytecode::MapSchema& schema, uint64_t value,
+                         StackFormatter* stacks) {
+  if (bytecode::is_stack_field(schema.value_field)) {
+    return stacks != nullptr ? stacks->stack_text(value, schema.value_field, 8) : "\n";
+  }
   const int64_t shown = display_value(schema, value);
   if (signed_display(schema)) return fmt::format("{}", shown);
   return fmt::format("{}", static_cast<uint64_t>(shown));
@@ -333,14 +337,15 @@ std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> 
       entries.push_back(MapEntry{});
     }
     if (entries.empty()) return "\n";
-    return fmt::format("{}: {}\n", schema.name, format_value(schema, entries.front().value));
+    return fmt::format("{}: {}\n", schema.name,
+                       format_value(schema, entries.front().value, stacks));
   }
   if (entries.empty()) return "\n";
   sort_entries(schema, entries);
   std::string out;
   for (const MapEntry& entry : entries) {
     out += fmt::format("{}[{}]: {}\n", schema.name, format_key(schema.key, entry.key, stacks),
-                       format_value(schema, entry.value));
+                       format_value(schema, entry.value, stacks));
   }
   return out;
 }

@@ -46,7 +46,9 @@ struct MapEntry {
 
 /// A one-word value (count, sum, min, max, integer) as bpftrace prints it for this map's type;
 /// for min maps `value` is the stored word (0xffffffff - the minimum).
-[[nodiscard]] std::string format_value(const bytecode::MapSchema& schema, uint64_t value);
+/// A stack value prints as `stacks` names it (indent 8).
+[[nodiscard]] std::string format_value(const bytecode::MapSchema& schema, uint64_t value,
+                                       StackFormatter* stacks = nullptr);
 
 /// The bucket lines of a hist (kHistBuckets counts) or lhist value, each ending with a newline;
 /// empty when every bucket is 0.

@@ -120,7 +120,10 @@ AgentEngine::AgentEngine(const lang::CompiledScript& script, agent::RegionLayout
     : script_(script), layout_(std::move(layout)), options_(options) {}
 
 AgentEngine::~AgentEngine() {
-  if (attached_runtime_ != nullptr) attached_runtime_->set_external_maps(nullptr);
+  if (attached_runtime_ != nullptr) {
+    attached_runtime_->set_external_maps(nullptr);
+    attached_runtime_->stacks().set_source(nullptr);
+  }
 }
 
 Result<std::unique_ptr<AgentEngine>> AgentEngine::place(process::Tracee& tracee,
@@ -302,6 +305,7 @@ Status AgentEngine::add(process::Tracee& tracee, std::vector<ProbeSite> sites) {
     spec.programs = site.programs;
     spec.address = site.address;
     spec.resume_address = site.mechanism == Mechanism::Int3Boost ? site.slot_address : 0;
+    spec.ip = site.run_before > 0 ? site.exit_address : site.address;
     if (auto st = agent::write_probe(region, layout_, script_.module, site.agent_probe_id, spec);
         !st) {
       return with_context(st.error(), "writing the agent's probe table");
@@ -378,6 +382,8 @@ size_t AgentEngine::forget_unmapped(std::span<const process::Mapping> maps) {
 void AgentEngine::share_maps(runtime::ProbeRuntime& runtime) {
   if (!reader_ || collected_) return;
   runtime.set_external_maps(&region_maps_);
+  // A stack recorded after poll() read the table, by the hit whose event poll() prints now.
+  runtime.stacks().set_source([this, &runtime] { harvest_stacks(runtime); });
   attached_runtime_ = &runtime;
 }
 
@@ -550,6 +556,7 @@ void AgentEngine::collect(runtime::ProbeRuntime& runtime, std::FILE* diagnostics
   poll(runtime);
   // From here on the runtime holds every entry: the region's are merged into it below.
   runtime.set_external_maps(nullptr);
+  runtime.stacks().set_source(nullptr);
   attached_runtime_ = nullptr;
   collected_ = true;
   for (uint32_t map = 0; map < layout_.map_count; ++map) {

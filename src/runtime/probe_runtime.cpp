@@ -176,7 +176,7 @@ void ProbeRuntime::print_maps() {
   std::fflush(out_);
 }
 
-uint64_t ProbeRuntime::host_stack_id(void* ctx, uint32_t max_frames) {
+uint64_t ProbeRuntime::host_stack_id(void* ctx, uint32_t max_frames, uint32_t skip) {
   auto* self = static_cast<ProbeRuntime*>(ctx);
   const HitContext* hit = self->hit_;
   if (hit == nullptr || hit->unwind == nullptr || self->memory_ == nullptr) return 0;
@@ -189,7 +189,7 @@ uint64_t ProbeRuntime::host_stack_id(void* ctx, uint32_t max_frames) {
   const uint32_t depth = abi::walk_stack(
       *hit->unwind, start,
       [&memory](uint64_t address, uint64_t* word) { return memory.read(address, word, 8); },
-      frames, max_frames);
+      frames, max_frames, skip);
   const auto pid = static_cast<uint32_t>(hit->pid);
   const uint64_t id = abi::stack_id(pid, frames, depth);
   self->stacks_.add(id, pid, std::span<const uint64_t>(frames, depth));

@@ -139,7 +139,7 @@ class ProbeRuntime {
   static void host_printf(void* ctx, uint32_t format, const uint8_t* args, uint32_t size);
   static void host_exit(void* ctx);
   static void host_map_command(void* ctx, uint32_t map, uint32_t command);
-  static uint64_t host_stack_id(void* ctx, uint32_t max_frames);
+  static uint64_t host_stack_id(void* ctx, uint32_t max_frames, uint32_t skip);
 
   /// A Time or System event, or a printf with strftime arguments: the slow, rare path.
   void emit_special(uint32_t format, std::span<const uint8_t> args);

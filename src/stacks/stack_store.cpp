@@ -58,6 +58,10 @@ std::string StackStore::stack_text(uint64_t id, bytecode::FieldKind kind, size_t
       kind == bytecode::FieldKind::UStackPerf ? elf::StackMode::perf : elf::StackMode::bpftrace;
   if (id == 0) return "\n";
   auto it = stacks_.find(id);
+  if (it == stacks_.end() && source_) {
+    source_();
+    it = stacks_.find(id);
+  }
   if (it == stacks_.end()) {
     return mode == elf::StackMode::perf ? "\t0 [unknown] ([unknown])\n"
                                         : "\n" + std::string(indent, ' ') + "[unknown]\n";

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -27,6 +28,10 @@ class StackStore final : public output::StackFormatter {
   void add(uint64_t id, uint32_t pid, std::span<const uint64_t> frames);
   [[nodiscard]] bool contains(uint64_t id) const { return stacks_.contains(id); }
   [[nodiscard]] size_t size() const { return stacks_.size(); }
+
+  /// Asked to add the stacks recorded since (an agent's table) when stack_text meets an id it
+  /// does not know yet; null: no source.
+  void set_source(std::function<void()> source) { source_ = std::move(source); }
 
   /// Takes over another store's stacks and mapping snapshots (a machine-wide run's process
   /// sessions each have one); `other` is left empty.
@@ -53,6 +58,7 @@ class StackStore final : public output::StackFormatter {
   [[nodiscard]] bool covered(const ProcessNames& names, uint64_t address) const;
 
   std::shared_ptr<elf::SymbolFiles> files_;
+  std::function<void()> source_;
   std::unordered_map<uint64_t, Stack> stacks_;
   std::map<pid_t, ProcessNames> processes_;
 };

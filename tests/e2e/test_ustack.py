@@ -387,6 +387,7 @@ def check_perf_frames(build: str, entry: Entry) -> None:
     binary = os.path.realpath(target(build))
     table = symbols(target(build))
     by_name = {DEMANGLED[s]: table[s] for s in DEMANGLED}
+    by_name["_start"] = table["_start"]  # the program's own entry point, where a CFI walk ends
     biases = set()
     for line in entry.raw:
         match = PERF_LINE.fullmatch(line)

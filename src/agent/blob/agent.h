@@ -103,7 +103,7 @@ bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,
 /// ustack: walks the stack from `start` (at most max_frames frames), records it in the stack
 /// table and returns its id (abi::stack_id).
 uint64_t capture_stack(RegionHeader* h, uint32_t pid, const abi::StackStart& start,
-                       uint32_t max_frames);
+                       uint32_t max_frames, uint32_t skip);
 
 // --- dispatch.cpp
 /// One probe hit, from a trampoline or the SIGTRAP handler.

@@ -65,7 +65,7 @@ void host_map_command(void* ctx, uint32_t map_id, uint32_t command) {
   ring_emit_map_command(env->h, map_id, command);
 }
 
-uint64_t host_stack_id(void* ctx, uint32_t max_frames) {
+uint64_t host_stack_id(void* ctx, uint32_t max_frames, uint32_t skip) {
   auto* env = static_cast<HitEnv*>(ctx);
   if (env->pid == 0) env->pid = static_cast<uint64_t>(syscall0(kSysGetpid));
   using bytecode::CtxReg;
@@ -73,7 +73,7 @@ uint64_t host_stack_id(void* ctx, uint32_t max_frames) {
   const abi::StackStart start{r[static_cast<uint32_t>(CtxReg::Rip)],
                               r[static_cast<uint32_t>(CtxReg::Rsp)],
                               r[static_cast<uint32_t>(CtxReg::Rbp)]};
-  return capture_stack(env->h, static_cast<uint32_t>(env->pid), start, max_frames);
+  return capture_stack(env->h, static_cast<uint32_t>(env->pid), start, max_frames, skip);
 }
 
 void host_exit(void* ctx) {
@@ -106,7 +106,7 @@ void fill_registers(const abi::ProbeEntry& probe, const abi::SavedRegisters& reg
   r[static_cast<uint32_t>(CtxReg::Rdx)] = regs.rdx;
   r[static_cast<uint32_t>(CtxReg::Rsi)] = regs.rsi;
   r[static_cast<uint32_t>(CtxReg::Rdi)] = regs.rdi;
-  r[static_cast<uint32_t>(CtxReg::Rip)] = probe.address;
+  r[static_cast<uint32_t>(CtxReg::Rip)] = probe.ip;
   r[static_cast<uint32_t>(CtxReg::Rflags)] = regs.rflags;
   // An int3 site's hit comes from the SIGTRAP handler with the interrupted rsp after the
   // registers; a trampoline's frame sits just below the probed code's red zone.

@@ -83,7 +83,7 @@ bool record_stack(RegionHeader* h, uint64_t id, uint32_t pid, const uint64_t* fr
 } // namespace
 
 uint64_t capture_stack(RegionHeader* h, uint32_t pid, const abi::StackStart& start,
-                       uint32_t max_frames) {
+                       uint32_t max_frames, uint32_t skip) {
   uint32_t module_count = load_acquire(&h->unwind_module_count);
   if (module_count > h->unwind_module_capacity) module_count = h->unwind_module_capacity;
   const abi::UnwindView view{area<const abi::UnwindModule>(h, h->unwind_modules), module_count,
@@ -96,7 +96,7 @@ uint64_t capture_stack(RegionHeader* h, uint32_t pid, const abi::StackStart& sta
   uint64_t frames[abi::kMaxStackFrames];
   const uint32_t depth = abi::walk_stack(
       view, start, [&window](uint64_t address, uint64_t* word) { return window.read(address, word); },
-      frames, max_frames);
+      frames, max_frames, skip);
   const uint64_t id = abi::stack_id(pid, frames, depth);
   if (!record_stack(h, id, pid, frames, depth)) count_event(&h->counters.dropped_stacks);
   return id;

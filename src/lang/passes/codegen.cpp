@@ -426,7 +426,10 @@ class ProgramBuilder {
     if (e.type.kind == TypeKind::Stack &&
         (e.kind == ast::ExprKind::Builtin || e.kind == ast::ExprKind::Call)) {
       const uint8_t r = allocate_register(e);
-      emit(Insn{Op::UStack, r, 0, 0, e.type.stack_frames, 0});
+      // A return probe fires at the exit instruction: its first frame, the callee's, is dropped
+      // so that the stack starts at the caller, as after the return (bpftrace's).
+      const bool at_return = point_ != nullptr && point_->is_return;
+      emit(Insn{Op::UStack, r, 0, 0, e.type.stack_frames, at_return ? 1u : 0u});
       return r;
     }
     switch (e.kind) {

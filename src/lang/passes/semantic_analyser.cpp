@@ -324,8 +324,8 @@ class Analyser {
                                         t.name(), t.kind == TypeKind::Buffer ? 'r' : 's'));
       return std::nullopt;
     case TypeKind::Stack:
-      error(value.location, "a ustack can be a map key or printed (print(), printf's %s), but "
-                            "not stored as a value");
+      error(value.location, "a ustack can be a map key or value, or printed (print(), printf's "
+                            "%s), but not kept in a variable");
       return std::nullopt;
     case TypeKind::Void:
       error(value.location, "this expression has no value");
@@ -343,6 +343,7 @@ class Analyser {
     MapValueKind kind = MapValueKind::Count;
     bool is_signed = false;
     int64_t lhist_min = 0, lhist_max = 0, lhist_step = 0;
+    FieldKind stack_field = FieldKind::Int; ///< UStack/UStackPerf: an Int map of stack ids
   };
 
   /// An integer literal, possibly negated: lhist()'s parameters.
@@ -441,13 +442,23 @@ class Analyser {
       if (!checked) return;
       agg = *checked;
     } else {
-      const std::optional<Type> t = storable(*stmt.value, analyse_expr(*stmt.value));
-      if (!t) return;
-      if (t->is_string()) agg.kind = MapValueKind::String;
-      agg.is_signed = t->is_int() && t->is_signed;
+      const Type value_type = analyse_expr(*stmt.value);
+      if (value_type.kind == TypeKind::Stack) {
+        // A stack id in an integer map, printed as the stack.
+        agg.is_signed = false;
+        agg.stack_field = value_type.stack_perf ? FieldKind::UStackPerf : FieldKind::UStack;
+      } else {
+        const std::optional<Type> t = storable(*stmt.value, value_type);
+        if (!t) return;
+        if (t->is_string()) agg.kind = MapValueKind::String;
+        agg.is_signed = t->is_int() && t->is_signed;
+      }
     }
     const MapValueKind kind = agg.kind;
-    stmt.map->type = kind == MapValueKind::Int      ? Type::integer(agg.is_signed)
+    stmt.map->type = agg.stack_field != FieldKind::Int
+                         ? Type::stack(agg.stack_field == FieldKind::UStackPerf,
+                                       bytecode::kMaxStackFrames)
+                     : kind == MapValueKind::Int    ? Type::integer(agg.is_signed)
                      : kind == MapValueKind::String ? Type::string()
                                                     : Type::count();
     if (!keys_ok) return;
@@ -457,15 +468,20 @@ class Analyser {
       map->value_known = true;
       map->schema.value = kind;
       map->schema.value_signed = agg.is_signed;
+      map->schema.value_field = agg.stack_field;
       map->schema.lhist_min = agg.lhist_min;
       map->schema.lhist_max = agg.lhist_max;
       map->schema.lhist_step = agg.lhist_step;
       changed_ = true;
-    } else if (map->schema.value != kind) {
+    } else if (map->schema.value != kind || map->schema.value_field != agg.stack_field) {
       error(stmt.value->location,
             fmt::format("type mismatch for {}: assigning '{}' to a map that holds '{}' values",
-                        map->schema.name, value_kind_name(kind, agg.is_signed),
-                        value_kind_name(map->schema.value, map->schema.value_signed)));
+                        map->schema.name,
+                        agg.stack_field != FieldKind::Int ? "ustack"
+                                                          : value_kind_name(kind, agg.is_signed),
+                        map->schema.value_field != FieldKind::Int
+                            ? "ustack"
+                            : value_kind_name(map->schema.value, map->schema.value_signed)));
     } else if (kind == MapValueKind::Lhist &&
                (map->schema.lhist_min != agg.lhist_min || map->schema.lhist_max != agg.lhist_max ||
                 map->schema.lhist_step != agg.lhist_step)) {
@@ -572,6 +588,11 @@ class Analyser {
     case MapValueKind::Max:
       return Type::integer(true);
     case MapValueKind::Int:
+      if (bytecode::is_stack_field(state->schema.value_field)) {
+        return Type::stack(state->schema.value_field == FieldKind::UStackPerf,
+                           bytecode::kMaxStackFrames);
+      }
+      return Type::integer(state->schema.value_signed);
     case MapValueKind::Sum:
       return Type::integer(state->schema.value_signed);
     default:
@@ -689,7 +710,10 @@ class Analyser {
       return Type::integer(false);
     }
     if (name == "comm") return Type::string();
-    if (name == "ustack") return Type::stack(false, bytecode::kMaxStackFrames);
+    if (name == "ustack") {
+      note_stack_use();
+      return Type::stack(false, bytecode::kMaxStackFrames);
+    }
     if (name == "probe" || name == "func") return analyse_probe_name(b);
     if (name == "retval") {
       // rax just before an exit instruction runs: only meaningful when every attach point of
@@ -932,6 +956,13 @@ class Analyser {
     bool perf = false;
     int64_t frames = bytecode::kMaxStackFrames;
     size_t next = 0;
+    if (call.args.size() == 2 && call.args[0]->kind != ast::ExprKind::Builtin) {
+      // bpftrace's words.
+      error(call.args[0]->location, fmt::format("ustack() expects a stack mode literal ({} "
+                                                "provided)",
+                                                literal(*call.args[0]) ? "integer" : "expression"));
+      return fail_args();
+    }
     if (!call.args.empty() && call.args[0]->kind == ast::ExprKind::Builtin) {
       const std::string& mode = static_cast<const ast::Builtin&>(*call.args[0]).name;
       if (mode != "perf" && mode != "bpftrace") {
@@ -964,7 +995,19 @@ class Analyser {
       error(call.args[1]->location, "ustack: the second argument must be the number of frames");
       return Type::none();
     }
+    note_stack_use();
     return Type::stack(perf, static_cast<uint8_t>(frames));
+  }
+
+  /// A return probe's stack starts at the caller (as bpftrace's does, taken after the return):
+  /// a block with both kinds of attach points gets one program per point.
+  void note_stack_use() {
+    const auto& points = current_probe_->attach_points;
+    const bool any_return = std::any_of(points.begin(), points.end(),
+                                        [](const AttachPoint& ap) { return ap.is_return; });
+    const bool all_return = std::all_of(points.begin(), points.end(),
+                                        [](const AttachPoint& ap) { return ap.is_return; });
+    if (any_return && !all_return) reads_probe_name_ = true;
   }
 
   Type analyse_str(ast::Call& call) {

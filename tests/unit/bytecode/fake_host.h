@@ -73,7 +73,7 @@ class FakeHost {
     self(ctx).commands.emplace_back(map, command);
   }
   /// ustack: the frame limits asked for, and a made-up id from it.
-  static uint64_t stack_id(void* ctx, uint32_t max_frames) {
+  static uint64_t stack_id(void* ctx, uint32_t max_frames, uint32_t /*skip*/) {
     self(ctx).stack_requests.push_back(max_frames);
     return 0x5000 + max_frames;
   }

@@ -237,9 +237,25 @@ INSTANTIATE_TEST_SUITE_P(
              "'string' values\n"
              "BEGIN { @x = \"abc\"; @x = 1; }\n"
              "                         ^"},
-        Case{"BEGIN { @x = ustack; }", "stdin:1:14: error: builtin 'ustack' is not supported yet\n"
-                                       "BEGIN { @x = ustack; }\n"
-                                       "             ^~~~~~"},
+        Case{"BEGIN { @x = ustack; @x = 1; }",
+             "stdin:1:27: error: type mismatch for @x: assigning 'int64' to a map that holds "
+             "'ustack' values\n"
+             "BEGIN { @x = ustack; @x = 1; }\n"
+             "                          ^"},
+        Case{"BEGIN { $s = ustack; }",
+             "stdin:1:14: error: a ustack can be a map key or value, or printed (print(), printf's "
+             "%s), but not kept in a variable\n"
+             "BEGIN { $s = ustack; }\n"
+             "             ^~~~~~"},
+        Case{"BEGIN { @[ustack(3, perf)] = count(); }",
+             "stdin:1:18: error: ustack() expects a stack mode literal (integer provided)\n"
+             "BEGIN { @[ustack(3, perf)] = count(); }\n"
+             "                 ^"},
+        Case{"BEGIN { @[ustack(perf, 128)] = count(); }",
+             "stdin:1:24: error: ustack: the number of frames must be between 1 and 127 (128 "
+             "given)\n"
+             "BEGIN { @[ustack(perf, 128)] = count(); }\n"
+             "                       ^~~"},
         Case{"BEGIN { if (\"a\") { exit(); } }",
              "stdin:1:13: error: if condition must be an integer, not 'string'\n"
              "BEGIN { if (\"a\") { exit(); } }\n"
