@@ -13,6 +13,8 @@
 #   N_PTRACE [20000]      calls under --mechanism int3-ptrace (two traps + syscalls per hit)
 #   N_BPFTRACE [50000]    calls under bpftrace (kernel uprobe: ~20 us per hit on this VM)
 #   N_PRINTF [10000000]   calls with printf("%d\n", arg0) under --mechanism jump
+#   N_USTACK [200000]     calls with @[ustack] = count() under --mechanism jump (a stack walk
+#                         per hit); bpftrace runs the same script for N_BPFTRACE calls
 #
 # bench_loop N [THREADS] times only its loops of N calls to bench_fn per thread and prints
 # `ns_per_call X` (wall time / N). Every probed run uses `uprobe:BENCH_LOOP:bench_fn
@@ -34,6 +36,7 @@ n_boost=${N_BOOST:-200000}
 n_ptrace=${N_PTRACE:-20000}
 n_bpftrace=${N_BPFTRACE:-50000}
 n_printf=${N_PRINTF:-10000000}
+n_ustack=${N_USTACK:-200000}
 repeat=${REPEAT:-3}
 
 die() { echo "run_bench.sh: $*" >&2; exit 1; }
@@ -114,6 +117,24 @@ measure_pair_base() {
   done | best
 }
 
+# @[ustack] = count() on bench_fn: one stack, so one entry whose count must be N.
+ustack_script="uprobe:$bench:bench_fn { @[ustack] = count(); }"
+measure_ustack() {  # TOOL N
+  for _ in $(seq "$repeat"); do
+    if [[ $1 == dprobe ]]; then
+      timeout 600 "$dprobe" --mechanism jump -o "$tmp/ustack.maps" -e "$ustack_script" \
+        -c "$bench $2" > "$tmp/ustack.out" 2> "$tmp/ustack.err" ||
+        die "dprobe ustack run failed: $(cat "$tmp/ustack.err")"
+    else
+      timeout 600 bpftrace -o "$tmp/ustack.maps" -e "$ustack_script" -c "$bench $2" \
+        > "$tmp/ustack.out" 2> "$tmp/ustack.err" || die "bpftrace ustack run failed: $(cat "$tmp/ustack.err")"
+    fi
+    grep -qx "\]: $2" "$tmp/ustack.maps" ||
+      die "$1 counted stacks $(grep '^\]' "$tmp/ustack.maps" | tr '\n' ' '), expected one of $2"
+    ns_of "$tmp/ustack.out"
+  done | best
+}
+
 # One printf run (no repeat: it writes N lines). Prints "ns_per_call wall_s delivered lost".
 measure_printf() {
   local start end delivered lost
@@ -147,13 +168,16 @@ pair_base=$(measure_pair_base)
 pair_dprobe=$(measure_pair dprobe "$n_jump")
 pair_kernel=$(measure_pair bpftrace "$n_bpftrace")
 read -r printf_ns printf_wall printf_delivered printf_lost <<< "$(measure_printf)"
+ustack_dprobe=$(measure_ustack dprobe "$n_ustack")
+ustack_kernel=$(measure_ustack bpftrace "$n_bpftrace")
 
 awk -v b1="$base1" -v b2="$base2" -v j1="$jump1" -v j2="$jump2" -v t1="$table1" -v bo="$boost1" \
     -v pt="$ptrace1" -v k="$kernel1" -v nb="$n_base" -v nj="$n_jump" -v nbo="$n_boost" \
     -v npt="$n_ptrace" -v nk="$n_bpftrace" -v r="$repeat" \
     -v pns="$printf_ns" -v pwall="$printf_wall" -v pdel="$printf_delivered" \
     -v plost="$printf_lost" -v np="$n_printf" \
-    -v pb="$pair_base" -v pd="$pair_dprobe" -v pk="$pair_kernel" 'BEGIN {
+    -v pb="$pair_base" -v pd="$pair_dprobe" -v pk="$pair_kernel" \
+    -v ud="$ustack_dprobe" -v uk="$ustack_kernel" -v nu="$n_ustack" 'BEGIN {
   kadd = k - b1
   fmt = "%-31s %7s %11s %10s %15s %17s\n"
   printf fmt, "run", "threads", "calls/thr", "ns/call", "ns added/hit", "x kernel uprobe"
@@ -174,6 +198,10 @@ awk -v b1="$base1" -v b2="$base2" -v j1="$jump1" -v j2="$jump2" -v t1="$table1" 
   printf "  loop: %.2f ns/call (%.0f events/s produced)\n", pns, 1e9 / pns
   printf "  delivered %d events in %.2f s of dprobe run: %.0f events/s; lost %d\n",
          pdel, pwall, pdel / pwall, plost
+  printf "\n@[ustack] = count() on bench_fn (a stack walk per hit):\n"
+  printf "  dprobe --mechanism jump: %.1f ns added per call (%d calls)\n", ud - b1, nu
+  printf "  bpftrace:                %.1f ns added per call (%d calls)\n", uk - b1, nk
+  printf "  dprobe / bpftrace: %.4f\n", (ud - b1) / (uk - b1)
 }
 function row(name, threads, calls, ns, added) {
   if (added == "") {

@@ -10,6 +10,9 @@ packages=(
   python3 python3-pytest
   # the lang fuzzer (libFuzzer needs clang; GCC has none), run by `make test`
   clang libclang-rt-14-dev
+  # libc's separate debug symbols: ustack names libc's internal frames (__libc_start_call_main,
+  # start_thread) from them, as bpftrace does; without them those frames print as addresses
+  libc6-dbg
 )
 # bpftrace is the reference the e2e suite compares against side by side (skipped when absent).
 if [[ "${DPROBE_WITH_BPFTRACE:-1}" == 1 ]]; then packages+=(bpftrace); fi

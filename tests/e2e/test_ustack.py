@@ -436,6 +436,25 @@ def test_ustack_in_tuple_key(tmp_path, build):
     check_stack_map(stripped, build, COUNTS, MAIN, None, limit=3)
 
 
+@pytest.mark.parametrize("mechanism", ["jump", "int3-boost", "int3-ptrace"])
+@pytest.mark.parametrize("build", BUILDS)
+def test_ustack_every_mechanism(tmp_path, build, mechanism):
+    # The agent walks for jump and int3-boost hits (from a trampoline's frame, from a signal
+    # handler's), dprobe itself through ptrace for int3-ptrace: the same stacks either way.
+    text = probe(tmp_path, build, LEAF_PROBE + " { @[ustack] = count(); }", WORDS,
+                 extra=["--mechanism", mechanism])
+    check_stack_map(text, build, COUNTS, MAIN, MAIN_TAIL)
+
+
+@pytest.mark.parametrize("mechanism", ["jump", "int3-boost", "int3-ptrace"])
+def test_ustack_threads_every_mechanism(tmp_path, mechanism):
+    threads = 4
+    text = probe(tmp_path, "calltree_nofp", LEAF_PROBE + " { @[ustack] = count(); }",
+                 WORDS + [threads], extra=["--mechanism", mechanism])
+    check_stack_map(text, "calltree_nofp", {p: threads * n for p, n in COUNTS.items()}, WORKER,
+                    THREAD_TAIL, threads=threads)
+
+
 @pytest.mark.parametrize("build", BUILDS)
 def test_ustack_threads(tmp_path, build):
     # Each of 4 threads runs every path: a stack's counts over the threads add up exactly; the

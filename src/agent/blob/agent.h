@@ -102,8 +102,10 @@ bool ring_printf_fast(RegionHeader* h, const abi::ProbeEntry& probe,
 // --- stacks.cpp
 /// ustack: walks the stack from `start` (at most max_frames frames), records it in the stack
 /// table and returns its id (abi::stack_id).
+/// `scratch` (may be null): memory the walk may use to read the stack ahead.
 uint64_t capture_stack(RegionHeader* h, uint32_t pid, const abi::StackStart& start,
-                       uint32_t max_frames, uint32_t skip);
+                       uint32_t max_frames, uint32_t skip, uint8_t* scratch,
+                       uint64_t scratch_size);
 
 // --- dispatch.cpp
 /// One probe hit, from a trampoline or the SIGTRAP handler.

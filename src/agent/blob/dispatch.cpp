@@ -18,6 +18,8 @@ struct HitEnv {
   uint64_t* block; ///< the thread block, null on the shared path
   uint64_t pid;    ///< 0 when not fetched
   const bytecode::VmContext* context;
+  uint8_t* scratch; ///< the running program's unused frame bytes (ustack reads ahead there)
+  uint64_t scratch_size;
 };
 
 bool host_read(void* ctx, uint64_t address, void* dst, uint64_t length) {
@@ -73,7 +75,8 @@ uint64_t host_stack_id(void* ctx, uint32_t max_frames, uint32_t skip) {
   const abi::StackStart start{r[static_cast<uint32_t>(CtxReg::Rip)],
                               r[static_cast<uint32_t>(CtxReg::Rsp)],
                               r[static_cast<uint32_t>(CtxReg::Rbp)]};
-  return capture_stack(env->h, static_cast<uint32_t>(env->pid), start, max_frames, skip);
+  return capture_stack(env->h, static_cast<uint32_t>(env->pid), start, max_frames, skip,
+                       env->scratch, env->scratch_size);
 }
 
 void host_exit(void* ctx) {
@@ -155,7 +158,7 @@ void run_programs(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
   if (count > abi::kMaxProgramsPerProbe) count = abi::kMaxProgramsPerProbe;
   bytecode::VmContext context;
   fill_context(h, probe, regs, slot, context);
-  HitEnv env{h, block, context.pid, &context};
+  HitEnv env{h, block, context.pid, &context, nullptr, 0};
   const bytecode::VmHost host{&env,         &host_read,   &host_lookup,      &host_update,
                               &host_delete, &host_printf, &host_exit,        &host_map_command,
                               &host_stack_id};
@@ -168,6 +171,10 @@ void run_programs(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
     // ProgramDescs were checked by ensure_prepared.
     const abi::ProgramDesc& desc = programs[index];
     const bytecode::VmProgram program{code + desc.code_offset, desc.length, desc.frame_size};
+    // Programs never touch their frame past frame_size (the VM checks every access).
+    const uint64_t used = (uint64_t{desc.frame_size} + 7) & ~uint64_t{7};
+    env.scratch = used < bytecode::kMaxFrameSize ? state.frame + used : nullptr;
+    env.scratch_size = used < bytecode::kMaxFrameSize ? bytecode::kMaxFrameSize - used : 0;
     const bytecode::VmStatus status =
         bytecode::vm_run(program, prepared_module(h), context, host, state);
     if (__builtin_expect(status != bytecode::VmStatus::Ok, 0) &&

@@ -14,23 +14,15 @@ namespace {
 static_assert(abi::kMaxStackFrames == bytecode::kMaxStackFrames, "one frame limit");
 
 /// Stack bytes read ahead with one system call: most frames are near each other, so a walk
-/// costs a few reads rather than two per frame. Never crosses a page boundary, so a read is
-/// all or nothing.
+/// costs one or two reads rather than two per frame. A read covers the rest of the address's
+/// page and, as a second iovec, as much of the next page as the buffer holds: process_vm_readv
+/// stops at the first iovec it cannot read whole, so an unmapped next page costs nothing.
 struct StackWindow {
-  static constexpr uint64_t kBytes = 256;
   uint64_t pid;
-  uint64_t base;
-  uint64_t valid; ///< bytes of `bytes` holding target memory from `base`
-  uint8_t bytes[kBytes];
-
-  bool fetch(uint64_t address, void* dst, uint64_t length) {
-    IoVec local{dst, length};
-    IoVec remote{reinterpret_cast<void*>(address), length};
-    const long n = syscall6(kSysProcessVmReadv, static_cast<long>(pid),
-                            reinterpret_cast<long>(&local), 1, reinterpret_cast<long>(&remote), 1,
-                            0);
-    return n >= 0 && static_cast<uint64_t>(n) == length;
-  }
+  uint8_t* bytes;
+  uint64_t capacity; ///< bytes of `bytes`, at least 8
+  uint64_t base = 0;
+  uint64_t valid = 0; ///< bytes of `bytes` holding target memory from `base`
 
   bool read(uint64_t address, uint64_t* word) {
     if (address >= base && address - base + 8 <= valid) {
@@ -38,12 +30,18 @@ struct StackWindow {
       return true;
     }
     const uint64_t page_left = bytecode::kPageSize - (address & (bytecode::kPageSize - 1));
-    if (page_left < 8) return fetch(address, word, 8);
-    const uint64_t length = page_left < kBytes ? page_left : kBytes;
+    const uint64_t first = page_left < capacity ? page_left : capacity;
+    const uint64_t second = capacity - first;
+    IoVec local{bytes, first + second};
+    IoVec remote[2] = {{reinterpret_cast<void*>(address), first},
+                       {reinterpret_cast<void*>(address + first), second}};
     valid = 0;
-    if (!fetch(address, bytes, length)) return false;
+    const long n = syscall6(kSysProcessVmReadv, static_cast<long>(pid),
+                            reinterpret_cast<long>(&local), 1, reinterpret_cast<long>(remote),
+                            second != 0 ? 2 : 1, 0);
+    if (n < 8) return false;
     base = address;
-    valid = length;
+    valid = static_cast<uint64_t>(n);
     __builtin_memcpy(word, bytes, 8);
     return true;
   }
@@ -83,16 +81,18 @@ bool record_stack(RegionHeader* h, uint64_t id, uint32_t pid, const uint64_t* fr
 } // namespace
 
 uint64_t capture_stack(RegionHeader* h, uint32_t pid, const abi::StackStart& start,
-                       uint32_t max_frames, uint32_t skip) {
+                       uint32_t max_frames, uint32_t skip, uint8_t* scratch,
+                       uint64_t scratch_size) {
   uint32_t module_count = load_acquire(&h->unwind_module_count);
   if (module_count > h->unwind_module_capacity) module_count = h->unwind_module_capacity;
   const abi::UnwindView view{area<const abi::UnwindModule>(h, h->unwind_modules), module_count,
                              area<const abi::UnwindRow>(h, h->unwind_rows),
                              h->unwind_row_capacity};
-  StackWindow window;
-  window.pid = pid;
-  window.base = 0;
-  window.valid = 0;
+  // The window lives in the VM frame's unused tail when there is room, else in a small buffer
+  // on the target's stack. Bigger windows measured no faster: copying costs what calls save.
+  uint8_t small[256];
+  StackWindow window{pid, small, sizeof small};
+  if (scratch != nullptr && scratch_size >= 2048) window = StackWindow{pid, scratch, 1024};
   uint64_t frames[abi::kMaxStackFrames];
   const uint32_t depth = abi::walk_stack(
       view, start, [&window](uint64_t address, uint64_t* word) { return window.read(address, word); },
