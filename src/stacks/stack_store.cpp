@@ -21,6 +21,35 @@ void StackStore::add(uint64_t id, uint32_t pid, std::span<const uint64_t> frames
                        return !covered(known->second, address);
                      });
   if (stale) note_mappings(static_cast<pid_t>(pid));
+  if (processes_.contains(static_cast<pid_t>(pid))) return;
+  // Gone before dprobe read its mappings (a short-lived fork child): a fork child maps what its
+  // parent mapped, so a process whose mappings hold every frame names them.
+  for (auto& [other, names] : processes_) {
+    if (std::all_of(frames.begin(), frames.end(),
+                    [&](uint64_t address) { return covered(names, address); })) {
+      ProcessNames copy;
+      set_files(copy, names.files);
+      processes_[static_cast<pid_t>(pid)] = std::move(copy);
+      return;
+    }
+  }
+}
+
+void StackStore::set_files(ProcessNames& names, std::vector<elf::MappedFile> files) {
+  for (const elf::MappedFile& old : names.files) {
+    const bool overlapped = std::any_of(files.begin(), files.end(), [&](const elf::MappedFile& f) {
+      return f.start < old.end && old.start < f.end;
+    });
+    if (!overlapped) files.push_back(old);
+  }
+  std::sort(files.begin(), files.end(),
+            [](const elf::MappedFile& a, const elf::MappedFile& b) { return a.start < b.start; });
+  names.ranges.clear();
+  for (const elf::MappedFile& f : files) {
+    if (f.executable) names.ranges.emplace_back(f.start, f.end);
+  }
+  names.files = files;
+  names.symbolizer = std::make_unique<elf::ProcessSymbolizer>(std::move(files), files_);
 }
 
 void StackStore::absorb(StackStore& other) {
@@ -32,7 +61,7 @@ void StackStore::absorb(StackStore& other) {
   other.processes_.clear();
 }
 
-bool StackStore::covered(const ProcessNames& names, uint64_t address) const {
+bool StackStore::covered(const ProcessNames& names, uint64_t address) {
   auto after = std::upper_bound(names.ranges.begin(), names.ranges.end(), address,
                                 [](uint64_t a, const auto& range) { return a < range.first; });
   return after != names.ranges.begin() && address < (after - 1)->second;
@@ -42,15 +71,12 @@ void StackStore::note_mappings(pid_t pid) {
   auto maps = process::read_maps(pid);
   if (!maps) return; // gone: keep the last snapshot
   std::vector<elf::MappedFile> files;
-  ProcessNames names;
   for (const process::Mapping& m : *maps) {
     if (m.path.empty() || m.path[0] != '/') continue;
     files.push_back(elf::MappedFile{m.start, m.end, m.offset, m.path, m.executable, m.inode});
-    if (m.executable) names.ranges.emplace_back(m.start, m.end);
   }
-  std::sort(names.ranges.begin(), names.ranges.end());
-  names.symbolizer = std::make_unique<elf::ProcessSymbolizer>(std::move(files), files_);
-  processes_[pid] = std::move(names);
+  if (files.empty()) return; // a zombie's maps are empty: keep what was seen before
+  set_files(processes_[pid], std::move(files));
 }
 
 std::string StackStore::stack_text(uint64_t id, bytecode::FieldKind kind, size_t indent) {

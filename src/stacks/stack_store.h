@@ -37,7 +37,7 @@ class StackStore final : public output::StackFormatter {
   /// sessions each have one); `other` is left empty.
   void absorb(StackStore& other);
 
-  /// Takes (or refreshes) the snapshot of process `pid`'s mappings now, while it is alive:
+  /// Takes (or adds to) the snapshot of process `pid`'s mappings now, while it is alive:
   /// after arming, and after a library was mapped.
   void note_mappings(pid_t pid);
 
@@ -52,10 +52,14 @@ class StackStore final : public output::StackFormatter {
     std::vector<uint64_t> frames;
   };
   struct ProcessNames {
+    std::vector<elf::MappedFile> files; ///< every file mapping seen, newest winning overlaps
     std::unique_ptr<elf::ProcessSymbolizer> symbolizer;
     std::vector<std::pair<uint64_t, uint64_t>> ranges; ///< executable file mappings, sorted
   };
-  [[nodiscard]] bool covered(const ProcessNames& names, uint64_t address) const;
+  [[nodiscard]] static bool covered(const ProcessNames& names, uint64_t address);
+  /// `files` replacing what `names` knew where they overlap; older mappings elsewhere stay (a
+  /// library dlclose'd since still names the frames captured while it was there).
+  void set_files(ProcessNames& names, std::vector<elf::MappedFile> files);
 
   std::shared_ptr<elf::SymbolFiles> files_;
   std::function<void()> source_;

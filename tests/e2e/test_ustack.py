@@ -600,3 +600,55 @@ def test_ustack_bad_arguments(arg):
     first = result.stderr.splitlines()[0] if result.stderr else ""
     assert re.match(r"stdin:1:\d+", first), result.describe() + why
     assert "stack" in first.lower() or "identifier" in first.lower(), result.describe() + why
+
+
+# --------------------------------------------------------------------------------------------
+# Stacks in processes that come and go: fork children, libraries loaded later
+
+
+def stack_entries_by_key(text: str) -> dict[str, list[tuple[list[str], int]]]:
+    """`@[KEY, \n    frame\n ...\n]: N` entries of a map keyed by (int, ustack): KEY -> [(frames,
+    count)]."""
+    out: dict[str, list[tuple[list[str], int]]] = {}
+    for match in re.finditer(r"^@\[(\d+), \n((?:    .*\n)+)\]: (\d+)$", text, re.M):
+        frames = [line.strip() for line in match.group(2).splitlines()]
+        out.setdefault(match.group(1), []).append((frames, int(match.group(3))))
+    return out
+
+
+@pytest.mark.parametrize("mechanism", ["jump", "int3-boost"])
+def test_ustack_fork_children(mechanism):
+    # forkmany 2 4 3: two threads call work() 3 times each and fork 4 children in all, which
+    # call work() 3 times each and exit. Every process's stacks are named, the children's too
+    # (short-lived: named from their parent's mappings, which they inherited).
+    forkmany = target("forkmany")
+    result = run_dprobe(["--mechanism", mechanism, "-e",
+                         f"uprobe:{forkmany}:work {{ @[pid, ustack(2)] = count(); }}",
+                         "-c", f"{forkmany} 2 4 3"])
+    assert result.returncode == 0, result.stderr
+    entries = stack_entries_by_key(result.stdout)
+    assert len(entries) == 5, result.stdout
+    counts = sorted(sum(n for _, n in stacks) for stacks in entries.values())
+    assert counts == [3, 3, 3, 3, 6], result.stdout
+    for stacks in entries.values():
+        for frames, _ in stacks:
+            assert len(frames) == 2 and frames[0] == "work+0", result.stdout
+            assert re.fullmatch(r"run_thread\+\d+", frames[1]), result.stdout
+
+
+def test_ustack_in_a_library_loaded_later():
+    # plugin_host loads libplugin.so twice (with dlclose between): plugin_entry is called once by
+    # the library's constructor and 3 times from main per load. The library is not mapped when
+    # dprobe arms: its unwind rows come at the loader's stop, and its frames keep their names
+    # after it is unloaded.
+    host, lib = target("plugin_host"), target("libplugin.so")
+    result = run_dprobe(["-e", f"uprobe:{lib}:plugin_entry {{ @[ustack(2)] = count(); }}",
+                         "-c", f"{host} {lib} 3"])
+    assert result.returncode == 0, result.stderr
+    entries = [(re.findall(r"^    (\S+)$", m.group(1), re.M), int(m.group(2)))
+               for m in re.finditer(r"^@\[\n((?:    .*\n)+)\]: (\d+)$", result.stdout, re.M)]
+    assert len(entries) == 2, result.stdout
+    (init_frames, init_count), (call_frames, call_count) = entries
+    assert init_count == 2 and call_count == 6, result.stdout
+    assert init_frames[0] == "plugin_entry+0" and re.fullmatch(r"plugin_init\+\d+", init_frames[1])
+    assert call_frames[0] == "plugin_entry+0" and re.fullmatch(r"call_entry\+\d+", call_frames[1])
