@@ -139,7 +139,16 @@ void append(CfiRows& out, const abi::UnwindRow& row) {
 Result<CfiRows> read_cfi_rows(const elf::ElfFile& file) {
   Elf* elf = file.elf_handle();
   auto starts = fde_starts(elf, file.path());
-  if (!starts) return std::unexpected(starts.error());
+  if (!starts) {
+    // No .eh_frame_hdr (static executables are often linked without one): the functions'
+    // symbols say where to look; an FDE that directly follows another is found from its end.
+    std::vector<uint64_t> functions;
+    for (const elf::Symbol& symbol : file.functions()) functions.push_back(symbol.address);
+    if (functions.empty()) return std::unexpected(starts.error());
+    std::sort(functions.begin(), functions.end());
+    functions.erase(std::unique(functions.begin(), functions.end()), functions.end());
+    starts = std::move(functions);
+  }
   Dwarf_CFI* cfi = dwarf_getcfi_elf(elf);
   if (cfi == nullptr) return fail("{}: unreadable .eh_frame: {}", file.path(), dwarf_errmsg(-1));
   ScopeGuard end_cfi([cfi] { dwarf_cfi_end(cfi); });

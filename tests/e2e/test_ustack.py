@@ -652,3 +652,13 @@ def test_ustack_in_a_library_loaded_later():
     assert init_count == 2 and call_count == 6, result.stdout
     assert init_frames[0] == "plugin_entry+0" and re.fullmatch(r"plugin_init\+\d+", init_frames[1])
     assert call_frames[0] == "plugin_entry+0" and re.fullmatch(r"call_entry\+\d+", call_frames[1])
+
+
+def test_ustack_static_executable():
+    # A static executable has .eh_frame but often no .eh_frame_hdr: its FDEs are found from its
+    # function symbols, so the probe at work+0 still shows its caller, main.
+    loop_static = target("loop_static")
+    result = run_dprobe(["-e", f"uprobe:{loop_static}:work {{ @[ustack(2)] = count(); }}",
+                         "-c", f"{loop_static} 5"])
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^@\[\n    work\+0\n    main\+\d+\n\]: 5$", result.stdout, re.M), result.stdout
