@@ -4,7 +4,7 @@
 //
 // Who writes what:
 //   controller, before `enabled` is set: everything but the agent-written fields below;
-//   controller, later: `enabled`, ProbeEntry::enabled, ThreadSlot::have (to forget a thread),
+//   controller, later: `enabled`, `cpid`, ProbeEntry::enabled, ThreadSlot::have (to forget a thread),
 //                      the ring's tail and the ring bytes it consumed (zeroed), and the state
 //                      and value words of live map entries for a clear()/zero() that BEGIN,
 //                      END or an interval probe runs in dprobe;
@@ -129,6 +129,7 @@ struct RegionHeader {
   /// int clock_gettime(clockid_t, struct timespec*) in the target (the vDSO's), 0: use the syscall.
   uint64_t clock_gettime;
   uint64_t start_ns; ///< CLOCK_MONOTONIC when tracing started: `elapsed` counts from it
+  uint64_t cpid;     ///< `cpid`: the -c command's pid (written before the first hit, 0: none)
   /// SIGTRAP disposition the agent's handler replaced: 0 SIG_DFL, 1 SIG_IGN, else the handler.
   uint64_t sigtrap_prev_handler;
   uint64_t sigtrap_prev_flags; ///< its sa_flags (SA_SIGINFO picks the call signature)

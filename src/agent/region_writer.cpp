@@ -236,6 +236,11 @@ uint32_t publish_unwind_tables(std::span<uint8_t> region, const RegionLayout& la
   return published;
 }
 
+void set_cpid(std::span<uint8_t> region, const RegionLayout& layout, uint64_t cpid) {
+  if (!check_fits(region, layout)) return;
+  detail::store(&header_of(region)->cpid, cpid);
+}
+
 void set_enabled(std::span<uint8_t> region, const RegionLayout& layout, bool enabled) {
   if (!check_fits(region, layout)) return;
   detail::store(&header_of(region)->enabled, enabled ? 1u : 0u);

@@ -50,6 +50,8 @@ uint32_t publish_unwind_tables(std::span<uint8_t> region, const RegionLayout& la
                                std::span<const abi::UnwindRow> rows);
 
 void set_enabled(std::span<uint8_t> region, const RegionLayout& layout, bool enabled);
+/// `cpid` in the target's programs: the pid of the command dprobe launched.
+void set_cpid(std::span<uint8_t> region, const RegionLayout& layout, uint64_t cpid);
 /// Replaces the feature flags, e.g. to add abi::kFeatureTlsSelfPointer once every thread has
 /// been checked. Takes effect from the next hit.
 void set_features(std::span<uint8_t> region, const RegionLayout& layout, uint32_t features);

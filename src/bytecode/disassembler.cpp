@@ -32,7 +32,7 @@ const char* update_op_name(uint8_t op) {
 const char* ctx_field_name(uint32_t field) {
   static constexpr const char* kNames[] = {
       "arg0",    "arg1",    "arg2",   "arg3",   "arg4",    "arg5",    "pid",       "tid",
-      "nsecs",   "retval",  "uid",    "gid",    "cpu",     "elapsed", "reg:r15",   "reg:r14",
+      "nsecs",   "retval",  "uid",    "gid",    "cpu",     "elapsed", "cpid",      "reg:r15",   "reg:r14",
       "reg:r13", "reg:r12", "reg:bp", "reg:bx", "reg:r11", "reg:r10", "reg:r9",    "reg:r8",
       "reg:ax",  "reg:cx",  "reg:dx", "reg:si", "reg:di",  "reg:ip",  "reg:flags", "reg:sp"};
   static_assert(std::size(kNames) == static_cast<size_t>(CtxField::kCount));

@@ -120,6 +120,7 @@ enum class CtxField : uint32_t {
   Gid,
   Cpu,
   Elapsed,  ///< nanoseconds since tracing started
+  Cpid,     ///< pid of the command dprobe launched (-c)
   RegFirst, ///< RegFirst + CtxReg: a named register at the hit
   kCount = RegFirst + 18
 };

@@ -222,6 +222,8 @@ uint64_t context_field(const VmContext& context, CtxField field) {
     return context.cpu;
   case CtxField::Elapsed:
     return context.elapsed;
+  case CtxField::Cpid:
+    return context.cpid;
   case CtxField::RegFirst:
   case CtxField::kCount:
     break;

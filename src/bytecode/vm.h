@@ -55,6 +55,7 @@ struct VmContext {
   uint64_t gid;
   uint64_t cpu;
   uint64_t elapsed;                                     ///< ns since tracing started
+  uint64_t cpid;                                        ///< the -c command's pid
   uint64_t regs[static_cast<uint32_t>(CtxReg::kCount)]; ///< indexed by CtxReg
 };
 

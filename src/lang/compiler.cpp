@@ -47,7 +47,7 @@ Result<CompiledScript> compile(std::string_view source, std::string_view filenam
   // The pipeline, in order. Each stage runs only if the previous one reported nothing.
   ast::Program program = parse(source, diagnostics);
   if (!diagnostics.empty()) return failed();
-  const SemanticResult semantic = analyse(program, diagnostics, AnalyserOptions{options.unsafe});
+  const SemanticResult semantic = analyse(program, diagnostics, AnalyserOptions{options.unsafe, options.child_command});
   if (!diagnostics.empty()) return failed();
   if (options.expand_wildcard) expand_named_wildcards(program, semantic, options.expand_wildcard);
   std::vector<std::vector<uint32_t>> point_programs;

@@ -43,6 +43,7 @@ struct CompiledScript {
 ///   <spaces>^~~~
 struct CompileOptions {
   bool unsafe = false; ///< --unsafe: allow system()
+  bool child_command = false; ///< -c: `cpid` names the command's pid
   /// The attach points a wildcard attach point stands for (one per matching function, named as
   /// `probe` prints it), or nothing to leave it as written. Used for blocks that read `probe` or
   /// `func`: each match gets its own program with its own names, as in bpftrace. Without it,

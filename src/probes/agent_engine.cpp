@@ -382,6 +382,8 @@ size_t AgentEngine::forget_unmapped(std::span<const process::Mapping> maps) {
 void AgentEngine::share_maps(runtime::ProbeRuntime& runtime) {
   if (!reader_ || collected_) return;
   runtime.set_external_maps(&region_maps_);
+  agent::set_cpid(std::span<uint8_t>(static_cast<uint8_t*>(region_->local), region_->length),
+                  layout_, runtime.cpid());
   // A stack recorded after poll() read the table, by the hit whose event poll() prints now.
   runtime.stacks().set_source([this, &runtime] { harvest_stacks(runtime); });
   attached_runtime_ = &runtime;

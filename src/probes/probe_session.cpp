@@ -152,6 +152,7 @@ class Session {
     tracee_ = std::move(*tracee);
     pid_ = tracee_->pid();
     launched_ = launching;
+    if (launching) runtime_.set_cpid(static_cast<uint64_t>(pid_));
 
     auto armed = arm(at_exec);
     if (!armed) {

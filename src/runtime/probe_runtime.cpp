@@ -113,6 +113,7 @@ void ProbeRuntime::run(uint32_t program_index, const HitContext& ctx, MemoryRead
   context.uid = ctx.uid;
   context.gid = ctx.gid;
   context.cpu = ctx.cpu;
+  context.cpid = cpid_;
   std::memcpy(context.regs, ctx.regs, sizeof(context.regs));
   // Return probes fire just before the exit instruction: the return value is in rax.
   context.retval = ctx.regs[static_cast<uint32_t>(bytecode::CtxReg::Rax)];

@@ -125,6 +125,9 @@ class ProbeRuntime {
   [[nodiscard]] bytecode::VmStatus last_status() const { return last_status_; }
   /// When tracing started (CLOCK_MONOTONIC ns): the in-target agent counts `elapsed` from it.
   [[nodiscard]] uint64_t start_ns() const { return start_ns_; }
+  /// `cpid`: the pid of the command dprobe launched (-c), 0 until then.
+  void set_cpid(uint64_t cpid) { cpid_ = cpid; }
+  [[nodiscard]] uint64_t cpid() const { return cpid_; }
   /// Every stack captured (ustack) and their names: agents' stacks are added here as dprobe
   /// reads their regions.
   [[nodiscard]] stacks::StackStore& stacks() const { return stacks_; }
@@ -155,7 +158,8 @@ class ProbeRuntime {
   const lang::CompiledScript& script_;
   std::FILE* out_;
   OutputFormat format_;
-  uint64_t start_ns_ = 0; ///< CLOCK_MONOTONIC when the runtime was made: `elapsed` counts from it
+  uint64_t start_ns_ = 0;
+  uint64_t cpid_ = 0; ///< CLOCK_MONOTONIC when the runtime was made: `elapsed` counts from it
   bytecode::VmModuleTables tables_;
   std::vector<output::ParsedFormat> formats_;
   std::vector<output::CompiledFormat> compiled_; ///< one per formats_ entry, refers to it

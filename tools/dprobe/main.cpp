@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
   // with its own name (a pattern that matches nothing is left for the session to report).
   dprobe::probes::SiteResolver names(current_directory());
   if (pid != 0) names.set_process(pid);
-  dprobe::lang::CompileOptions compile_options{unsafe};
+  dprobe::lang::CompileOptions compile_options{unsafe, !command.empty()};
   compile_options.expand_wildcard = [&](const dprobe::lang::AttachPoint& ap) {
     auto expanded = names.expand(ap);
     return expanded ? std::move(*expanded) : std::vector<dprobe::lang::AttachPoint>{};

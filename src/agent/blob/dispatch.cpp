@@ -135,6 +135,7 @@ void fill_context(RegionHeader* h, const abi::ProbeEntry& probe, const abi::Save
   context.gid = 0;
   context.cpu = 0;
   context.elapsed = 0;
+  context.cpid = load_relaxed(&h->cpid);
   for (char& c : context.comm)
     c = 0;
   fill_registers(probe, regs, context);

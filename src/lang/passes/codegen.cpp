@@ -641,6 +641,7 @@ class ProgramBuilder {
     if (name == "gid") return bytecode::CtxField::Gid;
     if (name == "cpu") return bytecode::CtxField::Cpu;
     if (name == "elapsed") return bytecode::CtxField::Elapsed;
+    if (name == "cpid") return bytecode::CtxField::Cpid;
     return bytecode::CtxField::Nsecs;
   }
 

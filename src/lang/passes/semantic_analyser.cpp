@@ -25,9 +25,8 @@ constexpr size_t kMaxPrintfArgs = 32;
 constexpr size_t kMaxMapKeys = 16;
 
 constexpr std::array<std::string_view, 3> kKernelBuiltins = {"kstack", "curtask", "cgroup"};
-// cpid is the -c command's pid in bpftrace: user space, just not wired up yet.
-constexpr std::array<std::string_view, 7> kLaterBuiltins = {
-    "username", "rand", "ctx", "args", "jiffies", "numaid", "cpid"};
+constexpr std::array<std::string_view, 6> kLaterBuiltins = {
+    "username", "rand", "ctx", "args", "jiffies", "numaid"};
 constexpr std::array<std::string_view, 9> kKernelFunctions = {
     "ksym", "kaddr", "kptr", "kstack", "cgroupid", "override", "path", "skboutput", "percpu_kaddr"};
 constexpr std::array<std::string_view, 13> kLaterFunctions = {
@@ -710,6 +709,13 @@ class Analyser {
       return Type::integer(false);
     }
     if (name == "comm") return Type::string();
+    if (name == "cpid") {
+      if (!options_.child_command) {
+        error(b.location, "cpid cannot be used without child command"); // bpftrace's words
+        return Type::none();
+      }
+      return Type::integer(false, 4);
+    }
     if (name == "ustack") {
       note_stack_use();
       return Type::stack(false, bytecode::kMaxStackFrames);

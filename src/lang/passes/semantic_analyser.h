@@ -24,6 +24,7 @@ struct SemanticResult {
 
 struct AnalyserOptions {
   bool unsafe = false; ///< --unsafe: system() is allowed
+  bool child_command = false; ///< -c: `cpid` is defined
 };
 
 /// Annotates `program` (types, map ids) and reports errors to `diagnostics`.
