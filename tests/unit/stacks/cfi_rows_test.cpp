@@ -45,6 +45,16 @@ TEST(CfiRows, LibcHasRowsAndAnOutermostFrame) {
                           [](const auto& r) { return r.rule == abi::kUnwindOutermost; }));
 }
 
+TEST(CfiRows, LibcSignalTrampolineIsASignalFrame) {
+  // __restore_rt's FDE has the 'S' augmentation: its rule reads the kernel's ucontext_t.
+  auto file = elf::ElfFile::open("/lib/x86_64-linux-gnu/libc.so.6");
+  ASSERT_TRUE(file.has_value()) << file.error().text();
+  auto rows = read_cfi_rows(**file);
+  ASSERT_TRUE(rows.has_value()) << rows.error().text();
+  EXPECT_TRUE(std::any_of(rows->rows.begin(), rows->rows.end(),
+                          [](const auto& r) { return r.rule == abi::kUnwindSignalFrame; }));
+}
+
 TEST(CfiRows, AFileWithoutEhFrameHdrIsAnError) {
   // A relocatable-free check: the agent blob's ELF has no .eh_frame_hdr (built without unwind
   // tables); any ELF lacking it will do, so use a tiny one made of the test's own bytes? Use
