@@ -1,9 +1,11 @@
 // ustack in the agent (blob and native): the walk over tables published into the region, the
 // stack table, and the controller's side of both when the target scribbles on them.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <vector>
@@ -103,6 +105,57 @@ TEST_P(UStack, AZeroReturnAddressEndsTheWalk) {
   const std::vector<Visited> stacks = new_stacks(h->reader());
   ASSERT_EQ(stacks.size(), 1u);
   EXPECT_EQ(stacks[0].frames, (std::vector<uint64_t>{0x401010}));
+}
+
+/// Bytes of the probed thread's stack one hit uses: the hit runs on a thread whose stack was
+/// painted first.
+size_t stack_bytes_used(const Harness& h, uint64_t return_address) {
+  constexpr size_t kSize = 256 * 1024;
+  constexpr uint8_t kPaint = 0xa5;
+  auto* stack = static_cast<uint8_t*>(std::aligned_alloc(4096, kSize));
+  std::memset(stack, kPaint, kSize);
+  struct Job {
+    const Harness* h;
+    uint64_t return_address;
+  } job{&h, return_address};
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstack(&attr, stack, kSize);
+  pthread_t thread;
+  EXPECT_EQ(pthread_create(
+                &thread, &attr,
+                [](void* arg) -> void* {
+                  auto* j = static_cast<Job*>(arg);
+                  hit_with_return_address(*j->h, j->return_address);
+                  return nullptr;
+                },
+                &job),
+            0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+  size_t untouched = 0;
+  while (untouched < kSize && stack[untouched] == kPaint) ++untouched;
+  std::free(stack);
+  return kSize - untouched;
+}
+
+TEST_P(UStack, KeepsTheFramesOffTheProbedThreadsStack) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer changes every frame's size";
+#endif
+  // With room in the VM frame (this script's is nearly empty), the window and the 1 KB of
+  // frames go there: a ustack hit takes little more of the probed thread's stack than a hit
+  // without one, which matters on a thread whose stack is nearly used up.
+  auto with = ustack_harness(GetParam(), 0x401010);
+  ASSERT_EQ(publish_unwind_tables(with->region(), with->layout(), kModules, kRows), 1u);
+  std::vector<ProbeSpec> probes;
+  bytecode::Module module = testing::compile_script("uprobe:/bin/true:f { @[arg1] = count(); }", &probes);
+  probes[0].ip = 0x401010;
+  Harness without(std::move(module), std::move(probes), GetParam());
+  const size_t used_with = stack_bytes_used(*with, 0x402010);
+  const size_t used_without = stack_bytes_used(without, 0x402010);
+  EXPECT_EQ(new_stacks(with->reader()).size(), 1u);
+  EXPECT_LT(used_with, used_without + 768) << used_with << " vs " << used_without;
 }
 
 INSTANTIATE_TEST_SUITE_P(Agents, UStack, ::testing::Values(AgentKind::Blob, AgentKind::Native),
