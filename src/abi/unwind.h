@@ -26,7 +26,16 @@ enum UnwindRule : uint8_t {
   kUnwindCfaRbp = 1,    ///< CFA = rbp + cfa_offset
   kUnwindOutermost = 2, ///< the return address is undefined: the first frame (_start, clone)
   kUnwindNoInfo = 3,    ///< no usable CFI here: follow the frame pointer
+  /// A signal trampoline (__restore_rt, an FDE with the 'S' augmentation): rsp is the kernel's
+  /// ucontext_t, which holds the interrupted rip, rsp and rbp (kSignal* offsets below).
+  kUnwindSignalFrame = 4,
 };
+
+/// Offsets from a signal trampoline's rsp (its ucontext_t) of the interrupted registers:
+/// uc_mcontext.gregs at 40, REG_RBP 10, REG_RSP 15, REG_RIP 16 (x86-64 Linux).
+inline constexpr uint64_t kSignalRbpOffset = 40 + 8 * 10;
+inline constexpr uint64_t kSignalRspOffset = 40 + 8 * 15;
+inline constexpr uint64_t kSignalRipOffset = 40 + 8 * 16;
 
 /// The unwind rule from `pc` (a link-time address of the module) up to the next row's pc.
 struct UnwindRow {
@@ -93,26 +102,47 @@ inline const UnwindRow* find_unwind_row(const UnwindView& view, uint64_t pc) {
 }
 
 /// Walks the stack from `start`: frames[0] is start.rip, then each caller's return address,
-/// up to `max_frames`; the first `skip` of those are left out (not counted in max_frames). `read(address, &word)` reads 8 bytes of the target, false on a fault.
-/// Bounded: every step must move up the stack, and the walk stops at the first fault, a zero
-/// return address, an outermost frame, or max_frames. Returns the number of frames.
+/// up to `max_frames`; the first `skip` of those (at most kMaxStackFrames) are left out (not
+/// counted in max_frames). `read(address, &word)` reads 8 bytes of the target, false on a fault.
+/// Bounded: at most skip + max_frames steps; every step must move up the stack (a signal frame
+/// may move anywhere else: the handler may run on an alternate stack), and the walk stops at
+/// the first fault, a zero return address, an outermost frame, or max_frames. Returns the
+/// number of frames.
 template <class ReadWord>
 uint32_t walk_stack(const UnwindView& view, StackStart start, ReadWord&& read, uint64_t* frames,
                     uint32_t max_frames, uint32_t skip = 0) {
   if (max_frames > kMaxStackFrames) max_frames = kMaxStackFrames;
+  if (skip > kMaxStackFrames) skip = kMaxStackFrames;
   uint64_t pc = start.rip;
   uint64_t rsp = start.rsp;
   uint64_t rbp = start.rbp;
+  // pc is the instruction to look up (the probed one, or the one a signal interrupted) rather
+  // than a return address.
+  bool exact_pc = true;
   uint32_t n = 0;
-  for (uint32_t step = 0; n < max_frames && pc != 0; ++step) {
+  for (uint32_t step = 0; n < max_frames && pc != 0 && step < skip + max_frames; ++step) {
     if (step >= skip) frames[n++] = pc;
     if (n == max_frames) break;
     // A return address points after its call: look up the call itself (it may be the last
     // instruction of a noreturn function's caller, whose rows end right there).
-    const UnwindRow* row = find_unwind_row(view, step == 0 ? pc : pc - 1);
+    const UnwindRow* row = find_unwind_row(view, exact_pc ? pc : pc - 1);
+    exact_pc = false;
     uint64_t return_address = 0;
     uint64_t caller_rsp = 0;
     if (row != nullptr && row->rule == kUnwindOutermost) break;
+    if (row != nullptr && row->rule == kUnwindSignalFrame) {
+      uint64_t interrupted_rsp = 0, interrupted_rbp = 0;
+      if (!read(rsp + kSignalRipOffset, &return_address) ||
+          !read(rsp + kSignalRspOffset, &interrupted_rsp) ||
+          !read(rsp + kSignalRbpOffset, &interrupted_rbp) || interrupted_rsp == rsp) {
+        break;
+      }
+      rsp = interrupted_rsp;
+      rbp = interrupted_rbp;
+      pc = return_address;
+      exact_pc = true;
+      continue;
+    }
     if (row != nullptr && (row->rule == kUnwindCfaRsp || row->rule == kUnwindCfaRbp)) {
       const uint64_t cfa =
           (row->rule == kUnwindCfaRsp ? rsp : rbp) + static_cast<int64_t>(row->cfa_offset);

@@ -124,7 +124,12 @@ bool same_rule(const abi::UnwindRow& a, const abi::UnwindRow& b) {
   return a.rule == b.rule && a.cfa_offset == b.cfa_offset && a.rbp_offset == b.rbp_offset;
 }
 
-void append(CfiRows& out, const abi::UnwindRow& row) {
+} // namespace
+
+void append_row(CfiRows& out, const abi::UnwindRow& row) {
+  // Rows must stay sorted for the walk's binary search: a row before the last one (FDEs that
+  // overlap) is dropped, the earlier FDE's rule holding there.
+  if (!out.rows.empty() && row.pc < out.rows.back().pc) return;
   if (!out.rows.empty() && same_rule(out.rows.back(), row)) return;
   if (!out.rows.empty() && out.rows.back().pc == row.pc) {
     out.rows.back() = row;
@@ -133,8 +138,6 @@ void append(CfiRows& out, const abi::UnwindRow& row) {
   out.rows.push_back(row);
   if (row.rule == abi::kUnwindNoInfo) ++out.unusable;
 }
-
-} // namespace
 
 Result<CfiRows> read_cfi_rows(const elf::ElfFile& file) {
   Elf* elf = file.elf_handle();
@@ -161,16 +164,19 @@ Result<CfiRows> read_cfi_rows(const elf::ElfFile& file) {
     uint64_t end = address;
     ++out.fdes;
     // One FDE's rows: each dwarf_cfi_addrframe names the range its rule holds for.
-    while (address < next_fde) {
+    while (address < next_fde && address <= kMaxPc) {
       Dwarf_Frame* frame = nullptr;
       if (dwarf_cfi_addrframe(cfi, address, &frame) != 0) break;
       Dwarf_Addr start = 0, stop = 0;
       bool signal = false;
       const bool ok = dwarf_frame_info(frame, &start, &stop, &signal) >= 0;
       abi::UnwindRow row = row_for(frame, static_cast<uint32_t>(address));
+      // A signal trampoline (glibc's __restore_rt): its CFI is DWARF expressions over the
+      // kernel's ucontext_t, which the walk reads directly.
+      if (signal && ok) row = abi::UnwindRow{row.pc, 0, 0, abi::kUnwindSignalFrame, 0};
       std::free(frame);
       if (!ok || stop <= address) break;
-      append(out, row);
+      append_row(out, row);
       end = std::min<uint64_t>(stop, kMaxPc);
       address = stop;
     }
@@ -178,7 +184,7 @@ Result<CfiRows> read_cfi_rows(const elf::ElfFile& file) {
       abi::UnwindRow gap{};
       gap.pc = static_cast<uint32_t>(end);
       gap.rule = abi::kUnwindNoInfo;
-      append(out, gap);
+      append_row(out, gap);
     }
   }
   return out;

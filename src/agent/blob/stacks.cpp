@@ -78,28 +78,53 @@ bool record_stack(RegionHeader* h, uint64_t id, uint32_t pid, const uint64_t* fr
   return false;
 }
 
-} // namespace
-
-uint64_t capture_stack(RegionHeader* h, uint32_t pid, const abi::StackStart& start,
-                       uint32_t max_frames, uint32_t skip, uint8_t* scratch,
-                       uint64_t scratch_size) {
+/// The walk and the record, with the read-ahead window and the frames where the caller put them.
+inline uint64_t walk_and_record(RegionHeader* h, uint32_t pid, const abi::StackStart& start,
+                                uint32_t max_frames, uint32_t skip, StackWindow window,
+                                uint64_t* frames) {
   uint32_t module_count = load_acquire(&h->unwind_module_count);
   if (module_count > h->unwind_module_capacity) module_count = h->unwind_module_capacity;
   const abi::UnwindView view{area<const abi::UnwindModule>(h, h->unwind_modules), module_count,
                              area<const abi::UnwindRow>(h, h->unwind_rows),
                              h->unwind_row_capacity};
-  // The window lives in the VM frame's unused tail when there is room, else in a small buffer
-  // on the target's stack. Bigger windows measured no faster: copying costs what calls save.
-  uint8_t small[256];
-  StackWindow window{pid, small, sizeof small};
-  if (scratch != nullptr && scratch_size >= 2048) window = StackWindow{pid, scratch, 1024};
-  uint64_t frames[abi::kMaxStackFrames];
   const uint32_t depth = abi::walk_stack(
       view, start, [&window](uint64_t address, uint64_t* word) { return window.read(address, word); },
       frames, max_frames, skip);
   const uint64_t id = abi::stack_id(pid, frames, depth);
   if (!record_stack(h, id, pid, frames, depth)) count_event(&h->counters.dropped_stacks);
   return id;
+}
+
+/// Without room in the VM frame: a small window and the frames on the target's stack (about
+/// 1.3 KB). A function of its own, so that the common path does not reserve them: the agent
+/// runs on the probed thread's stack, which may be nearly used up.
+__attribute__((noinline)) uint64_t capture_on_stack(RegionHeader* h, uint32_t pid,
+                                                    const abi::StackStart& start,
+                                                    uint32_t max_frames, uint32_t skip) {
+  uint8_t small[256];
+  uint64_t frames[abi::kMaxStackFrames];
+  return walk_and_record(h, pid, start, max_frames, skip, StackWindow{pid, small, sizeof small},
+                         frames);
+}
+
+/// Read-ahead window bytes in the VM frame's unused tail. Bigger windows measured no faster:
+/// copying costs what calls save.
+constexpr uint64_t kWindowBytes = 1024;
+/// Scratch the window and the frames (8-byte aligned after it) need.
+constexpr uint64_t kScratchNeeded = kWindowBytes + 7 + sizeof(uint64_t) * abi::kMaxStackFrames;
+
+} // namespace
+
+uint64_t capture_stack(RegionHeader* h, uint32_t pid, const abi::StackStart& start,
+                       uint32_t max_frames, uint32_t skip, uint8_t* scratch,
+                       uint64_t scratch_size) {
+  if (scratch == nullptr || scratch_size < kScratchNeeded) {
+    return capture_on_stack(h, pid, start, max_frames, skip);
+  }
+  uint8_t* frames = scratch + kWindowBytes;
+  frames += (8 - (reinterpret_cast<uint64_t>(frames) & 7)) & 7;
+  return walk_and_record(h, pid, start, max_frames, skip, StackWindow{pid, scratch, kWindowBytes},
+                         reinterpret_cast<uint64_t*>(frames));
 }
 
 } // namespace dprobe::agent::blob

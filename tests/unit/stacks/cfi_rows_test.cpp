@@ -1,7 +1,10 @@
 // read_cfi_rows on real files: this test binary and libc.
 #include <gtest/gtest.h>
 
+#include <gelf.h>
+
 #include <algorithm>
+#include <cstring>
 
 #include "elf/elf_file.h"
 #include "stacks/cfi_rows.h"
@@ -43,6 +46,50 @@ TEST(CfiRows, LibcHasRowsAndAnOutermostFrame) {
   // clone3 marks the first frame of every thread: its return address is undefined.
   EXPECT_TRUE(std::any_of(rows->rows.begin(), rows->rows.end(),
                           [](const auto& r) { return r.rule == abi::kUnwindOutermost; }));
+}
+
+TEST(CfiRows, LibcSignalTrampolineIsASignalFrame) {
+  // __restore_rt's FDE has the 'S' augmentation: its rule reads the kernel's ucontext_t.
+  auto file = elf::ElfFile::open("/lib/x86_64-linux-gnu/libc.so.6");
+  ASSERT_TRUE(file.has_value()) << file.error().text();
+  auto rows = read_cfi_rows(**file);
+  ASSERT_TRUE(rows.has_value()) << rows.error().text();
+  EXPECT_TRUE(std::any_of(rows->rows.begin(), rows->rows.end(),
+                          [](const auto& r) { return r.rule == abi::kUnwindSignalFrame; }));
+}
+
+/// The row covering link-time address `pc`, or null.
+const abi::UnwindRow* row_at(const CfiRows& rows, uint64_t pc) {
+  auto row = std::upper_bound(rows.rows.begin(), rows.rows.end(), pc,
+                              [](uint64_t a, const abi::UnwindRow& r) { return a < r.pc; });
+  return row == rows.rows.begin() ? nullptr : &*(row - 1);
+}
+
+TEST(CfiRows, PltEntriesGivenByACfaExpressionHaveNoRule) {
+  // The linker's .plt FDE: PLT0 pushes (CFA = rsp + 16, then + 24), the entries after it
+  // give the CFA as DW_CFA_def_cfa_expression (it depends on rip & 15), which a row cannot say.
+  auto file = elf::ElfFile::open("/proc/self/exe");
+  ASSERT_TRUE(file.has_value()) << file.error().text();
+  Elf* elf = (*file)->elf_handle();
+  size_t shstrndx = 0;
+  ASSERT_EQ(elf_getshdrstrndx(elf, &shstrndx), 0);
+  uint64_t plt = 0;
+  for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
+    GElf_Shdr shdr;
+    if (gelf_getshdr(scn, &shdr) == nullptr) continue;
+    const char* name = elf_strptr(elf, shstrndx, shdr.sh_name);
+    if (name != nullptr && std::strcmp(name, ".plt") == 0 && shdr.sh_size > 0x40) plt = shdr.sh_addr;
+  }
+  if (plt == 0) GTEST_SKIP() << "this test binary has no lazy-binding .plt";
+  auto rows = read_cfi_rows(**file);
+  ASSERT_TRUE(rows.has_value()) << rows.error().text();
+  const abi::UnwindRow* plt0 = row_at(*rows, plt);
+  ASSERT_NE(plt0, nullptr);
+  EXPECT_EQ(plt0->rule, abi::kUnwindCfaRsp);
+  EXPECT_EQ(plt0->cfa_offset, 16);
+  const abi::UnwindRow* entry = row_at(*rows, plt + 0x20);
+  ASSERT_NE(entry, nullptr);
+  EXPECT_EQ(entry->rule, abi::kUnwindNoInfo);
 }
 
 TEST(CfiRows, AFileWithoutEhFrameHdrIsAnError) {

@@ -1,5 +1,6 @@
 // abi::walk_stack over this process's own stack, with the tables ProcessUnwindTables builds from
 // /proc/self/maps: the frames name the call chain, with and without frame pointers.
+#include <signal.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -46,6 +47,23 @@ __attribute__((noinline, optimize("omit-frame-pointer"))) void nofp_middle(Captu
 }
 __attribute__((noinline, optimize("omit-frame-pointer"))) void nofp_outer(Captured* out) {
   nofp_middle(out);
+  __asm__ volatile("" ::: "memory");
+}
+// A signal handler's stack: the walk must cross the kernel's signal frame into the interrupted
+// code, which keeps no frame pointer.
+Captured* g_signal_capture = nullptr;
+__attribute__((noinline)) void capture_in_handler(int) {
+  DPROBE_CAPTURE(*g_signal_capture);
+  g_signal_capture->on_capture(*g_signal_capture);
+  __asm__ volatile("" ::: "memory");
+}
+__attribute__((noinline, optimize("omit-frame-pointer"))) void nofp_signalled(Captured* out) {
+  g_signal_capture = out;
+  ::raise(SIGUSR1);
+  __asm__ volatile("" ::: "memory");
+}
+__attribute__((noinline, optimize("omit-frame-pointer"))) void nofp_signal_outer(Captured* out) {
+  nofp_signalled(out);
   __asm__ volatile("" ::: "memory");
 }
 __attribute__((noinline, optimize("no-omit-frame-pointer"))) void fp_inner(Captured* out) {
@@ -119,6 +137,27 @@ TEST(StackWalk, FollowsFramePointerCode) {
   EXPECT_EQ(names[1], "fp_middle");
   EXPECT_EQ(names[2], "fp_outer");
   EXPECT_EQ(names.back(), "_start");
+}
+
+TEST(StackWalk, CrossesASignalFrame) {
+  struct sigaction action{}, old{};
+  action.sa_handler = &capture_in_handler;
+  ASSERT_EQ(::sigaction(SIGUSR1, &action, &old), 0);
+  std::vector<std::string> names;
+  {
+    Captured captured;
+    captured.on_capture = &walk_and_name;
+    nofp_signal_outer(&captured);
+    names = captured.names;
+  }
+  ::sigaction(SIGUSR1, &old, nullptr);
+  ASSERT_FALSE(names.empty());
+  EXPECT_EQ(names[0], "capture_in_handler");
+  const auto signalled = std::find(names.begin(), names.end(), "nofp_signalled");
+  ASSERT_NE(signalled, names.end()) << ::testing::PrintToString(names);
+  ASSERT_NE(signalled + 1, names.end());
+  EXPECT_EQ(signalled[1], "nofp_signal_outer");
+  EXPECT_EQ(names.back(), "_start") << ::testing::PrintToString(names);
 }
 
 TEST(StackWalk, KeepsAtMostTheFramesAskedFor) {
