@@ -8,7 +8,7 @@
 //                      the ring's tail and the ring bytes it consumed (zeroed), and the state
 //                      and value words of live map entries for a clear()/zero() that BEGIN,
 //                      END or an interval probe runs in dprobe;
-//   agent: module_state, agent_private, string_views, exit_requested,
+//   agent: module_state, agent_private, stacks_recorded, string_views, exit_requested,
 //          counters, arena_used, MapDesc::shared_table, ProbeEntry::shared_hits, thread slots,
 //          scratch busy words, the arena, the ring's head and records.
 // Trust: the agent checks every offset once (module_state) and every index it uses on a hit,
@@ -162,6 +162,9 @@ struct RegionHeader {
   uint32_t module_state;   ///< ModuleState
   uint32_t exit_requested; ///< a program ran exit()
   uint64_t arena_used;     ///< bump pointer: bytes of the arena handed out
+  /// Stacks recorded in `stacks` (each raised after its entry is ready): dprobe scans the
+  /// table again only when this changed.
+  uint64_t stacks_recorded;
   /// The prepared bytecode::VmModule (pointers into the region).
   alignas(8) uint8_t agent_private[64];
   alignas(64) RegionCounters counters;

@@ -114,11 +114,19 @@ class RegionReader {
   uint64_t stuck_tail_ = UINT64_MAX; ///< ring position of the uncommitted record seen last
   std::chrono::steady_clock::time_point stuck_since_;
   std::vector<bool> stacks_seen_; ///< per stack table entry: already visited
+  uint64_t stacks_recorded_ = 0;  ///< the agent's count of recorded stacks at the last scan
 };
 
 template <class Visit> void RegionReader::visit_new_stacks(Visit&& visit) {
   const uint32_t capacity = layout_.stack_capacity;
   if (capacity == 0 || uint64_t{capacity} * sizeof(abi::StackEntry) > layout_.stacks.size) return;
+  // Scanned only when the agent recorded a stack since (the count goes up after an entry is
+  // ready: one recorded during a scan is found by the next).
+  const uint64_t recorded = __atomic_load_n(
+      &reinterpret_cast<const abi::RegionHeader*>(region_.data())->stacks_recorded,
+      __ATOMIC_ACQUIRE);
+  if (recorded == stacks_recorded_ && !stacks_seen_.empty()) return;
+  stacks_recorded_ = recorded;
   stacks_seen_.resize(capacity);
   auto* entries = reinterpret_cast<abi::StackEntry*>(region_.data() + layout_.stacks.offset);
   abi::StackEntry copy;

@@ -89,7 +89,7 @@ std::string StackStore::stack_text(uint64_t id, bytecode::FieldKind kind, size_t
     it = stacks_.find(id);
   }
   if (it == stacks_.end()) {
-    return mode == elf::StackMode::perf ? "\t0 [unknown] ([unknown])\n"
+    return mode == elf::StackMode::perf ? "\n\t0 [unknown] ([unknown])\n"
                                         : "\n" + std::string(indent, ' ') + "[unknown]\n";
   }
   auto names = processes_.find(static_cast<pid_t>(it->second.pid));

@@ -67,6 +67,7 @@ bool record_stack(RegionHeader* h, uint64_t id, uint32_t pid, const uint64_t* fr
         for (uint32_t i = 0; i < depth; ++i)
           e.frames[i] = frames[i];
         store_release(&e.ready, uint32_t{1});
+        fetch_add(&h->stacks_recorded, uint64_t{1});
         return true;
       }
       current = expected;

@@ -174,6 +174,9 @@ TEST(UStackHostile, VisitNewStacksChecksEveryEntry) {
   ASSERT_GE(capacity, 8u);
   const uint64_t frames[] = {0x401010, 0x402010};
   const uint64_t good = abi::stack_id(42, frames, 2);
+  // As the agent records: the entry, then its ready flag, then the region's count of stacks
+  // (dprobe scans the table only when that count moved).
+  uint64_t* recorded = &h->header()->stacks_recorded;
   auto fill = [&](uint32_t slot, uint64_t id, uint32_t pid, uint32_t depth, uint32_t ready) {
     abi::StackEntry& e = entries[slot];
     e.id = id;
@@ -181,6 +184,7 @@ TEST(UStackHostile, VisitNewStacksChecksEveryEntry) {
     e.depth = depth;
     e.ready = ready;
     for (uint32_t i = 0; i < abi::kMaxStackFrames; ++i) e.frames[i] = 0x401010 + 0x1000 * i;
+    if (ready != 0) __atomic_fetch_add(recorded, 1, __ATOMIC_RELEASE);
   };
   fill(0, good, 42, 2, 1);            // a real one
   fill(1, good ^ 2, 42, 2, 1);        // an id that does not match the frames
@@ -194,6 +198,9 @@ TEST(UStackHostile, VisitNewStacksChecksEveryEntry) {
   EXPECT_EQ(stacks[0].frames, (std::vector<uint64_t>(frames, frames + 2)));
   // The writer finishes entry 5: read then, once.
   __atomic_store_n(&entries[5].ready, 1u, __ATOMIC_RELEASE);
+  // Not before the count moves: the scan is skipped.
+  EXPECT_TRUE(new_stacks(h->reader()).empty());
+  __atomic_fetch_add(recorded, 1, __ATOMIC_RELEASE);
   stacks = new_stacks(h->reader());
   ASSERT_EQ(stacks.size(), 1u);
   EXPECT_EQ(stacks[0].id, good);
