@@ -319,7 +319,8 @@ class Session {
       const uint32_t later = deferred_capacity();
       auto agent = AgentEngine::place(*tracee_, script_,
                                       static_cast<uint32_t>(agent_sites.size()) + later + 1,
-                                      boost || later != 0 || library_probed());
+                                      boost || later != 0 || library_probed() ||
+                                          captures_stacks_);
       if (!agent) {
         if (options_.mechanism) return std::unexpected(agent.error());
         // The agent could not be placed (seccomp, no memfd, ...): breakpoints still work.
@@ -373,7 +374,8 @@ class Session {
       // Never an int3 on the loader that a dprobe killed with -9 would leave unserved, where the
       // probes themselves would not (agent probes without its SIGTRAP handler).
       const bool kill_safe = !agent_ || agent_->has_trap_handler();
-      if (!library_probed() || should_run_free() || !kill_safe) return {};
+      // Stacks are watched too: a library loaded later needs its unwind rows in the tables.
+      if ((!library_probed() && !captures_stacks_) || should_run_free() || !kill_safe) return {};
       auto watched = arm_loader_breakpoint(maps);
       if (!watched && options_.verbose) {
         fmt::print(options_.diagnostics, "dprobe: not watching library loads in process {}: {}\n",
