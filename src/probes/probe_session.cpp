@@ -28,6 +28,7 @@
 #include "probes/run_to_entry.h"
 #include "probes/site_resolver.h"
 #include "process/auxv.h"
+#include "process/fork_notices.h"
 #include "process/maps.h"
 #include "process/tracee.h"
 
@@ -117,7 +118,12 @@ class Session {
     if (auto st = start(); !st) return std::unexpected(st.error());
     auto end = running_free_ ? loop_free() : loop();
     if (!end) return end;
-    if (*end == SessionEnd::TargetExited && !children_.empty()) end = wait_for_children();
+    if (*end == SessionEnd::TargetExited) {
+      // Forks the process made just before it ended are queued by now.
+      follow_noticed_forks();
+      followed_parents_.erase(pid_);
+      if (!children_.empty()) end = wait_for_children();
+    }
     if (!end) return end;
     release_children(); // while the sites still say what is armed
     Status detached;
@@ -183,11 +189,69 @@ class Session {
   // dprobe on the hit path any more, so let go of the process -- straight from the stopped
   // state: a thread resumed while still traced could hit an int3 whose SIGTRAP ptrace would
   // then swallow at detach.
+  // Its forks are followed through the kernel's fork notices from now on, subscribed while it is
+  // still stopped, so none is missed.
   Status let_go() {
+    if (agent_->follows_children() && watch_forks()) followed_parents_.insert(pid_);
     if (auto st = tracee_->detach(); !st) return st;
     tracee_.reset();
     running_free_ = true;
     return {};
+  }
+
+  // Subscribes to the fork notices once; false (with a note) where the kernel refuses them.
+  bool watch_forks() {
+    if (fork_notices_) return true;
+    if (fork_notices_failed_) return false;
+    auto notices = process::ForkNotices::open();
+    if (!notices) {
+      fork_notices_failed_ = true;
+      fmt::print(options_.diagnostics,
+                 "dprobe: children of untraced processes are not followed ({}): their probes "
+                 "count only while dprobe runs\n",
+                 notices.error().text());
+      return false;
+    }
+    fork_notices_ = std::move(*notices);
+    return true;
+  }
+
+  // Children that the followed processes dprobe does not trace made since the last call, and
+  // theirs, in the order the kernel reports them: each is followed as a ptrace fork child is.
+  void follow_noticed_forks() {
+    if (!fork_notices_) return;
+    auto drained = fork_notices_->drain([this](pid_t parent, pid_t child) {
+      if (!followed_parents_.contains(parent)) return;
+      if (options_.verbose) {
+        fmt::print(options_.diagnostics, "process {} forked {}: its probes stay and count\n",
+                   parent, child);
+      }
+      // A child already gone and reaped has nothing left to wait for: its hits are counted.
+      auto watch = ProcessWatch::open(child, false);
+      if (!watch) return;
+      followed_parents_.insert(child);
+      children_.push_back(std::move(*watch));
+    });
+    if (!drained) {
+      fmt::print(options_.diagnostics, "dprobe: {}: children made meanwhile are not waited for\n",
+                 drained.error().text());
+      fork_notices_.reset();
+      fork_notices_failed_ = true;
+    }
+  }
+
+  // Followed children that ended are forgotten -- after the notices of every fork they made
+  // were taken (a child's forks are queued before it can exit).
+  void forget_ended_children() {
+    std::vector<pid_t> ended;
+    for (ProcessWatch& child : children_) {
+      if (child.wait_exit(0)) ended.push_back(child.pid());
+    }
+    follow_noticed_forks();
+    for (pid_t pid : ended) {
+      followed_parents_.erase(pid);
+      std::erase_if(children_, [pid](const ProcessWatch& w) { return w.pid() == pid; });
+    }
   }
 
   // Every uprobe name on a site (wildcards expanded) and every other attach point.
@@ -553,11 +617,17 @@ class Session {
     // Loader stops are acted on only from here: during detach they are let pass.
     in_loop_ = true;
     ScopeGuard leave([this] { in_loop_ = false; });
+    uint64_t children_checked_ns = 0;
     for (;;) {
       if (agent_) agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
       if (timers_) run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
+      if (fork_notices_ && monotonic_ns() - children_checked_ns >= 10'000'000) {
+        // Between events, not per event: a busy breakpoint does not pay for it.
+        forget_ended_children();
+        children_checked_ns = monotonic_ns();
+      }
       const int wait_ms = agent_ ? 10 : 100;
       auto event =
           tracee_->next_event(timers_ ? timers_->wait_ms(monotonic_ns(), wait_ms) : wait_ms);
@@ -660,10 +730,13 @@ class Session {
   }
 
   // Called while the child is still stopped at its birth: its pidfd names it for sure.
+  // Its own forks are followed through the fork notices (it is not traced), subscribed before
+  // it runs.
   Status follow_child(pid_t child) {
     auto watch = ProcessWatch::open(child, false);
     if (!watch) return with_context(watch.error(), fmt::format("following child {}", child));
     children_.push_back(std::move(*watch));
+    if (watch_forks()) followed_parents_.insert(child);
     if (options_.verbose) {
       fmt::print(options_.diagnostics, "process {} forked {}: its probes stay and count\n", pid_,
                  child);
@@ -678,7 +751,7 @@ class Session {
       if (timers_) run_due_intervals(*timers_, runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      std::erase_if(children_, [](ProcessWatch& w) { return w.wait_exit(0); });
+      forget_ended_children();
       if (children_.empty()) return SessionEnd::TargetExited;
       (void)children_.front().wait_exit(timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10);
     }
@@ -691,7 +764,10 @@ class Session {
       if (child.wait_exit(0)) continue;
       auto tracee = process::Tracee::attach(child.pid());
       if (!tracee) continue;
-      if (agent_) (void)agent_->release_child(**tracee);
+      if (agent_) {
+        settle_caught_events(**tracee);
+        (void)agent_->release_child(**tracee);
+      }
       (void)(*tracee)->detach();
     }
     children_.clear();
@@ -717,6 +793,7 @@ class Session {
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
       if (timers_) run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
+      forget_ended_children();
       if (watch->wait_exit(timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10)) {
         exited_ = true;
         return SessionEnd::TargetExited;
@@ -728,21 +805,21 @@ class Session {
   // SIGTRAP and leave the thread one byte into the instruction. Such a thread is put back on
   // the probed instruction, whose original bytes disarm restores (that one hit is not counted).
   // Other signals caught meanwhile are sent again.
-  void settle_caught_events() {
+  void settle_caught_events(process::Tracee& tracee) {
     for (;;) {
-      auto event = tracee_->next_event(0);
+      auto event = tracee.next_event(0);
       if (!event || !event->has_value()) return;
       const process::Event& ev = **event;
       if (ev.kind == process::EventKind::Trap && ev.siginfo.si_code == SI_KERNEL) {
-        auto regs = tracee_->get_registers(ev.tid);
+        auto regs = tracee.get_registers(ev.tid);
         if (regs && is_agent_trap(regs->rip - 1)) {
           regs->rip -= 1;
-          (void)tracee_->set_registers(ev.tid, *regs);
+          (void)tracee.set_registers(ev.tid, *regs);
           continue;
         }
       }
       if (ev.kind == process::EventKind::Trap || ev.kind == process::EventKind::Signal) {
-        ::syscall(SYS_tgkill, pid_, ev.tid, ev.signal);
+        ::syscall(SYS_tgkill, tracee.pid(), ev.tid, ev.signal);
       }
     }
   }
@@ -764,7 +841,7 @@ class Session {
       return with_context(tracee.error(), "restoring the original code");
     }
     tracee_ = std::move(*tracee);
-    settle_caught_events();
+    settle_caught_events(*tracee_);
     auto disarmed = agent_->disarm(*tracee_);
     auto detached = tracee_->detach();
     if (!disarmed) return disarmed;
@@ -781,6 +858,9 @@ class Session {
   std::unique_ptr<AgentEngine> agent_;
   CommCache comms_;
   std::vector<ProcessWatch> children_;  ///< followed fork children, not traced
+  std::optional<process::ForkNotices> fork_notices_;  ///< forks of processes we do not trace
+  bool fork_notices_failed_ = false;                  ///< said once; not tried again
+  std::set<pid_t> followed_parents_;  ///< untraced followed processes whose forks we follow
   std::optional<IntervalTimers> timers_;  ///< started once BEGIN ran
   std::vector<UprobePoint> points_;        ///< every uprobe attach point, armed or waiting
   std::set<std::string> armed_files_;      ///< files whose probes are armed now
