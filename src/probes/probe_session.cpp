@@ -20,6 +20,7 @@
 #include "common/scope_guard.h"
 #include "probes/agent_engine.h"
 #include "probes/breakpoint_engine.h"
+#include "probes/exec_watch.h"
 #include "probes/mechanism_planner.h"
 #include "probes/process_watch.h"
 #include "probes/hit_context.h"
@@ -116,7 +117,7 @@ class Session {
 
   Result<SessionEnd> run() {
     if (auto st = start(); !st) return std::unexpected(st.error());
-    auto end = running_free_ ? loop_free() : loop();
+    auto end = follow_process();
     if (!end) return end;
     if (*end == SessionEnd::TargetExited) {
       // Forks the process made just before it ended are queued by now.
@@ -191,12 +192,69 @@ class Session {
   // then swallow at detach.
   // Its forks are followed through the kernel's fork notices from now on, subscribed while it is
   // still stopped, so none is missed.
+  // Its execs of a probed file are held by fanotify, so that the new image is armed before it
+  // runs, as a traced exec is.
   Status let_go() {
     if (agent_->follows_children() && watch_forks()) followed_parents_.insert(pid_);
+    watch_execs();
     if (auto st = tracee_->detach(); !st) return st;
     tracee_.reset();
     running_free_ = true;
     return {};
+  }
+
+  // Watches execs of the probed files once; a note where fanotify is refused.
+  void watch_execs() {
+    if (exec_watch_ || exec_watch_failed_) return;
+    std::vector<std::string> paths;
+    for (const auto& point : points_) {
+      if (std::find(paths.begin(), paths.end(), point.file_path) == paths.end()) {
+        paths.push_back(point.file_path);
+      }
+    }
+    exec_watch_ = ExecWatch::open(paths);
+    if (!exec_watch_) {
+      exec_watch_failed_ = true;
+      fmt::print(options_.diagnostics,
+                 "dprobe: process {} is not followed into exec (no fanotify exec events here): "
+                 "a new image runs unprobed\n",
+                 pid_);
+    }
+  }
+
+  // Running free, the process execs a probed file and waits in execve for our answer: it is
+  // taken there, every thread, and its new image armed before its first instruction, as a
+  // traced exec is (on_exec). Other processes that exec the file go on at once. Returns false
+  // when the session is attached again (the new image has probes that need ptrace).
+  Result<bool> take_execs() {
+    while (exec_watch_) {
+      auto event = exec_watch_->next();
+      if (!event) return true;
+      const auto [pid, event_fd] = *event;
+      if (pid != pid_) {
+        exec_watch_->allow(event_fd);
+        continue;
+      }
+      agent_->poll(runtime_);  // what the old image counted, while its region still fills
+      const ExecWatch& watch = *exec_watch_;
+      auto tracee = process::Tracee::seize_before_exec(
+          pid_, [&watch, fd = event_fd] { watch.allow(fd); });
+      if (!tracee) {
+        // A failed exec (the old image goes on, probed) or a process gone: nothing to arm.
+        if (options_.verbose) {
+          fmt::print(options_.diagnostics, "dprobe: process {} not taken at exec: {}\n", pid_,
+                     tracee.error().text());
+        }
+        continue;
+      }
+      tracee_ = std::move(*tracee);
+      running_free_ = false;
+      if (auto st = on_exec(pid_); !st) return std::unexpected(st.error());
+      if (!run_free_now_) return false;
+      run_free_now_ = false;
+      if (auto st = let_go(); !st) return std::unexpected(st.error());
+    }
+    return true;
   }
 
   // Subscribes to the fork notices once; false (with a note) where the kernel refuses them.
@@ -613,7 +671,17 @@ class Session {
     for (uint32_t program : site.programs) runtime_.run(program, ctx, memory);
   }
 
-  Result<SessionEnd> loop() {
+  // Attached (ptrace) or running free, switching when an exec brings probes that want the other.
+  Result<SessionEnd> follow_process() {
+    for (;;) {
+      auto end = running_free_ ? loop_free() : loop();
+      if (!end) return std::unexpected(end.error());
+      if (*end) return **end;
+    }
+  }
+
+  /// nullopt: the session now runs free of the process (loop_free() goes on).
+  Result<std::optional<SessionEnd>> loop() {
     // Loader stops are acted on only from here: during detach they are let pass.
     in_loop_ = true;
     ScopeGuard leave([this] { in_loop_ = false; });
@@ -643,7 +711,7 @@ class Session {
         // The image a followed exec brought has int3-boost probes only.
         run_free_now_ = false;
         if (auto st = let_go(); !st) return std::unexpected(st.error());
-        return loop_free();
+        return std::nullopt;
       }
     }
   }
@@ -652,7 +720,9 @@ class Session {
   // are armed in the new image before its first instruction runs (at its entry point when it
   // has a dynamic loader, as for a launched command). Probes whose file the new image does not
   // map leave it unprobed, with a note.
-  Status on_exec(const process::Event& ev) {
+  Status on_exec(const process::Event& ev) { return on_exec(ev.tid); }
+
+  Status on_exec(pid_t tid) {
     if (agent_) {
       agent_->collect(runtime_, options_.diagnostics);
       agent_->forget_all();
@@ -669,7 +739,7 @@ class Session {
                  pid_, image, armed.error().text());
       agent_.reset();
       (void)tracee_->resume_all();
-      return tracee_->resume(ev.tid);
+      return tracee_->resume(tid);
     }
     if (options_.verbose) {
       fmt::print(options_.diagnostics, "process {} called exec: probes armed again in {}\n",
@@ -785,7 +855,8 @@ class Session {
   }
 
   // Running free: dprobe only reads the shared region, and watches for the process's end.
-  Result<SessionEnd> loop_free() {
+  /// nullopt: an exec attached the session again (loop() goes on).
+  Result<std::optional<SessionEnd>> loop_free() {
     auto watch = ProcessWatch::open(pid_, launched_);
     if (!watch) return std::unexpected(watch.error());
     for (;;) {
@@ -794,7 +865,11 @@ class Session {
       if (timers_) run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
       forget_ended_children();
-      if (watch->wait_exit(timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10)) {
+      auto still_free = take_execs();
+      if (!still_free) return std::unexpected(still_free.error());
+      if (!*still_free) return std::nullopt;
+      const int wait_ms = timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10;
+      if (watch->wait_exit(wait_ms, exec_watch_ ? exec_watch_->fd() : -1)) {
         exited_ = true;
         return SessionEnd::TargetExited;
       }
@@ -860,6 +935,8 @@ class Session {
   std::vector<ProcessWatch> children_;  ///< followed fork children, not traced
   std::optional<process::ForkNotices> fork_notices_;  ///< forks of processes we do not trace
   bool fork_notices_failed_ = false;                  ///< said once; not tried again
+  std::optional<ExecWatch> exec_watch_;  ///< running free: execs of the probed files
+  bool exec_watch_failed_ = false;       ///< said once; not tried again
   std::set<pid_t> followed_parents_;  ///< untraced followed processes whose forks we follow
   std::optional<IntervalTimers> timers_;  ///< started once BEGIN ran
   std::vector<UprobePoint> points_;        ///< every uprobe attach point, armed or waiting

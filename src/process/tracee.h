@@ -64,9 +64,10 @@ class Tracee {
   /// (gdb)", or "cannot trace process 4242: <strerror>".
   [[nodiscard]] static Result<std::unique_ptr<Tracee>> attach(pid_t pid);
 
-  /// PTRACE_SEIZE a single-threaded process held inside execve (a fanotify exec permission
-  /// event), call `seized` (which lets the exec go on), and wait for the new image: returns as
-  /// launch() does, the image stopped at its first instruction and its thread held.
+  /// PTRACE_SEIZE every thread of a process held inside execve (a fanotify exec permission
+  /// event; any of its threads may be the one in execve), call `seized` (which lets the exec go
+  /// on), and wait for the new image: returns as launch() does, the image stopped at its first
+  /// instruction and its thread held.
   [[nodiscard]] static Result<std::unique_ptr<Tracee>>
   seize_before_exec(pid_t pid, const std::function<void()>& seized);
 

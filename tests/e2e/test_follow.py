@@ -170,18 +170,26 @@ def test_exec_of_another_program_leaves_it_unprobed_with_a_note(tmp_path):
     assert count_lines(out.read_text()) == {"@c": 100}
 
 
-def test_exec_while_running_free_keeps_the_program_intact(tmp_path):
-    """int3-boost: dprobe has let go of the process and does not see the exec (not followed
-    there yet); the new image runs unprobed and exactly as without dprobe."""
+@pytest.mark.parametrize("threads", [0, 3])
+def test_exec_while_running_free_is_armed_again(tmp_path, threads):
+    """int3-boost: dprobe runs free of the process (no ptrace); a fanotify exec permission event
+    on the probed file holds it in execve, where dprobe takes it (every thread: with threads,
+    a worker thread execs) and arms the new image before it runs. Counts are exact."""
     binary = target("execself")
     out = tmp_path / "out.txt"
-    result = run_dprobe(["--mechanism", "int3-boost", "-o", out, "-e",
-                         f"uprobe:{binary}:work {{ @c = count(); }}", "-c", f"{binary} 100 2 3"],
-                        timeout=60)
+    args = f"{binary} 1000 2" + (f" {threads}" if threads else "")
+    result = run_dprobe(["-v", "--mechanism", "int3-boost", "-o", out, "-e",
+                         f"uprobe:{binary}:work {{ @c = count(); @p[pid] = count(); }}",
+                         "-c", args], timeout=60)
     assert result.returncode == 0, result.describe()
-    assert result.stdout == "".join(f"execself: 3 threads x 100 calls, {k} execs to go\n"
+    each = f"{threads} threads x 1000 calls" if threads else "1000 calls"
+    assert result.stdout == "".join(f"execself: {each}, {k} execs to go\n"
                                     for k in (2, 1, 0)), result.describe()
-    assert count_lines(out.read_text())["@c"] >= 300, out.read_text()
+    assert len(re.findall(r"^process \d+ called exec: probes armed again in \S+execself$",
+                          result.stderr, re.M)) == 2, result.describe()
+    counts = count_lines(out.read_text())
+    total = 3 * 1000 * max(threads, 1)
+    assert counts.pop("@c") == total and list(counts.values()) == [total], out.read_text()
 
 
 def test_pid_filter_on_a_shared_library_touches_no_other_process(spawn):
