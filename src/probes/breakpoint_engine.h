@@ -51,6 +51,13 @@ class BreakpointEngine {
   /// After exec the old image is gone, with every site and slot in it.
   void forget_all();
 
+  /// The process is traced again by a new Tracee (dprobe ran free of it meanwhile; no thread
+  /// can be stepping a slot then, the sites left are served by the agent's passthrough).
+  void rebind(process::Tracee& tracee) {
+    tracee_ = &tracee;
+    threads_.clear();
+  }
+
   /// Every site armed so far; forgotten ones stay listed with `armed` false (a thread may still
   /// be stepping one).
   [[nodiscard]] const std::deque<ProbeSite>& sites() const { return sites_; }
@@ -71,7 +78,7 @@ class BreakpointEngine {
   void requeue_signals(pid_t tid, std::vector<int>& signals);
   [[nodiscard]] Status consume_pending_trap(pid_t tid);
 
-  process::Tracee& tracee_;
+  process::Tracee* tracee_;  ///< never null; rebind() after dprobe attached again
   HitHandler on_hit_;
   XolArea xol_;
   std::deque<ProbeSite> sites_;  ///< a deque: ThreadState points into it while it grows

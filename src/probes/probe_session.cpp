@@ -184,7 +184,15 @@ class Session {
     return {};
   }
 
-  bool should_run_free() const { return has_boost_sites() && engine_->sites().empty(); }
+  // int3-boost probes, and no breakpoint that needs dprobe on its hits: the loader's may stay,
+  // when the agent serves it and makes the loader wait for dprobe (abi::LoaderHandshake).
+  bool should_run_free() const {
+    if (!has_boost_sites()) return false;
+    const bool only_loader = std::all_of(
+        engine_->sites().begin(), engine_->sites().end(),
+        [this](const ProbeSite& site) { return !site.armed || is_loader_site(site); });
+    return only_loader && (!loader_ || loader_served_by_agent_);
+  }
 
   // Running free: an int3 handled by the agent must not stop in ptrace first. Nothing needs
   // dprobe on the hit path any more, so let go of the process -- straight from the stopped
@@ -197,6 +205,11 @@ class Session {
   Status let_go() {
     if (agent_->follows_children() && watch_forks()) followed_parents_.insert(pid_);
     watch_execs();
+    if (loader_) {
+      // Library loads: the loader's breakpoint makes the loading thread wait for dprobe.
+      agent_->set_loader_handshake(loader_->r_brk, pid_);
+      loader_answered_ = agent_->loader_requests();
+    }
     if (auto st = tracee_->detach(); !st) return st;
     tracee_.reset();
     running_free_ = true;
@@ -248,12 +261,56 @@ class Session {
         continue;
       }
       tracee_ = std::move(*tracee);
+      engine_->rebind(*tracee_);
       running_free_ = false;
       if (auto st = on_exec(pid_); !st) return std::unexpected(st.error());
       if (!run_free_now_) return false;
       run_free_now_ = false;
       if (auto st = let_go(); !st) return std::unexpected(st.error());
     }
+    return true;
+  }
+
+  // Running free, a thread reached the loader's rendezvous breakpoint and waits in the agent
+  // for us (abi::LoaderHandshake): the process is taken again, every thread stopped, and what
+  // the loader mapped or unmapped is synced as at a traced loader stop (on_loader_stop) before
+  // any of the new library's code runs. Returns false when the new probes need the session to
+  // stay attached. The waiting thread is answered whatever happens.
+  Result<bool> serve_loader_stops() {
+    const uint32_t requests = agent_->loader_requests();
+    const uint64_t start = monotonic_ns();
+    auto tracee = process::Tracee::attach(pid_);
+    if (!tracee) {
+      agent_->answer_loader(requests);
+      loader_answered_ = requests;
+      if (!process_gone(pid_)) {
+        fmt::print(options_.diagnostics, "dprobe: process {}: a library load not watched: {}\n",
+                   pid_, tracee.error().text());
+      }
+      return true;
+    }
+    tracee_ = std::move(*tracee);
+    engine_->rebind(*tracee_);
+    running_free_ = false;
+    settle_caught_events(*tracee_);
+    const LoaderState state = read_loader_state(*loader_, target_reader());
+    if (state == LoaderState::Consistent || state == LoaderState::Unknown) {
+      if (auto st = sync_with_loader(start); !st) {
+        fmt::print(options_.diagnostics, "dprobe: process {}: probes of a newly mapped file: {}\n",
+                   pid_, st.error().text());
+      }
+    }
+    loader_answered_ = requests;
+    if (!should_run_free()) {
+      // Breakpoints of the new library need ptrace: the loader is served by ptrace from now on.
+      agent_->set_loader_handshake(0, pid_);
+      agent_->answer_loader(requests);
+      if (auto st = tracee_->resume_all(); !st) return std::unexpected(st.error());
+      return false;
+    }
+    if (auto st = let_go(); !st) return std::unexpected(st.error());
+    loader_answered_ = requests;
+    agent_->answer_loader(requests);
     return true;
   }
 
@@ -478,8 +535,9 @@ class Session {
 
   // Deferred insertion: probes on a file the process has not mapped yet are armed when the
   // dynamic loader maps it, at its rendezvous breakpoint. Probes on a library mapped already are
-  // watched too when dprobe stays attached anyway (it forgets them at dlclose and arms them
-  // again at the next dlopen); a session that runs free does not stay for that.
+  // watched too (forgotten at dlclose, armed again at the next dlopen). A session that runs free
+  // keeps the breakpoint: the agent serves it and makes the loading thread wait for dprobe,
+  // which takes the process only for that moment (serve_loader_stops).
   Status watch_loader(std::span<const process::Mapping> maps) {
     std::vector<std::string> waiting;
     for (const auto& point : points_) {
@@ -491,7 +549,7 @@ class Session {
       // Never an int3 on the loader that a dprobe killed with -9 would leave unserved, where the
       // probes themselves would not (agent probes without its SIGTRAP handler).
       const bool kill_safe = !agent_ || agent_->has_trap_handler();
-      if (!library_probed() || should_run_free() || !kill_safe) return {};
+      if (!library_probed() || !kill_safe) return {};
       auto watched = arm_loader_breakpoint(maps);
       if (!watched && options_.verbose) {
         fmt::print(options_.diagnostics, "dprobe: not watching library loads in process {}: {}\n",
@@ -523,6 +581,14 @@ class Session {
 
   void print_staying_attached() const {
     if (!options_.verbose) return;
+    if (should_run_free()) {
+      fmt::print(options_.diagnostics,
+                 "dprobe runs free of process {}: its dynamic loader waits for dprobe at {:#x} "
+                 "(_dl_debug_state) on every dlopen and dlclose, for probes on files mapped "
+                 "later\n",
+                 pid_, loader_->r_brk);
+      return;
+    }
     fmt::print(options_.diagnostics,
                "dprobe stays attached to process {}: its dynamic loader stops at {:#x} "
                "(_dl_debug_state) on every dlopen and dlclose, for probes on files mapped later\n",
@@ -552,7 +618,8 @@ class Session {
     if (!agent_ || !loader_ || !agent_->has_trap_handler()) return;
     for (const auto& site : engine_->sites()) {
       if (is_loader_site(site) && site.armed) {
-        (void)agent_->add_trap_passthrough(site.address, site.slot_address);
+        loader_served_by_agent_ = agent_->add_trap_passthrough(site.address, site.slot_address)
+                                      .has_value();
       }
     }
   }
@@ -868,6 +935,11 @@ class Session {
       auto still_free = take_execs();
       if (!still_free) return std::unexpected(still_free.error());
       if (!*still_free) return std::nullopt;
+      if (loader_ && agent_->loader_requests() != loader_answered_) {
+        still_free = serve_loader_stops();
+        if (!still_free) return std::unexpected(still_free.error());
+        if (!*still_free) return std::nullopt;
+      }
       const int wait_ms = timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10;
       if (watch->wait_exit(wait_ms, exec_watch_ ? exec_watch_->fd() : -1)) {
         exited_ = true;
@@ -900,6 +972,7 @@ class Session {
   }
 
   bool is_agent_trap(uint64_t address) const {
+    if (loader_ && loader_served_by_agent_ && address == loader_->r_brk) return true;
     return std::any_of(agent_->sites().begin(), agent_->sites().end(), [&](const ProbeSite& s) {
       return s.mechanism == Mechanism::Int3Boost && s.address == address;
     });
@@ -916,9 +989,13 @@ class Session {
       return with_context(tracee.error(), "restoring the original code");
     }
     tracee_ = std::move(*tracee);
+    engine_->rebind(*tracee_);
+    if (loader_) agent_->set_loader_handshake(0, pid_);  // a waiting thread goes on as we leave
     settle_caught_events(*tracee_);
+    auto engine_disarmed = engine_->disarm();  // the loader's breakpoint, if any
     auto disarmed = agent_->disarm(*tracee_);
     auto detached = tracee_->detach();
+    if (!engine_disarmed) return engine_disarmed;
     if (!disarmed) return disarmed;
     return detached;
   }
@@ -942,6 +1019,8 @@ class Session {
   std::vector<UprobePoint> points_;        ///< every uprobe attach point, armed or waiting
   std::set<std::string> armed_files_;      ///< files whose probes are armed now
   std::optional<LoaderRendezvous> loader_; ///< set while the loader's breakpoint is armed
+  bool loader_served_by_agent_ = false;  ///< the agent resumes the loader's int3 without us
+  uint32_t loader_answered_ = 0;         ///< running free: loader stops served so far
   bool in_loop_ = false;
   /// `cpu` costs a file read per hit on the ptrace path: only when a program reads it.
   const bool reads_cpu_ = script_reads(script_, bytecode::CtxField::Cpu);

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import dprobe_path, run, target
+from conftest import dprobe_path, run, target, text_mismatches, tracer_pid
 
 
 def count_of(text: str, name: str = "@c") -> int | None:
@@ -190,4 +190,73 @@ def test_kill9_of_dprobe_watching_a_library_loaded_already(spawn):
     dprobe.wait(timeout=10)
     app.write("go\n")
     assert app.wait(timeout=60) == 0, app.describe()
+    assert app.stdout.count("1 x 1000 calls, sum ok") == 2, app.describe()
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_running_free_follows_a_reload(spawn, threads):
+    """int3-boost: dprobe runs free of the process (not its tracer: no hit stops in ptrace), yet
+    the library's dlclose and second dlopen are followed: the loader's breakpoint is served by
+    the agent, which makes the loading thread wait until dprobe has taken the process, armed the
+    new mapping and let go again. Exact counts, with threads calling in after each load."""
+    host, lib = target("plugin_host"), target("libplugin.so")
+    app = spawn([host, lib, "3000", str(threads), "loaded"], stdin=True, name="plugin_host")
+    app.wait_for_line("plugin_host: loaded", timeout=20)
+    dprobe = spawn([dprobe_path(), "-v", "--mechanism", "int3-boost", "-p", app.proc.pid, "-e",
+                    'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
+    dprobe.wait_for_line("armed", timeout=20)
+    deadline = time.monotonic() + 10  # stderr is read by another thread than stdout
+    while "runs free" not in dprobe.stderr and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert re.search(r"^dprobe runs free of process \d+: its dynamic loader waits for dprobe",
+                     dprobe.stderr, re.M), dprobe.describe()
+    time.sleep(0.1)
+    assert tracer_pid(app.proc.pid) == 0, dprobe.describe()
+    app.write("go\n")
+    assert app.wait(timeout=60) == 0, app.describe()
+    assert app.stdout.count(f"{max(threads, 1)} x 3000 calls, sum ok") == 2, app.describe()
+    assert dprobe.wait(timeout=30) == 0, dprobe.describe()
+    assert count_of(dprobe.stdout) == expected(3000, threads=threads, constructors=1), \
+        dprobe.describe()
+    assert len(re.findall(r"^process \d+ mapped \S+libplugin.so: its probes armed in \d+ us",
+                          dprobe.stderr, re.M)) == 1, dprobe.describe()
+
+
+def test_running_free_stopped_between_loads_restores_everything(spawn):
+    """Ctrl-C while running free with the loader's breakpoint in place: every byte is restored
+    (the loader's too) and the program's later dlclose and dlopen run unprobed and unharmed."""
+    host, lib = target("plugin_host"), target("libplugin.so")
+    app = spawn([host, lib, "1000", "0", "loaded"], stdin=True, name="plugin_host")
+    app.wait_for_line("plugin_host: loaded", timeout=20)
+    dprobe = spawn([dprobe_path(), "--mechanism", "int3-boost", "-p", app.proc.pid, "-e",
+                    'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
+    dprobe.wait_for_line("armed", timeout=20)
+    loader = next(line.split()[-1] for line in open(f"/proc/{app.proc.pid}/maps")
+                  if "/ld-linux" in line)
+    assert text_mismatches(app.proc.pid, lib) and text_mismatches(app.proc.pid, loader)
+    dprobe.signal(signal.SIGINT)
+    assert dprobe.wait(timeout=30) == 0, dprobe.describe()
+    assert not text_mismatches(app.proc.pid, lib)
+    assert not text_mismatches(app.proc.pid, loader)
+    app.write("go\n")
+    assert app.wait(timeout=60) == 0, app.describe()
+    assert app.stdout.count("1 x 1000 calls, sum ok") == 2, app.describe()
+
+
+def test_kill9_of_dprobe_running_free_with_the_loader_waiting_for_it(spawn):
+    """dprobe killed with -9 while running free: the loader's breakpoint still makes the loading
+    thread ask for dprobe, sees it gone (kill(pid, 0)) and goes on at once."""
+    host, lib = target("plugin_host"), target("libplugin.so")
+    app = spawn([host, lib, "1000", "0", "loaded"], stdin=True, name="plugin_host")
+    app.wait_for_line("plugin_host: loaded", timeout=20)
+    dprobe = spawn([dprobe_path(), "--mechanism", "int3-boost", "-p", app.proc.pid, "-e",
+                    'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
+    dprobe.wait_for_line("armed", timeout=20)
+    time.sleep(0.1)
+    dprobe.signal(signal.SIGKILL)
+    dprobe.wait(timeout=10)
+    started = time.monotonic()
+    app.write("go\n")
+    assert app.wait(timeout=60) == 0, app.describe()
+    assert time.monotonic() - started < 2.0, "the loads waited for a dprobe that is gone"
     assert app.stdout.count("1 x 1000 calls, sum ok") == 2, app.describe()
