@@ -111,6 +111,9 @@ static_assert(sizeof(RegionCounters) == 128, "two cache lines");
 /// controller is gone, so a killed dprobe never hangs a dlopen.
 struct LoaderHandshake {
   uint64_t address;        ///< controller: the breakpoint's address; 0 = nobody waits
+  /// controller: r_debug.r_state in the target (0: unknown). Only a stop at RT_CONSISTENT (0)
+  /// waits: at RT_ADD and RT_DELETE nothing has been mapped or unmapped yet.
+  uint64_t state_address;
   uint32_t target_pid;     ///< controller: only this process waits (fork children go on)
   uint32_t controller_pid; ///< controller: its pid, checked with kill(pid, 0) while waiting
   uint32_t requests;       ///< agent: +1 per stop (futex word the controller may wait on)

@@ -358,9 +358,10 @@ abi::LoaderHandshake& handshake(process::SharedMapping& region) {
 }
 }  // namespace
 
-void AgentEngine::set_loader_handshake(uint64_t address, pid_t pid) {
+void AgentEngine::set_loader_handshake(uint64_t address, uint64_t state_address, pid_t pid) {
   if (!region_) return;
   abi::LoaderHandshake& hs = handshake(*region_);
+  std::atomic_ref<uint64_t>(hs.state_address).store(state_address);
   std::atomic_ref<uint32_t>(hs.target_pid).store(static_cast<uint32_t>(pid));
   std::atomic_ref<uint32_t>(hs.controller_pid).store(static_cast<uint32_t>(::getpid()));
   std::atomic_ref<uint64_t>(hs.address).store(address, std::memory_order_release);
@@ -372,6 +373,13 @@ void AgentEngine::set_loader_handshake(uint64_t address, pid_t pid) {
 uint32_t AgentEngine::loader_requests() const {
   if (!region_) return 0;
   return std::atomic_ref<uint32_t>(handshake(*region_).requests).load(std::memory_order_acquire);
+}
+
+void AgentEngine::wait_loader_request(uint32_t seen, int timeout_ms) const {
+  if (!region_) return;
+  timespec timeout{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1'000'000L};
+  // EAGAIN (changed already), EINTR and ETIMEDOUT all mean: look again.
+  ::syscall(SYS_futex, &handshake(*region_).requests, FUTEX_WAIT, seen, &timeout, nullptr, 0);
 }
 
 void AgentEngine::answer_loader(uint32_t requests) {

@@ -1,6 +1,7 @@
 #include "probes/probe_session.h"
 
 #include <elf.h>
+#include <link.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -207,7 +208,7 @@ class Session {
     watch_execs();
     if (loader_) {
       // Library loads: the loader's breakpoint makes the loading thread wait for dprobe.
-      agent_->set_loader_handshake(loader_->r_brk, pid_);
+      agent_->set_loader_handshake(loader_->r_brk, loader_state_address(), pid_);
       loader_answered_ = agent_->loader_requests();
     }
     if (auto st = tracee_->detach(); !st) return st;
@@ -271,6 +272,10 @@ class Session {
     return true;
   }
 
+  uint64_t loader_state_address() const {
+    return loader_->r_debug != 0 ? loader_->r_debug + offsetof(struct r_debug, r_state) : 0;
+  }
+
   // Running free, a thread reached the loader's rendezvous breakpoint and waits in the agent
   // for us (abi::LoaderHandshake): the process is taken again, every thread stopped, and what
   // the loader mapped or unmapped is synced as at a traced loader stop (on_loader_stop) before
@@ -303,7 +308,7 @@ class Session {
     loader_answered_ = requests;
     if (!should_run_free()) {
       // Breakpoints of the new library need ptrace: the loader is served by ptrace from now on.
-      agent_->set_loader_handshake(0, pid_);
+      agent_->set_loader_handshake(0, 0, pid_);
       agent_->answer_loader(requests);
       if (auto st = tracee_->resume_all(); !st) return std::unexpected(st.error());
       return false;
@@ -940,7 +945,12 @@ class Session {
         if (!still_free) return std::unexpected(still_free.error());
         if (!*still_free) return std::nullopt;
       }
-      const int wait_ms = timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10;
+      int wait_ms = timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10;
+      if (loader_) {
+        // A loading thread waits for us: woken by its request, not by the next poll.
+        agent_->wait_loader_request(loader_answered_, wait_ms);
+        wait_ms = 0;
+      }
       if (watch->wait_exit(wait_ms, exec_watch_ ? exec_watch_->fd() : -1)) {
         exited_ = true;
         return SessionEnd::TargetExited;
@@ -990,7 +1000,7 @@ class Session {
     }
     tracee_ = std::move(*tracee);
     engine_->rebind(*tracee_);
-    if (loader_) agent_->set_loader_handshake(0, pid_);  // a waiting thread goes on as we leave
+    if (loader_) agent_->set_loader_handshake(0, 0, pid_);  // a waiting thread goes on as we leave
     settle_caught_events(*tracee_);
     auto engine_disarmed = engine_->disarm();  // the loader's breakpoint, if any
     auto disarmed = agent_->disarm(*tracee_);

@@ -108,6 +108,7 @@ void pass_on(RegionHeader* h, int signal, void* info, void* ucontext) {
 constexpr long kFutexWait = 0;
 constexpr long kFutexWake = 1;
 constexpr long kEsrch = 3;
+constexpr int32_t kRtConsistent = 0; ///< <link.h> r_debug.r_state
 constexpr int kLoaderWaitSlices = 500; ///< of 10 ms: a dlopen waits 5 s at most
 
 /// The loader's rendezvous breakpoint while the controller runs free of the process (see
@@ -117,6 +118,8 @@ void wait_for_controller(RegionHeader* h) {
   abi::LoaderHandshake& hs = h->loader;
   // A fork child inherits the int3 and the region, not the controller's attention.
   if (syscall0(kSysGetpid) != static_cast<long>(load_relaxed(&hs.target_pid))) return;
+  const uint64_t state = load_relaxed(&hs.state_address);
+  if (state != 0 && *reinterpret_cast<const volatile int32_t*>(state) != kRtConsistent) return;
   const uint32_t ticket = fetch_add(&hs.requests, 1u) + 1;
   syscall6(kSysFutex, reinterpret_cast<long>(&hs.requests), kFutexWake, 1, 0, 0, 0);
   const long controller = static_cast<long>(load_relaxed(&hs.controller_pid));
