@@ -243,15 +243,7 @@ class MachineWide {
     return exit_requested;
   }
 
-  void merge(Member& m) {
-    for (uint32_t map = 0; map < script_.module.maps.size(); ++map) {
-      for (const output::MapEntry& entry : m.runtime->maps().entries(map)) {
-        std::vector<uint64_t> words{entry.value};
-        words.insert(words.end(), entry.rest.begin(), entry.rest.end());
-        runtime_.merge_map_entry(map, entry.key, words);
-      }
-    }
-  }
+  void merge(Member& m) { merge_maps(script_, *m.runtime, runtime_); }
 
   const lang::CompiledScript& script_;
   runtime::ProbeRuntime& runtime_;

@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -109,6 +112,10 @@ void discard_launched(std::unique_ptr<process::Tracee>& tracee) {
   ::waitpid(pid, nullptr, WNOHANG);
 }
 
+/// Wait slice of a tracer thread while other threads of dprobe trace processes too (fork
+/// children with sessions of their own): a SIGCHLD one of them takes is not waited for longer.
+constexpr int kSharedWaitSliceMs = 1;
+
 class Session {
  public:
   Session(const lang::CompiledScript& script, runtime::ProbeRuntime& runtime,
@@ -124,10 +131,11 @@ class Session {
       // Forks the process made just before it ended are queued by now.
       follow_noticed_forks();
       followed_parents_.erase(pid_);
-      if (!children_.empty()) end = wait_for_children();
+      if (!children_.empty() || child_sessions_running()) end = wait_for_children();
     }
     if (!end) return end;
     release_children(); // while the sites still say what is armed
+    end_child_sessions(*end != SessionEnd::TargetExited);
     Status detached;
     if (!exited_) detached = running_free_ ? reattach_and_detach() : detach();
     // The process may end while we stop it to leave (exit() racing its own exit): nothing is
@@ -159,6 +167,15 @@ class Session {
     tracee_ = std::move(*tracee);
     pid_ = tracee_->pid();
     launched_ = launching;
+    if (options_.parked) {
+      tracee_->set_wait_slice_ms(kSharedWaitSliceMs);
+      // First of all, whatever fails later: the child returns from fork as it would have.
+      process::Registers regs = options_.parked->regs;
+      regs.orig_rax = static_cast<uint64_t>(-1);  // no syscall restart: it is past fork
+      if (auto st = tracee_->set_registers(pid_, regs); !st) {
+        return with_context(st.error(), "taking a parked fork child");
+      }
+    }
 
     auto armed = arm(at_exec);
     if (!armed) {
@@ -847,6 +864,16 @@ class Session {
         // (its threads take slots of their own, with its pid) where the agent can tell the
         // child's threads from ours; elsewhere the child is cleaned too.
         if (auto st = engine_->clean_fork_child(ev.child); !st) return std::unexpected(st.error());
+        if ((!agent_ || agent_->sites().empty()) && has_breakpoint_probes()) {
+          // Breakpoints only: the child gets a session of its own, which arms them again (its
+          // code is clean now) before it returns from fork.
+          if (auto parked = park_child(ev.child)) {
+            if (auto st = tracee_->detach_child(ev.child); !st) return std::unexpected(st.error());
+            start_child_session(ev.child, *parked);
+            if (auto st = tracee_->resume(ev.tid); !st) return std::unexpected(st.error());
+            return false;
+          }
+        }
         if (agent_ && agent_->follows_children()) {
           if (auto st = follow_child(ev.child); !st) return std::unexpected(st.error());
         } else if (agent_) {
@@ -869,6 +896,91 @@ class Session {
         return true;
     }
     return false;
+  }
+
+  bool has_breakpoint_probes() const {
+    return std::any_of(engine_->sites().begin(), engine_->sites().end(),
+                       [this](const ProbeSite& s) { return s.armed && !is_loader_site(s); });
+  }
+
+  // The fork child, stopped at its birth, is made to sleep instead of returning from fork: its
+  // thread runs the fork's `syscall` instruction again as ppoll(NULL, 0, 10 s, all signals
+  // blocked), its arguments written below the red zone of its stack. Its own session puts the
+  // fork's registers back. If that session never comes (dprobe killed meanwhile), ppoll returns
+  // 0 after 10 s with the child's signal mask back, and fork returns 0 as it should (unprobed).
+  // nullopt: not parked (fork was not a `syscall` just before the stop); clean it instead.
+  std::optional<ParkedChild> park_child(pid_t child) {
+    constexpr uint64_t kParkSeconds = 10;
+    auto regs = process::ptrace_get_registers(child);
+    if (!regs || regs->rax != 0) return std::nullopt;
+    std::array<uint8_t, 2> insn{};
+    if (!tracee_->read_memory(regs->rip - 2, insn) || insn != std::array<uint8_t, 2>{0x0f, 0x05}) {
+      return std::nullopt;
+    }
+    const uint64_t args = ((regs->rsp - 256) & ~uint64_t{15}) - 32;
+    std::array<uint64_t, 3> block{kParkSeconds, 0, ~uint64_t{0}};  // timespec, then sigset
+    std::array<uint8_t, sizeof block> bytes{};
+    std::memcpy(bytes.data(), block.data(), sizeof block);
+    if (!tracee_->write_memory_of(child, args, bytes)) return std::nullopt;
+    process::Registers park = *regs;
+    park.rip = regs->rip - 2;
+    park.rax = SYS_ppoll;
+    park.orig_rax = static_cast<uint64_t>(-1);
+    park.rdi = 0;
+    park.rsi = 0;
+    park.rdx = args;
+    park.r10 = args + 16;
+    park.r8 = 8;
+    if (!process::ptrace_set_registers(child, park)) return std::nullopt;
+    return ParkedChild{*regs};
+  }
+
+  // The child's session runs on a thread of its own, with a runtime of its own (merged into
+  // ours at the end), until the child exits or we stop.
+  void start_child_session(pid_t child, const ParkedChild& parked) {
+    auto session = std::make_unique<ChildSession>();
+    session->runtime =
+        std::make_unique<runtime::ProbeRuntime>(script_, runtime_.output(), runtime_.format());
+    session->options = options_;
+    session->options.pid = child;
+    session->options.command.clear();
+    session->options.on_armed = nullptr;
+    session->options.run_script_probes = false;
+    session->options.exec_seized = nullptr;
+    session->options.parked = parked;
+    if (options_.verbose) {
+      fmt::print(options_.diagnostics,
+                 "process {} forked {}: its breakpoints are armed again by a session of its own\n",
+                 pid_, child);
+    }
+    tracee_->set_wait_slice_ms(kSharedWaitSliceMs);
+    ChildSession* s = session.get();
+    session->thread = std::thread([this, s] {
+      s->end = run_session(script_, *s->runtime, s->options, child_sessions_stop_);
+      s->runtime->flush();
+      s->done.store(true);
+    });
+    child_sessions_.push_back(std::move(session));
+  }
+
+  bool child_sessions_running() const {
+    return std::any_of(child_sessions_.begin(), child_sessions_.end(),
+                       [](const auto& s) { return !s->done.load(); });
+  }
+
+  // Every child session ends (stopped now unless the session ends because the processes did),
+  // and what it counted joins our maps.
+  void end_child_sessions(bool stop) {
+    if (stop) child_sessions_stop_.store(true);
+    for (auto& session : child_sessions_) {
+      session->thread.join();
+      if (!session->end && !process_gone(session->options.pid)) {
+        fmt::print(options_.diagnostics, "dprobe: fork child {}: {}\n", session->options.pid,
+                   session->end.error().text());
+      }
+      merge_maps(script_, *session->runtime, runtime_);
+    }
+    child_sessions_.clear();
   }
 
   // Called while the child is still stopped at its birth: its pidfd names it for sure.
@@ -894,8 +1006,13 @@ class Session {
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
       forget_ended_children();
-      if (children_.empty()) return SessionEnd::TargetExited;
-      (void)children_.front().wait_exit(timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10);
+      if (children_.empty() && !child_sessions_running()) return SessionEnd::TargetExited;
+      const int wait_ms = timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10;
+      if (children_.empty()) {
+        ::usleep(static_cast<useconds_t>(wait_ms) * 1000);
+      } else {
+        (void)children_.front().wait_exit(wait_ms);
+      }
     }
   }
 
@@ -1020,6 +1137,16 @@ class Session {
   std::unique_ptr<AgentEngine> agent_;
   CommCache comms_;
   std::vector<ProcessWatch> children_;  ///< followed fork children, not traced
+  /// Fork children with breakpoints: each traced by a session of its own, on its own thread.
+  struct ChildSession {
+    std::unique_ptr<runtime::ProbeRuntime> runtime;
+    SessionOptions options;
+    std::thread thread;
+    std::atomic<bool> done{false};
+    Result<SessionEnd> end = SessionEnd::TargetExited;
+  };
+  std::vector<std::unique_ptr<ChildSession>> child_sessions_;
+  std::atomic<bool> child_sessions_stop_{false};
   std::optional<process::ForkNotices> fork_notices_;  ///< forks of processes we do not trace
   bool fork_notices_failed_ = false;                  ///< said once; not tried again
   std::optional<ExecWatch> exec_watch_;  ///< running free: execs of the probed files
@@ -1075,6 +1202,17 @@ void run_program_in_dprobe(uint32_t program, runtime::ProbeRuntime& runtime) {
   ctx.cpu = cpu < 0 ? 0 : static_cast<uint32_t>(cpu);
   NoMemory memory;
   runtime.run(program, ctx, memory);
+}
+
+void merge_maps(const lang::CompiledScript& script, runtime::ProbeRuntime& from,
+                runtime::ProbeRuntime& into) {
+  for (uint32_t map = 0; map < script.module.maps.size(); ++map) {
+    for (const output::MapEntry& entry : from.maps().entries(map)) {
+      std::vector<uint64_t> words{entry.value};
+      words.insert(words.end(), entry.rest.begin(), entry.rest.end());
+      into.merge_map_entry(map, entry.key, words);
+    }
+  }
 }
 
 size_t count_attach_points(const lang::CompiledScript& script) {

@@ -83,6 +83,9 @@ class Tracee {
   [[nodiscard]] bool exited() const { return exited_; }
   /// Between stop_all() and resume_all().
   [[nodiscard]] bool world_stopped() const { return world_stopped_; }
+  /// Longest sleep between wait polls: short when other threads of dprobe trace processes too
+  /// (they may take the SIGCHLD meant for this one).
+  void set_wait_slice_ms(int ms) { waiter_.set_max_sleep_ms(ms); }
   /// Fork/vfork children reported by events and not detached yet.
   [[nodiscard]] std::vector<pid_t> children() const;
 
@@ -199,6 +202,7 @@ class Tracee {
   std::deque<Event> events_;
   std::map<pid_t, int> early_stops_; ///< statuses of tasks not announced yet by an event
   std::map<pid_t, int> children_;    ///< fork children -> signal to deliver on detach
+  std::set<pid_t> released_children_; ///< fork children detached: their statuses are not ours
   std::set<pid_t> ghosts_;           ///< threads that vanished in an exec; statuses ignored
   UniqueFd mem_fd_;
   bool world_stopped_ = false;

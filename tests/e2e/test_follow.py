@@ -26,7 +26,7 @@ def mechanism_args(mechanism: str | None) -> list[str]:
     return ["--mechanism", mechanism] if mechanism else []
 
 
-@pytest.mark.parametrize("mechanism", [None, "int3-boost"])
+@pytest.mark.parametrize("mechanism", [None, "int3-boost", "int3-ptrace"])
 def test_hundred_children_from_four_threads_count_exactly_per_pid(tmp_path, mechanism):
     binary = target("forkmany")
     out = tmp_path / "out.txt"
@@ -42,7 +42,7 @@ def test_hundred_children_from_four_threads_count_exactly_per_pid(tmp_path, mech
     assert result.stderr == "", result.describe()
 
 
-@pytest.mark.parametrize("mechanism", [None, "int3-boost"])
+@pytest.mark.parametrize("mechanism", [None, "int3-boost", "int3-ptrace"])
 def test_session_lasts_until_the_last_child_exits(tmp_path, mechanism):
     """The parent exits at once; its 10 children call work() 300 ms later. int3-boost: dprobe
     runs free of the parent and learns of the children from the fork notices alone."""
@@ -69,19 +69,25 @@ def test_forker_matches_bpftrace_total_and_per_pid(tmp_path):
     assert count_lines(out.read_text()) == {f"@[{child}]": 100, f"@[{parent}]": 200}
 
 
-def test_breakpoint_probes_are_not_followed(tmp_path):
-    """int3-ptrace needs dprobe on every hit: the child gets the original code back instead."""
+def test_breakpoint_probes_are_followed_by_a_session_of_the_childs_own(tmp_path):
+    """int3-ptrace needs dprobe on every hit: the child, cleaned and parked at its birth, is
+    taken by a session of its own (another tracer thread), which arms it again before it
+    returns from fork. Its hits count under its own pid."""
     binary = target("forker")
     out = tmp_path / "out.txt"
-    result = run_dprobe(["--mechanism", "int3-ptrace", "-o", out, "-e",
-                         f"uprobe:{binary}:work {{ @c = count(); }}", "-c", f"{binary} 100"],
+    result = run_dprobe(["-v", "--mechanism", "int3-ptrace", "-o", out, "-e",
+                         f"uprobe:{binary}:work {{ @[pid] = count(); }}", "-c", f"{binary} 100"],
                         timeout=60)
     assert result.returncode == 0, result.describe()
     assert "child exit 0" in result.stdout, result.describe()
-    assert count_lines(out.read_text()) == {"@c": 200}
+    forked = re.search(r"^process (\d+) forked (\d+): its breakpoints are armed again by a "
+                       r"session of its own$", result.stderr, re.M)
+    assert forked, result.describe()
+    parent, child = forked.groups()
+    assert count_lines(out.read_text()) == {f"@[{child}]": 100, f"@[{parent}]": 200}
 
 
-@pytest.mark.parametrize("mechanism", ["jump", "int3-boost"])
+@pytest.mark.parametrize("mechanism", ["jump", "int3-boost", "int3-ptrace"])
 @pytest.mark.parametrize("linger", [False, True])
 def test_grandchildren_count_and_extend_the_session(tmp_path, mechanism, linger):
     """Each of 8 children (forked from 4 threads) forks a grandchild that calls work() too. With
@@ -104,12 +110,12 @@ def test_grandchildren_count_and_extend_the_session(tmp_path, mechanism, linger)
     assert "@c: 20000\n" in text, text
     per_pid = [int(v) for v in re.findall(r"^@p\[\d+\]: (\d+)$", text, re.M)]
     assert sorted(per_pid) == [1000] * 16 + [4000], text
-    forks = re.findall(r"^process (\d+) forked (\d+): its probes stay and count$", result.stderr,
-                       re.M)
+    forks = re.findall(r"^process (\d+) forked (\d+): its (?:probes stay and count|breakpoints "
+                       r"are armed again by a session of its own)$", result.stderr, re.M)
     assert len(forks) == 16 and len({child for _, child in forks}) == 16, result.describe()
 
 
-@pytest.mark.parametrize("mechanism", ["jump", "int3-boost"])
+@pytest.mark.parametrize("mechanism", ["jump", "int3-boost", "int3-ptrace"])
 def test_children_alive_at_sigint_get_their_code_back(spawn, mechanism):
     binary = target("forkmany")
     bg = spawn([dprobe_path(), "-v", "--mechanism", mechanism, "-e", f"uprobe:{binary}:work {{ @c = count(); }}",
