@@ -864,9 +864,15 @@ class Session {
         // (its threads take slots of their own, with its pid) where the agent can tell the
         // child's threads from ours; elsewhere the child is cleaned too.
         if (auto st = engine_->clean_fork_child(ev.child); !st) return std::unexpected(st.error());
-        if ((!agent_ || agent_->sites().empty()) && has_breakpoint_probes()) {
-          // Breakpoints only: the child gets a session of its own, which arms them again (its
-          // code is clean now) before it returns from fork.
+        if (((!agent_ || agent_->sites().empty()) && has_breakpoint_probes()) || loader_) {
+          // Breakpoints only, or library loads to watch (only a tracer sees the child's own
+          // dlopen): the child gets a session of its own, which arms everything again (its code
+          // is clean now) before it returns from fork.
+          if (agent_) {
+            if (auto st = agent_->clean_fork_child(*tracee_, ev.child); !st) {
+              return std::unexpected(st.error());
+            }
+          }
           if (auto parked = park_child(ev.child)) {
             if (auto st = tracee_->detach_child(ev.child); !st) return std::unexpected(st.error());
             start_child_session(ev.child, *parked);
@@ -950,7 +956,7 @@ class Session {
     session->options.parked = parked;
     if (options_.verbose) {
       fmt::print(options_.diagnostics,
-                 "process {} forked {}: its breakpoints are armed again by a session of its own\n",
+                 "process {} forked {}: its probes are armed again by a session of its own\n",
                  pid_, child);
     }
     tracee_->set_wait_slice_ms(kSharedWaitSliceMs);

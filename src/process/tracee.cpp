@@ -96,10 +96,12 @@ std::string Tracee::maps_path() const {
 bool Tracee::belongs_to_target(pid_t pid) const {
   auto text = read_text_file(fmt::format("/proc/{}/status", pid));
   if (!text) return false;
-  if (status_number(*text, "Tgid") == pid_) return true;
+  const auto tgid = status_number(*text, "Tgid");
+  if (tgid == pid_) return true;
   // A fork child detached by detach_child() may be traced by another tracer thread of dprobe,
-  // whose statuses this thread can see (and must not take).
-  return status_number(*text, "PPid") == pid_ && !released_children_.contains(pid);
+  // whose statuses (its threads' too: they show our target as PPid) this thread can see and
+  // must not take.
+  return status_number(*text, "PPid") == pid_ && !(tgid && released_children_.contains(static_cast<pid_t>(*tgid)));
 }
 
 Result<std::optional<WaitResult>> Tracee::poll_status() {

@@ -139,22 +139,38 @@ def test_static_program_cannot_wait_for_a_library(tmp_path):
                      result.stderr), result.describe()
 
 
-def test_fork_child_that_loads_the_library_survives(tmp_path):
-    """The loader's breakpoint is dprobe's: a fork child (not traced) gets the original byte back
-    and loads the library unharmed. Its calls are not counted: deferred probes are armed in the
-    traced process only (children are not followed into their own dlopen yet)."""
+@pytest.mark.parametrize("mechanism", [None, "jump", "int3-boost", "int3-ptrace"])
+@pytest.mark.parametrize("threads", [0, 2])
+def test_fork_child_loads_are_armed_in_the_child(tmp_path, mechanism, threads):
+    """The session watches library loads, which only a tracer of the child can see in the child:
+    the fork child (cleaned and parked at its birth) is taken by a session of its own, which
+    arms its loads as the parent's are. Both processes count exactly, each under its own pid;
+    the parent waits for the child before its own loads."""
     host, lib = target("plugin_host"), target("libplugin.so")
     out = tmp_path / "out.txt"
     env = dict(os.environ, PLUGIN_HOST_FORK="1")
-    result = run([dprobe_path(), "-o", out, "-e", probe(lib), "-c", f"{host} {lib} 1000"],
-                 timeout=60, env=env)
+    args = [dprobe_path(), "-v", "-o", out, "-e",
+            f"uprobe:{lib}:plugin_entry {{ @c = count(); @p[pid] = count(); }}",
+            "-c", f"{host} {lib} 1000 {threads}"]
+    if mechanism:
+        args[1:1] = ["--mechanism", mechanism]
+    result = run(args, timeout=60, env=env)
     assert result.returncode == 0, result.describe()
-    assert result.stdout == ("plugin_host: child load 1: 1 x 1000 calls, sum ok\n"
-                             "plugin_host: child load 2: 1 x 1000 calls, sum ok\n"
+    each = f"{max(threads, 1)} x 1000 calls, sum ok"
+    assert result.stdout == (f"plugin_host: child load 1: {each}\n"
+                             f"plugin_host: child load 2: {each}\n"
                              "plugin_host: child exit 0\n"
-                             "plugin_host: load 1: 1 x 1000 calls, sum ok\n"
-                             "plugin_host: load 2: 1 x 1000 calls, sum ok\n"), result.describe()
-    assert count_of(out.read_text()) == expected(1000), out.read_text()
+                             f"plugin_host: load 1: {each}\n"
+                             f"plugin_host: load 2: {each}\n"), result.describe()
+    forked = re.search(r"^process (\d+) forked (\d+): its probes are armed again by a session "
+                       r"of its own$", result.stderr, re.M)
+    assert forked, result.describe()
+    parent, child = forked.groups()
+    text = out.read_text()
+    per_process = expected(1000, threads=threads)
+    assert count_of(text) == 2 * per_process, text
+    assert count_of(text, f"@p[{parent}]") == per_process, text
+    assert count_of(text, f"@p[{child}]") == per_process, text
 
 
 def test_kill9_of_dprobe_while_waiting_for_the_library(spawn):

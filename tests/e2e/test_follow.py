@@ -80,7 +80,7 @@ def test_breakpoint_probes_are_followed_by_a_session_of_the_childs_own(tmp_path)
                         timeout=60)
     assert result.returncode == 0, result.describe()
     assert "child exit 0" in result.stdout, result.describe()
-    forked = re.search(r"^process (\d+) forked (\d+): its breakpoints are armed again by a "
+    forked = re.search(r"^process (\d+) forked (\d+): its probes are armed again by a "
                        r"session of its own$", result.stderr, re.M)
     assert forked, result.describe()
     parent, child = forked.groups()
@@ -110,8 +110,8 @@ def test_grandchildren_count_and_extend_the_session(tmp_path, mechanism, linger)
     assert "@c: 20000\n" in text, text
     per_pid = [int(v) for v in re.findall(r"^@p\[\d+\]: (\d+)$", text, re.M)]
     assert sorted(per_pid) == [1000] * 16 + [4000], text
-    forks = re.findall(r"^process (\d+) forked (\d+): its (?:probes stay and count|breakpoints "
-                       r"are armed again by a session of its own)$", result.stderr, re.M)
+    forks = re.findall(r"^process (\d+) forked (\d+): its probes (?:stay and count|are armed "
+                       r"again by a session of its own)$", result.stderr, re.M)
     assert len(forks) == 16 and len({child for _, child in forks}) == 16, result.describe()
 
 
