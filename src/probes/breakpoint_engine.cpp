@@ -226,7 +226,7 @@ void BreakpointEngine::requeue_signals(pid_t tid, std::vector<int>& signals) {
   signals.clear();
 }
 
-Status BreakpointEngine::disarm() {
+Status BreakpointEngine::disarm(const std::function<bool(uint64_t)>& foreign_int3) {
   // Hits reported before the world stopped are still queued: count them and put those
   // threads back on the original instruction, which is restored below.
   for (;;) {
@@ -245,6 +245,9 @@ Status BreakpointEngine::disarm() {
       if (ProbeSite* site = site_at(regs->rip - 1); site != nullptr && site->armed) {
         regs->rip = site->address;
         on_hit_(*site, ev.tid, *regs);
+        if (auto st = tracee_->set_registers(ev.tid, *regs); !st) return st;
+      } else if (foreign_int3 && foreign_int3(regs->rip - 1)) {
+        regs->rip -= 1;
         if (auto st = tracee_->set_registers(ev.tid, *regs); !st) return st;
       } else {
         ::syscall(SYS_tgkill, tracee_->pid(), ev.tid, SIGTRAP);

@@ -43,7 +43,10 @@ class BreakpointEngine {
 
   /// Restores every original byte and moves threads out of slots and steps, counting hits
   /// that were already reported. Precondition: all threads are stopped (stop_all).
-  [[nodiscard]] Status disarm();
+  /// `foreign_int3(address)`: an int3 there is someone else's that stays (the agent's): a
+  /// thread caught on it is put back on it instead of getting a SIGTRAP (which would reach the
+  /// agent's handler as sent by a process, not by an int3).
+  [[nodiscard]] Status disarm(const std::function<bool(uint64_t)>& foreign_int3 = nullptr);
 
   /// A fork child got a copy of our int3s: give it the original bytes before it runs.
   [[nodiscard]] Status clean_fork_child(pid_t child);

@@ -1040,7 +1040,8 @@ class Session {
 
   Status detach() {
     if (auto st = tracee_->stop_all(); !st) return st;
-    auto disarmed = engine_->disarm();
+    auto disarmed = engine_->disarm(
+        [this](uint64_t address) { return agent_ && is_agent_trap(address); });
     Status agent_disarmed;
     if (agent_) agent_disarmed = agent_->disarm(*tracee_);
     auto detached = tracee_->detach();
@@ -1125,7 +1126,9 @@ class Session {
     engine_->rebind(*tracee_);
     if (loader_) agent_->set_loader_handshake(0, 0, pid_);  // a waiting thread goes on as we leave
     settle_caught_events(*tracee_);
-    auto engine_disarmed = engine_->disarm();  // the loader's breakpoint, if any
+    // The loader's breakpoint, if any; a boost hit caught meanwhile is put back on its int3.
+    auto engine_disarmed =
+        engine_->disarm([this](uint64_t address) { return is_agent_trap(address); });
     auto disarmed = agent_->disarm(*tracee_);
     auto detached = tracee_->detach();
     if (!engine_disarmed) return engine_disarmed;
