@@ -1127,8 +1127,11 @@ class Session {
     if (loader_) agent_->set_loader_handshake(0, 0, pid_);  // a waiting thread goes on as we leave
     settle_caught_events(*tracee_);
     // The loader's breakpoint, if any; a boost hit caught meanwhile is put back on its int3.
-    auto engine_disarmed =
-        engine_->disarm([this](uint64_t address) { return is_agent_trap(address); });
+    Status engine_disarmed;
+    if (engine_->armed_count() != 0) {
+      engine_disarmed =
+          engine_->disarm([this](uint64_t address) { return is_agent_trap(address); });
+    }
     auto disarmed = agent_->disarm(*tracee_);
     auto detached = tracee_->detach();
     if (!engine_disarmed) return engine_disarmed;
