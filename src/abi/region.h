@@ -104,6 +104,23 @@ struct RegionCounters {
 };
 static_assert(sizeof(RegionCounters) == 128, "two cache lines");
 
+/// Deferred insertion while dprobe runs free of the process (no ptrace, so that int3-boost hits
+/// never stop in it): the dynamic loader's rendezvous breakpoint is a trap passthrough, and a
+/// thread of the target process that reaches it waits here, in the agent's SIGTRAP handler,
+/// until the controller has attached, armed the probes of what the loader just mapped (none of
+/// its code has run yet), and detached again. The wait is bounded and ends at once when the
+/// controller is gone, so a killed dprobe never hangs a dlopen.
+struct LoaderHandshake {
+  uint64_t address;        ///< controller: the breakpoint's address; 0 = nobody waits
+  /// controller: r_debug.r_state in the target (0: unknown). Only a stop at RT_CONSISTENT (0)
+  /// waits: at RT_ADD and RT_DELETE nothing has been mapped or unmapped yet.
+  uint64_t state_address;
+  uint32_t target_pid;     ///< controller: only this process waits (fork children go on)
+  uint32_t controller_pid; ///< controller: its pid, checked with kill(pid, 0) while waiting
+  uint32_t requests;       ///< agent: +1 per stop (futex word the controller may wait on)
+  uint32_t answers;        ///< controller: `requests` it has served (futex word)
+};
+
 struct RegionHeader {
   // --- identity, controller-written once
   uint64_t magic;       ///< kRegionMagic
@@ -168,6 +185,7 @@ struct RegionHeader {
   /// The prepared bytecode::VmModule (pointers into the region).
   alignas(8) uint8_t agent_private[64];
   alignas(64) RegionCounters counters;
+  alignas(64) LoaderHandshake loader;
 };
 static_assert(sizeof(RegionHeader) <= kHeaderAreaSize, "the header fits its page");
 static_assert(offsetof(RegionHeader, counters) % 64 == 0, "counters on their own lines");

@@ -1,12 +1,15 @@
 #include "probes/agent_engine.h"
 
 #include <signal.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
 #include <array>
 #include <chrono>
 #include <cstring>
@@ -351,6 +354,43 @@ Status AgentEngine::add_trap_passthrough(uint64_t address, uint64_t resume_addre
   std::span<uint8_t> region(static_cast<uint8_t*>(region_->local), region_->length);
   if (auto st = agent::write_probe(region, layout_, script_.module, id, spec); !st) return st;
   return agent::publish_trap_index(region, layout_, specs_);
+}
+
+namespace {
+abi::LoaderHandshake& handshake(process::SharedMapping& region) {
+  return static_cast<abi::RegionHeader*>(region.local)->loader;
+}
+}  // namespace
+
+void AgentEngine::set_loader_handshake(uint64_t address, uint64_t state_address, pid_t pid) {
+  if (!region_) return;
+  abi::LoaderHandshake& hs = handshake(*region_);
+  std::atomic_ref<uint64_t>(hs.state_address).store(state_address);
+  std::atomic_ref<uint32_t>(hs.target_pid).store(static_cast<uint32_t>(pid));
+  std::atomic_ref<uint32_t>(hs.controller_pid).store(static_cast<uint32_t>(::getpid()));
+  std::atomic_ref<uint64_t>(hs.address).store(address, std::memory_order_release);
+  if (address == 0) {
+    ::syscall(SYS_futex, &hs.answers, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  }
+}
+
+uint32_t AgentEngine::loader_requests() const {
+  if (!region_) return 0;
+  return std::atomic_ref<uint32_t>(handshake(*region_).requests).load(std::memory_order_acquire);
+}
+
+void AgentEngine::wait_loader_request(uint32_t seen, int timeout_ms) const {
+  if (!region_) return;
+  timespec timeout{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1'000'000L};
+  // EAGAIN (changed already), EINTR and ETIMEDOUT all mean: look again.
+  ::syscall(SYS_futex, &handshake(*region_).requests, FUTEX_WAIT, seen, &timeout, nullptr, 0);
+}
+
+void AgentEngine::answer_loader(uint32_t requests) {
+  if (!region_) return;
+  abi::LoaderHandshake& hs = handshake(*region_);
+  std::atomic_ref<uint32_t>(hs.answers).store(requests, std::memory_order_release);
+  ::syscall(SYS_futex, &hs.answers, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
 
 size_t AgentEngine::forget_unmapped(std::span<const process::Mapping> maps) {

@@ -106,6 +106,19 @@ class AgentEngine {
   /// Whether the agent's SIGTRAP handler is installed (int3-boost sites can be armed).
   [[nodiscard]] bool has_trap_handler() const { return trap_handler_; }
 
+  /// The loader's rendezvous breakpoint at `address` (a trap passthrough) makes threads of
+  /// process `pid` wait for dprobe (abi::LoaderHandshake); 0 stops every wait at once.
+  /// `state_address`: the loader's r_state (0: unknown, every stop waits).
+  void set_loader_handshake(uint64_t address, uint64_t state_address, pid_t pid);
+  /// Loader stops the target asked dprobe to serve so far (target-written: only compared).
+  [[nodiscard]] uint32_t loader_requests() const;
+  /// Waits up to `timeout_ms` for loader_requests() to differ from `seen` (a futex on the
+  /// shared region, which the agent wakes).
+  void wait_loader_request(uint32_t seen, int timeout_ms) const;
+  /// Tells the threads waiting at the loader's breakpoint that stops up to `requests` are
+  /// served, and wakes them.
+  void answer_loader(uint32_t requests);
+
   [[nodiscard]] const std::vector<ProbeSite>& sites() const { return sites_; }
   /// How the agent finds a thread's private state, for debugging.
   [[nodiscard]] std::string describe() const;

@@ -43,13 +43,23 @@ class BreakpointEngine {
 
   /// Restores every original byte and moves threads out of slots and steps, counting hits
   /// that were already reported. Precondition: all threads are stopped (stop_all).
-  [[nodiscard]] Status disarm();
+  /// `foreign_int3(address)`: an int3 there is someone else's that stays (the agent's): a
+  /// thread caught on it is put back on it instead of getting a SIGTRAP (which would reach the
+  /// agent's handler as sent by a process, not by an int3).
+  [[nodiscard]] Status disarm(const std::function<bool(uint64_t)>& foreign_int3 = nullptr);
 
   /// A fork child got a copy of our int3s: give it the original bytes before it runs.
   [[nodiscard]] Status clean_fork_child(pid_t child);
 
   /// After exec the old image is gone, with every site and slot in it.
   void forget_all();
+
+  /// The process is traced again by a new Tracee (dprobe ran free of it meanwhile; no thread
+  /// can be stepping a slot then, the sites left are served by the agent's passthrough).
+  void rebind(process::Tracee& tracee) {
+    tracee_ = &tracee;
+    threads_.clear();
+  }
 
   /// Every site armed so far; forgotten ones stay listed with `armed` false (a thread may still
   /// be stepping one).
@@ -71,7 +81,7 @@ class BreakpointEngine {
   void requeue_signals(pid_t tid, std::vector<int>& signals);
   [[nodiscard]] Status consume_pending_trap(pid_t tid);
 
-  process::Tracee& tracee_;
+  process::Tracee* tracee_;  ///< never null; rebind() after dprobe attached again
   HitHandler on_hit_;
   XolArea xol_;
   std::deque<ProbeSite> sites_;  ///< a deque: ThreadState points into it while it grows

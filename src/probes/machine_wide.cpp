@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include "probes/exec_watch.h"
 #include "probes/interval_timers.h"
 #include "common/fd.h"
 #include "probes/process_watch.h"
@@ -67,59 +68,6 @@ size_t thread_count(pid_t pid) {
   ::closedir(dir);
   return n;
 }
-
-/// fanotify exec permission events on the probed files: a process about to run one is held in
-/// execve until we answer, so it can be taken before its first instruction. Needs
-/// CAP_SYS_ADMIN; without it (or in a container that forbids it) the /proc scan alone finds
-/// new processes.
-class ExecWatch {
- public:
-  static std::optional<ExecWatch> open(const std::vector<std::string>& paths) {
-    const int fd = ::fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_NONBLOCK,
-                                   O_RDONLY | O_CLOEXEC | O_LARGEFILE);
-    if (fd < 0) return std::nullopt;
-    ExecWatch watch(UniqueFd{fd});
-    bool any = false;
-    for (const std::string& path : paths) {
-      any |= ::fanotify_mark(fd, FAN_MARK_ADD, FAN_OPEN_EXEC_PERM, AT_FDCWD, path.c_str()) == 0;
-    }
-    if (!any) return std::nullopt;
-    return watch;
-  }
-
-  [[nodiscard]] int fd() const { return fd_.get(); }
-
-  /// The next pending event: the pid that execs and the event's fd to answer; nullopt when none.
-  std::optional<std::pair<pid_t, int>> next() {
-    if (pending_.empty()) {
-      alignas(fanotify_event_metadata) char buffer[4096];
-      const ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
-      if (n <= 0) return std::nullopt;
-      auto* event = reinterpret_cast<const fanotify_event_metadata*>(buffer);
-      ssize_t left = n;
-      while (FAN_EVENT_OK(event, left)) {
-        if (event->fd >= 0) pending_.emplace_back(event->pid, event->fd);
-        event = FAN_EVENT_NEXT(event, left);
-      }
-      if (pending_.empty()) return std::nullopt;
-    }
-    auto first = pending_.front();
-    pending_.erase(pending_.begin());
-    return first;
-  }
-
-  /// Lets the exec go on (and closes the event's fd). Safe from any thread.
-  void allow(int event_fd) const {
-    fanotify_response response{event_fd, FAN_ALLOW};
-    (void)!::write(fd_.get(), &response, sizeof response);
-    ::close(event_fd);
-  }
-
- private:
-  explicit ExecWatch(UniqueFd fd) : fd_(std::move(fd)) {}
-  UniqueFd fd_;
-  std::vector<std::pair<pid_t, int>> pending_;
-};
 
 /// One probed process: its session runs on `thread` with a runtime of its own.
 struct Member {
@@ -295,16 +243,7 @@ class MachineWide {
     return exit_requested;
   }
 
-  void merge(Member& m) {
-    runtime_.stacks().absorb(m.runtime->stacks());
-    for (uint32_t map = 0; map < script_.module.maps.size(); ++map) {
-      for (const output::MapEntry& entry : m.runtime->maps().entries(map)) {
-        std::vector<uint64_t> words{entry.value};
-        words.insert(words.end(), entry.rest.begin(), entry.rest.end());
-        runtime_.merge_map_entry(map, entry.key, words);
-      }
-    }
-  }
+  void merge(Member& m) { merge_maps(script_, *m.runtime, runtime_); }
 
   const lang::CompiledScript& script_;
   runtime::ProbeRuntime& runtime_;

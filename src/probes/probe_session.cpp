@@ -1,6 +1,7 @@
 #include "probes/probe_session.h"
 
 #include <elf.h>
+#include <link.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -8,18 +9,22 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "common/scope_guard.h"
 #include "probes/agent_engine.h"
 #include "probes/breakpoint_engine.h"
+#include "probes/exec_watch.h"
 #include "probes/mechanism_planner.h"
 #include "probes/process_watch.h"
 #include "probes/hit_context.h"
@@ -28,6 +33,7 @@
 #include "probes/run_to_entry.h"
 #include "probes/site_resolver.h"
 #include "process/auxv.h"
+#include "process/fork_notices.h"
 #include "process/maps.h"
 #include "process/tracee.h"
 #include "stacks/unwind_tables.h"
@@ -107,6 +113,10 @@ void discard_launched(std::unique_ptr<process::Tracee>& tracee) {
   ::waitpid(pid, nullptr, WNOHANG);
 }
 
+/// Wait slice of a tracer thread while other threads of dprobe trace processes too (fork
+/// children with sessions of their own): a SIGCHLD one of them takes is not waited for longer.
+constexpr int kSharedWaitSliceMs = 1;
+
 class Session {
  public:
   Session(const lang::CompiledScript& script, runtime::ProbeRuntime& runtime,
@@ -116,11 +126,17 @@ class Session {
 
   Result<SessionEnd> run() {
     if (auto st = start(); !st) return std::unexpected(st.error());
-    auto end = running_free_ ? loop_free() : loop();
+    auto end = follow_process();
     if (!end) return end;
-    if (*end == SessionEnd::TargetExited && !children_.empty()) end = wait_for_children();
+    if (*end == SessionEnd::TargetExited) {
+      // Forks the process made just before it ended are queued by now.
+      follow_noticed_forks();
+      followed_parents_.erase(pid_);
+      if (!children_.empty() || child_sessions_running()) end = wait_for_children();
+    }
     if (!end) return end;
     release_children(); // while the sites still say what is armed
+    end_child_sessions(*end != SessionEnd::TargetExited);
     Status detached;
     if (!exited_) detached = running_free_ ? reattach_and_detach() : detach();
     // The process may end while we stop it to leave (exit() racing its own exit): nothing is
@@ -153,6 +169,15 @@ class Session {
     pid_ = tracee_->pid();
     launched_ = launching;
     if (launching) runtime_.set_cpid(static_cast<uint64_t>(pid_));
+    if (options_.parked) {
+      tracee_->set_wait_slice_ms(kSharedWaitSliceMs);
+      // First of all, whatever fails later: the child returns from fork as it would have.
+      process::Registers regs = options_.parked->regs;
+      regs.orig_rax = static_cast<uint64_t>(-1);  // no syscall restart: it is past fork
+      if (auto st = tracee_->set_registers(pid_, regs); !st) {
+        return with_context(st.error(), "taking a parked fork child");
+      }
+    }
 
     auto armed = arm(at_exec);
     if (!armed) {
@@ -179,17 +204,193 @@ class Session {
     return {};
   }
 
-  bool should_run_free() const { return has_boost_sites() && engine_->sites().empty(); }
+  // int3-boost probes, and no breakpoint that needs dprobe on its hits: the loader's may stay,
+  // when the agent serves it and makes the loader wait for dprobe (abi::LoaderHandshake).
+  bool should_run_free() const {
+    if (!has_boost_sites()) return false;
+    const bool only_loader = std::all_of(
+        engine_->sites().begin(), engine_->sites().end(),
+        [this](const ProbeSite& site) { return !site.armed || is_loader_site(site); });
+    return only_loader && (!loader_ || loader_served_by_agent_);
+  }
 
   // Running free: an int3 handled by the agent must not stop in ptrace first. Nothing needs
   // dprobe on the hit path any more, so let go of the process -- straight from the stopped
   // state: a thread resumed while still traced could hit an int3 whose SIGTRAP ptrace would
   // then swallow at detach.
+  // Its forks are followed through the kernel's fork notices from now on, subscribed while it is
+  // still stopped, so none is missed.
+  // Its execs of a probed file are held by fanotify, so that the new image is armed before it
+  // runs, as a traced exec is.
   Status let_go() {
+    if (agent_->follows_children() && watch_forks()) followed_parents_.insert(pid_);
+    watch_execs();
+    if (loader_) {
+      // Library loads: the loader's breakpoint makes the loading thread wait for dprobe.
+      agent_->set_loader_handshake(loader_->r_brk, loader_state_address(), pid_);
+      loader_answered_ = agent_->loader_requests();
+    }
     if (auto st = tracee_->detach(); !st) return st;
     tracee_.reset();
     running_free_ = true;
     return {};
+  }
+
+  // Watches execs of the probed files once; a note where fanotify is refused.
+  void watch_execs() {
+    if (exec_watch_ || exec_watch_failed_) return;
+    std::vector<std::string> paths;
+    for (const auto& point : points_) {
+      if (std::find(paths.begin(), paths.end(), point.file_path) == paths.end()) {
+        paths.push_back(point.file_path);
+      }
+    }
+    exec_watch_ = ExecWatch::open(paths);
+    if (!exec_watch_) {
+      exec_watch_failed_ = true;
+      fmt::print(options_.diagnostics,
+                 "dprobe: process {} is not followed into exec (no fanotify exec events here): "
+                 "a new image runs unprobed\n",
+                 pid_);
+    }
+  }
+
+  // Running free, the process execs a probed file and waits in execve for our answer: it is
+  // taken there, every thread, and its new image armed before its first instruction, as a
+  // traced exec is (on_exec). Other processes that exec the file go on at once. Returns false
+  // when the session is attached again (the new image has probes that need ptrace).
+  Result<bool> take_execs() {
+    while (exec_watch_) {
+      auto event = exec_watch_->next();
+      if (!event) return true;
+      const auto [pid, event_fd] = *event;
+      if (pid != pid_) {
+        exec_watch_->allow(event_fd);
+        continue;
+      }
+      agent_->poll(runtime_);  // what the old image counted, while its region still fills
+      const ExecWatch& watch = *exec_watch_;
+      auto tracee = process::Tracee::seize_before_exec(
+          pid_, [&watch, fd = event_fd] { watch.allow(fd); });
+      if (!tracee) {
+        // A failed exec (the old image goes on, probed) or a process gone: nothing to arm.
+        if (options_.verbose) {
+          fmt::print(options_.diagnostics, "dprobe: process {} not taken at exec: {}\n", pid_,
+                     tracee.error().text());
+        }
+        continue;
+      }
+      tracee_ = std::move(*tracee);
+      engine_->rebind(*tracee_);
+      running_free_ = false;
+      if (auto st = on_exec(pid_); !st) return std::unexpected(st.error());
+      if (!run_free_now_) return false;
+      run_free_now_ = false;
+      if (auto st = let_go(); !st) return std::unexpected(st.error());
+    }
+    return true;
+  }
+
+  uint64_t loader_state_address() const {
+    return loader_->r_debug != 0 ? loader_->r_debug + offsetof(struct r_debug, r_state) : 0;
+  }
+
+  // Running free, a thread reached the loader's rendezvous breakpoint and waits in the agent
+  // for us (abi::LoaderHandshake): the process is taken again, every thread stopped, and what
+  // the loader mapped or unmapped is synced as at a traced loader stop (on_loader_stop) before
+  // any of the new library's code runs. Returns false when the new probes need the session to
+  // stay attached. The waiting thread is answered whatever happens.
+  Result<bool> serve_loader_stops() {
+    const uint32_t requests = agent_->loader_requests();
+    const uint64_t start = monotonic_ns();
+    auto tracee = process::Tracee::attach(pid_);
+    if (!tracee) {
+      agent_->answer_loader(requests);
+      loader_answered_ = requests;
+      if (!process_gone(pid_)) {
+        fmt::print(options_.diagnostics, "dprobe: process {}: a library load not watched: {}\n",
+                   pid_, tracee.error().text());
+      }
+      return true;
+    }
+    tracee_ = std::move(*tracee);
+    engine_->rebind(*tracee_);
+    running_free_ = false;
+    settle_caught_events(*tracee_);
+    const LoaderState state = read_loader_state(*loader_, target_reader());
+    if (state == LoaderState::Consistent || state == LoaderState::Unknown) {
+      if (auto st = sync_with_loader(start); !st) {
+        fmt::print(options_.diagnostics, "dprobe: process {}: probes of a newly mapped file: {}\n",
+                   pid_, st.error().text());
+      }
+    }
+    loader_answered_ = requests;
+    if (!should_run_free()) {
+      // Breakpoints of the new library need ptrace: the loader is served by ptrace from now on.
+      agent_->set_loader_handshake(0, 0, pid_);
+      agent_->answer_loader(requests);
+      if (auto st = tracee_->resume_all(); !st) return std::unexpected(st.error());
+      return false;
+    }
+    if (auto st = let_go(); !st) return std::unexpected(st.error());
+    loader_answered_ = requests;
+    agent_->answer_loader(requests);
+    return true;
+  }
+
+  // Subscribes to the fork notices once; false (with a note) where the kernel refuses them.
+  bool watch_forks() {
+    if (fork_notices_) return true;
+    if (fork_notices_failed_) return false;
+    auto notices = process::ForkNotices::open();
+    if (!notices) {
+      fork_notices_failed_ = true;
+      fmt::print(options_.diagnostics,
+                 "dprobe: children of untraced processes are not followed ({}): their probes "
+                 "count only while dprobe runs\n",
+                 notices.error().text());
+      return false;
+    }
+    fork_notices_ = std::move(*notices);
+    return true;
+  }
+
+  // Children that the followed processes dprobe does not trace made since the last call, and
+  // theirs, in the order the kernel reports them: each is followed as a ptrace fork child is.
+  void follow_noticed_forks() {
+    if (!fork_notices_) return;
+    auto drained = fork_notices_->drain([this](pid_t parent, pid_t child) {
+      if (!followed_parents_.contains(parent)) return;
+      if (options_.verbose) {
+        fmt::print(options_.diagnostics, "process {} forked {}: its probes stay and count\n",
+                   parent, child);
+      }
+      // A child already gone and reaped has nothing left to wait for: its hits are counted.
+      auto watch = ProcessWatch::open(child, false);
+      if (!watch) return;
+      followed_parents_.insert(child);
+      children_.push_back(std::move(*watch));
+    });
+    if (!drained) {
+      fmt::print(options_.diagnostics, "dprobe: {}: children made meanwhile are not waited for\n",
+                 drained.error().text());
+      fork_notices_.reset();
+      fork_notices_failed_ = true;
+    }
+  }
+
+  // Followed children that ended are forgotten -- after the notices of every fork they made
+  // were taken (a child's forks are queued before it can exit).
+  void forget_ended_children() {
+    std::vector<pid_t> ended;
+    for (ProcessWatch& child : children_) {
+      if (child.wait_exit(0)) ended.push_back(child.pid());
+    }
+    follow_noticed_forks();
+    for (pid_t pid : ended) {
+      followed_parents_.erase(pid);
+      std::erase_if(children_, [pid](const ProcessWatch& w) { return w.pid() == pid; });
+    }
   }
 
   // Every uprobe name on a site (wildcards expanded) and every other attach point.
@@ -361,8 +562,9 @@ class Session {
 
   // Deferred insertion: probes on a file the process has not mapped yet are armed when the
   // dynamic loader maps it, at its rendezvous breakpoint. Probes on a library mapped already are
-  // watched too when dprobe stays attached anyway (it forgets them at dlclose and arms them
-  // again at the next dlopen); a session that runs free does not stay for that.
+  // watched too (forgotten at dlclose, armed again at the next dlopen). A session that runs free
+  // keeps the breakpoint: the agent serves it and makes the loading thread wait for dprobe,
+  // which takes the process only for that moment (serve_loader_stops).
   Status watch_loader(std::span<const process::Mapping> maps) {
     std::vector<std::string> waiting;
     for (const auto& point : points_) {
@@ -375,7 +577,7 @@ class Session {
       // probes themselves would not (agent probes without its SIGTRAP handler).
       const bool kill_safe = !agent_ || agent_->has_trap_handler();
       // Stacks are watched too: a library loaded later needs its unwind rows in the tables.
-      if ((!library_probed() && !captures_stacks_) || should_run_free() || !kill_safe) return {};
+      if ((!library_probed() && !captures_stacks_) || !kill_safe) return {};
       auto watched = arm_loader_breakpoint(maps);
       if (!watched && options_.verbose) {
         fmt::print(options_.diagnostics, "dprobe: not watching library loads in process {}: {}\n",
@@ -407,6 +609,14 @@ class Session {
 
   void print_staying_attached() const {
     if (!options_.verbose) return;
+    if (should_run_free()) {
+      fmt::print(options_.diagnostics,
+                 "dprobe runs free of process {}: its dynamic loader waits for dprobe at {:#x} "
+                 "(_dl_debug_state) on every dlopen and dlclose, for probes on files mapped "
+                 "later\n",
+                 pid_, loader_->r_brk);
+      return;
+    }
     fmt::print(options_.diagnostics,
                "dprobe stays attached to process {}: its dynamic loader stops at {:#x} "
                "(_dl_debug_state) on every dlopen and dlclose, for probes on files mapped later\n",
@@ -436,7 +646,8 @@ class Session {
     if (!agent_ || !loader_ || !agent_->has_trap_handler()) return;
     for (const auto& site : engine_->sites()) {
       if (is_loader_site(site) && site.armed) {
-        (void)agent_->add_trap_passthrough(site.address, site.slot_address);
+        loader_served_by_agent_ = agent_->add_trap_passthrough(site.address, site.slot_address)
+                                      .has_value();
       }
     }
   }
@@ -574,15 +785,31 @@ class Session {
     for (uint32_t program : site.programs) runtime_.run(program, ctx, memory);
   }
 
-  Result<SessionEnd> loop() {
+  // Attached (ptrace) or running free, switching when an exec brings probes that want the other.
+  Result<SessionEnd> follow_process() {
+    for (;;) {
+      auto end = running_free_ ? loop_free() : loop();
+      if (!end) return std::unexpected(end.error());
+      if (*end) return **end;
+    }
+  }
+
+  /// nullopt: the session now runs free of the process (loop_free() goes on).
+  Result<std::optional<SessionEnd>> loop() {
     // Loader stops are acted on only from here: during detach they are let pass.
     in_loop_ = true;
     ScopeGuard leave([this] { in_loop_ = false; });
+    uint64_t children_checked_ns = 0;
     for (;;) {
       if (agent_) agent_->poll(runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
       if (timers_) run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
+      if (fork_notices_ && monotonic_ns() - children_checked_ns >= 10'000'000) {
+        // Between events, not per event: a busy breakpoint does not pay for it.
+        forget_ended_children();
+        children_checked_ns = monotonic_ns();
+      }
       const int wait_ms = agent_ ? 10 : 100;
       auto event =
           tracee_->next_event(timers_ ? timers_->wait_ms(monotonic_ns(), wait_ms) : wait_ms);
@@ -598,7 +825,7 @@ class Session {
         // The image a followed exec brought has int3-boost probes only.
         run_free_now_ = false;
         if (auto st = let_go(); !st) return std::unexpected(st.error());
-        return loop_free();
+        return std::nullopt;
       }
     }
   }
@@ -607,7 +834,9 @@ class Session {
   // are armed in the new image before its first instruction runs (at its entry point when it
   // has a dynamic loader, as for a launched command). Probes whose file the new image does not
   // map leave it unprobed, with a note.
-  Status on_exec(const process::Event& ev) {
+  Status on_exec(const process::Event& ev) { return on_exec(ev.tid); }
+
+  Status on_exec(pid_t tid) {
     if (agent_) {
       agent_->collect(runtime_, options_.diagnostics);
       agent_->forget_all();
@@ -624,7 +853,7 @@ class Session {
                  pid_, image, armed.error().text());
       agent_.reset();
       (void)tracee_->resume_all();
-      return tracee_->resume(ev.tid);
+      return tracee_->resume(tid);
     }
     if (options_.verbose) {
       fmt::print(options_.diagnostics, "process {} called exec: probes armed again in {}\n",
@@ -660,6 +889,22 @@ class Session {
         // (its threads take slots of their own, with its pid) where the agent can tell the
         // child's threads from ours; elsewhere the child is cleaned too.
         if (auto st = engine_->clean_fork_child(ev.child); !st) return std::unexpected(st.error());
+        if (((!agent_ || agent_->sites().empty()) && has_breakpoint_probes()) || loader_) {
+          // Breakpoints only, or library loads to watch (only a tracer sees the child's own
+          // dlopen): the child gets a session of its own, which arms everything again (its code
+          // is clean now) before it returns from fork.
+          if (agent_) {
+            if (auto st = agent_->clean_fork_child(*tracee_, ev.child); !st) {
+              return std::unexpected(st.error());
+            }
+          }
+          if (auto parked = park_child(ev.child)) {
+            if (auto st = tracee_->detach_child(ev.child); !st) return std::unexpected(st.error());
+            start_child_session(ev.child, *parked);
+            if (auto st = tracee_->resume(ev.tid); !st) return std::unexpected(st.error());
+            return false;
+          }
+        }
         if (agent_ && agent_->follows_children()) {
           if (auto st = follow_child(ev.child); !st) return std::unexpected(st.error());
         } else if (agent_) {
@@ -684,11 +929,100 @@ class Session {
     return false;
   }
 
+  bool has_breakpoint_probes() const {
+    return std::any_of(engine_->sites().begin(), engine_->sites().end(),
+                       [this](const ProbeSite& s) { return s.armed && !is_loader_site(s); });
+  }
+
+  // The fork child, stopped at its birth, is made to sleep instead of returning from fork: its
+  // thread runs the fork's `syscall` instruction again as ppoll(NULL, 0, 10 s, all signals
+  // blocked), its arguments written below the red zone of its stack. Its own session puts the
+  // fork's registers back. If that session never comes (dprobe killed meanwhile), ppoll returns
+  // 0 after 10 s with the child's signal mask back, and fork returns 0 as it should (unprobed).
+  // nullopt: not parked (fork was not a `syscall` just before the stop); clean it instead.
+  std::optional<ParkedChild> park_child(pid_t child) {
+    constexpr uint64_t kParkSeconds = 10;
+    auto regs = process::ptrace_get_registers(child);
+    if (!regs || regs->rax != 0) return std::nullopt;
+    std::array<uint8_t, 2> insn{};
+    if (!tracee_->read_memory(regs->rip - 2, insn) || insn != std::array<uint8_t, 2>{0x0f, 0x05}) {
+      return std::nullopt;
+    }
+    const uint64_t args = ((regs->rsp - 256) & ~uint64_t{15}) - 32;
+    std::array<uint64_t, 3> block{kParkSeconds, 0, ~uint64_t{0}};  // timespec, then sigset
+    std::array<uint8_t, sizeof block> bytes{};
+    std::memcpy(bytes.data(), block.data(), sizeof block);
+    if (!tracee_->write_memory_of(child, args, bytes)) return std::nullopt;
+    process::Registers park = *regs;
+    park.rip = regs->rip - 2;
+    park.rax = SYS_ppoll;
+    park.orig_rax = static_cast<uint64_t>(-1);
+    park.rdi = 0;
+    park.rsi = 0;
+    park.rdx = args;
+    park.r10 = args + 16;
+    park.r8 = 8;
+    if (!process::ptrace_set_registers(child, park)) return std::nullopt;
+    return ParkedChild{*regs};
+  }
+
+  // The child's session runs on a thread of its own, with a runtime of its own (merged into
+  // ours at the end), until the child exits or we stop.
+  void start_child_session(pid_t child, const ParkedChild& parked) {
+    auto session = std::make_unique<ChildSession>();
+    session->runtime =
+        std::make_unique<runtime::ProbeRuntime>(script_, runtime_.output(), runtime_.format());
+    session->runtime->set_cpid(runtime_.cpid()); // still the command's pid, not the child's
+    session->options = options_;
+    session->options.pid = child;
+    session->options.command.clear();
+    session->options.on_armed = nullptr;
+    session->options.run_script_probes = false;
+    session->options.exec_seized = nullptr;
+    session->options.parked = parked;
+    if (options_.verbose) {
+      fmt::print(options_.diagnostics,
+                 "process {} forked {}: its probes are armed again by a session of its own\n",
+                 pid_, child);
+    }
+    tracee_->set_wait_slice_ms(kSharedWaitSliceMs);
+    ChildSession* s = session.get();
+    session->thread = std::thread([this, s] {
+      s->end = run_session(script_, *s->runtime, s->options, child_sessions_stop_);
+      s->runtime->flush();
+      s->done.store(true);
+    });
+    child_sessions_.push_back(std::move(session));
+  }
+
+  bool child_sessions_running() const {
+    return std::any_of(child_sessions_.begin(), child_sessions_.end(),
+                       [](const auto& s) { return !s->done.load(); });
+  }
+
+  // Every child session ends (stopped now unless the session ends because the processes did),
+  // and what it counted joins our maps.
+  void end_child_sessions(bool stop) {
+    if (stop) child_sessions_stop_.store(true);
+    for (auto& session : child_sessions_) {
+      session->thread.join();
+      if (!session->end && !process_gone(session->options.pid)) {
+        fmt::print(options_.diagnostics, "dprobe: fork child {}: {}\n", session->options.pid,
+                   session->end.error().text());
+      }
+      merge_maps(script_, *session->runtime, runtime_);
+    }
+    child_sessions_.clear();
+  }
+
   // Called while the child is still stopped at its birth: its pidfd names it for sure.
+  // Its own forks are followed through the fork notices (it is not traced), subscribed before
+  // it runs.
   Status follow_child(pid_t child) {
     auto watch = ProcessWatch::open(child, false);
     if (!watch) return with_context(watch.error(), fmt::format("following child {}", child));
     children_.push_back(std::move(*watch));
+    if (watch_forks()) followed_parents_.insert(child);
     if (options_.verbose) {
       fmt::print(options_.diagnostics, "process {} forked {}: its probes stay and count\n", pid_,
                  child);
@@ -703,9 +1037,14 @@ class Session {
       if (timers_) run_due_intervals(*timers_, runtime_);
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      std::erase_if(children_, [](ProcessWatch& w) { return w.wait_exit(0); });
-      if (children_.empty()) return SessionEnd::TargetExited;
-      (void)children_.front().wait_exit(timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10);
+      forget_ended_children();
+      if (children_.empty() && !child_sessions_running()) return SessionEnd::TargetExited;
+      const int wait_ms = timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10;
+      if (children_.empty()) {
+        ::usleep(static_cast<useconds_t>(wait_ms) * 1000);
+      } else {
+        (void)children_.front().wait_exit(wait_ms);
+      }
     }
   }
 
@@ -716,7 +1055,10 @@ class Session {
       if (child.wait_exit(0)) continue;
       auto tracee = process::Tracee::attach(child.pid());
       if (!tracee) continue;
-      if (agent_) (void)agent_->release_child(**tracee);
+      if (agent_) {
+        settle_caught_events(**tracee);
+        (void)agent_->release_child(**tracee);
+      }
       (void)(*tracee)->detach();
     }
     children_.clear();
@@ -724,7 +1066,8 @@ class Session {
 
   Status detach() {
     if (auto st = tracee_->stop_all(); !st) return st;
-    auto disarmed = engine_->disarm();
+    auto disarmed = engine_->disarm(
+        [this](uint64_t address) { return agent_ && is_agent_trap(address); });
     Status agent_disarmed;
     if (agent_) agent_disarmed = agent_->disarm(*tracee_);
     auto detached = tracee_->detach();
@@ -734,7 +1077,8 @@ class Session {
   }
 
   // Running free: dprobe only reads the shared region, and watches for the process's end.
-  Result<SessionEnd> loop_free() {
+  /// nullopt: an exec attached the session again (loop() goes on).
+  Result<std::optional<SessionEnd>> loop_free() {
     auto watch = ProcessWatch::open(pid_, launched_);
     if (!watch) return std::unexpected(watch.error());
     for (;;) {
@@ -742,7 +1086,22 @@ class Session {
       if (stop_.load(std::memory_order_relaxed)) return SessionEnd::StopRequested;
       if (timers_) run_due_intervals(*timers_, runtime_);
       if (runtime_.exit_requested()) return SessionEnd::ScriptExit;
-      if (watch->wait_exit(timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10)) {
+      forget_ended_children();
+      auto still_free = take_execs();
+      if (!still_free) return std::unexpected(still_free.error());
+      if (!*still_free) return std::nullopt;
+      if (loader_ && agent_->loader_requests() != loader_answered_) {
+        still_free = serve_loader_stops();
+        if (!still_free) return std::unexpected(still_free.error());
+        if (!*still_free) return std::nullopt;
+      }
+      int wait_ms = timers_ ? timers_->wait_ms(monotonic_ns(), 10) : 10;
+      if (loader_) {
+        // A loading thread waits for us: woken by its request, not by the next poll.
+        agent_->wait_loader_request(loader_answered_, wait_ms);
+        wait_ms = 0;
+      }
+      if (watch->wait_exit(wait_ms, exec_watch_ ? exec_watch_->fd() : -1)) {
         exited_ = true;
         return SessionEnd::TargetExited;
       }
@@ -753,26 +1112,27 @@ class Session {
   // SIGTRAP and leave the thread one byte into the instruction. Such a thread is put back on
   // the probed instruction, whose original bytes disarm restores (that one hit is not counted).
   // Other signals caught meanwhile are sent again.
-  void settle_caught_events() {
+  void settle_caught_events(process::Tracee& tracee) {
     for (;;) {
-      auto event = tracee_->next_event(0);
+      auto event = tracee.next_event(0);
       if (!event || !event->has_value()) return;
       const process::Event& ev = **event;
       if (ev.kind == process::EventKind::Trap && ev.siginfo.si_code == SI_KERNEL) {
-        auto regs = tracee_->get_registers(ev.tid);
+        auto regs = tracee.get_registers(ev.tid);
         if (regs && is_agent_trap(regs->rip - 1)) {
           regs->rip -= 1;
-          (void)tracee_->set_registers(ev.tid, *regs);
+          (void)tracee.set_registers(ev.tid, *regs);
           continue;
         }
       }
       if (ev.kind == process::EventKind::Trap || ev.kind == process::EventKind::Signal) {
-        ::syscall(SYS_tgkill, pid_, ev.tid, ev.signal);
+        ::syscall(SYS_tgkill, tracee.pid(), ev.tid, ev.signal);
       }
     }
   }
 
   bool is_agent_trap(uint64_t address) const {
+    if (loader_ && loader_served_by_agent_ && address == loader_->r_brk) return true;
     return std::any_of(agent_->sites().begin(), agent_->sites().end(), [&](const ProbeSite& s) {
       return s.mechanism == Mechanism::Int3Boost && s.address == address;
     });
@@ -789,9 +1149,18 @@ class Session {
       return with_context(tracee.error(), "restoring the original code");
     }
     tracee_ = std::move(*tracee);
-    settle_caught_events();
+    engine_->rebind(*tracee_);
+    if (loader_) agent_->set_loader_handshake(0, 0, pid_);  // a waiting thread goes on as we leave
+    settle_caught_events(*tracee_);
+    // The loader's breakpoint, if any; a boost hit caught meanwhile is put back on its int3.
+    Status engine_disarmed;
+    if (engine_->armed_count() != 0) {
+      engine_disarmed =
+          engine_->disarm([this](uint64_t address) { return is_agent_trap(address); });
+    }
     auto disarmed = agent_->disarm(*tracee_);
     auto detached = tracee_->detach();
+    if (!engine_disarmed) return engine_disarmed;
     if (!disarmed) return disarmed;
     return detached;
   }
@@ -806,6 +1175,21 @@ class Session {
   std::unique_ptr<AgentEngine> agent_;
   CommCache comms_;
   std::vector<ProcessWatch> children_;  ///< followed fork children, not traced
+  /// Fork children with breakpoints: each traced by a session of its own, on its own thread.
+  struct ChildSession {
+    std::unique_ptr<runtime::ProbeRuntime> runtime;
+    SessionOptions options;
+    std::thread thread;
+    std::atomic<bool> done{false};
+    Result<SessionEnd> end = SessionEnd::TargetExited;
+  };
+  std::vector<std::unique_ptr<ChildSession>> child_sessions_;
+  std::atomic<bool> child_sessions_stop_{false};
+  std::optional<process::ForkNotices> fork_notices_;  ///< forks of processes we do not trace
+  bool fork_notices_failed_ = false;                  ///< said once; not tried again
+  std::optional<ExecWatch> exec_watch_;  ///< running free: execs of the probed files
+  bool exec_watch_failed_ = false;       ///< said once; not tried again
+  std::set<pid_t> followed_parents_;  ///< untraced followed processes whose forks we follow
   std::optional<IntervalTimers> timers_;  ///< started once BEGIN ran
   std::vector<UprobePoint> points_;        ///< every uprobe attach point, armed or waiting
   std::set<std::string> armed_files_;      ///< files whose probes are armed now
@@ -816,6 +1200,8 @@ class Session {
   std::shared_ptr<stacks::CfiRowCache> cfi_rows_ = std::make_shared<stacks::CfiRowCache>();
   std::unique_ptr<stacks::ProcessUnwindTables> unwind_;
   abi::UnwindView unwind_view_{};
+  bool loader_served_by_agent_ = false;  ///< the agent resumes the loader's int3 without us
+  uint32_t loader_answered_ = 0;         ///< running free: loader stops served so far
   bool in_loop_ = false;
   /// `cpu` costs a file read per hit on the ptrace path: only when a program reads it.
   const bool reads_cpu_ = script_reads(script_, bytecode::CtxField::Cpu);
@@ -860,6 +1246,18 @@ void run_program_in_dprobe(uint32_t program, runtime::ProbeRuntime& runtime) {
   ctx.cpu = cpu < 0 ? 0 : static_cast<uint32_t>(cpu);
   NoMemory memory;
   runtime.run(program, ctx, memory);
+}
+
+void merge_maps(const lang::CompiledScript& script, runtime::ProbeRuntime& from,
+                runtime::ProbeRuntime& into) {
+  into.stacks().absorb(from.stacks()); // the keys' stack ids name stacks recorded there
+  for (uint32_t map = 0; map < script.module.maps.size(); ++map) {
+    for (const output::MapEntry& entry : from.maps().entries(map)) {
+      std::vector<uint64_t> words{entry.value};
+      words.insert(words.end(), entry.rest.begin(), entry.rest.end());
+      into.merge_map_entry(map, entry.key, words);
+    }
+  }
 }
 
 size_t count_attach_points(const lang::CompiledScript& script) {

@@ -13,10 +13,19 @@
 
 #include "common/result.h"
 #include "lang/compiler.h"
+#include "process/ptrace_calls.h"
 #include "probes/probe_site.h"
 #include "runtime/probe_runtime.h"
 
 namespace dprobe::probes {
+
+/// A fork child whose breakpoints need dprobe on every hit (int3-ptrace), parked by the session
+/// that traced its parent until a session of its own (on another thread: ptrace ties a tracee
+/// to one tracer thread) takes it: its thread sleeps in a bounded ppoll (every signal blocked
+/// meanwhile) instead of returning from fork. `regs` are its registers as fork returned.
+struct ParkedChild {
+  process::Registers regs{};
+};
 
 struct SessionOptions {
   std::vector<std::string> command;  ///< -c: launch this command (argv)
@@ -36,6 +45,9 @@ struct SessionOptions {
   /// The session seizes it, calls this (which lets the exec go on), and arms the new image
   /// before its first instruction.
   std::function<void()> exec_seized;
+  /// -p on a fork child parked by its parent's session: its registers are put back as soon as
+  /// it is attached, then it is probed as any -p process (its code is the file's again).
+  std::optional<ParkedChild> parked;
 };
 
 /// Why the session ended.
@@ -56,6 +68,11 @@ void run_special_probes(const lang::CompiledScript& script, runtime::ProbeRuntim
 /// Runs one program in dprobe's own context (pid and comm are dprobe's, no target memory):
 /// BEGIN, END and interval probes.
 void run_program_in_dprobe(uint32_t program, runtime::ProbeRuntime& runtime);
+
+/// Adds every map entry of `from` into `into` (the runtimes of several processes' sessions),
+/// and moves the stacks its keys name.
+void merge_maps(const lang::CompiledScript& script, runtime::ProbeRuntime& from,
+                runtime::ProbeRuntime& into);
 
 /// Number of attach points, as bpftrace's "Attaching N probes..." counts them.
 [[nodiscard]] size_t count_attach_points(const lang::CompiledScript& script);

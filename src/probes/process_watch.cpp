@@ -18,10 +18,11 @@ Result<ProcessWatch> ProcessWatch::open(pid_t pid, bool our_child) {
   return ProcessWatch(pid, UniqueFd(fd), our_child);
 }
 
-bool ProcessWatch::wait_exit(int timeout_ms) {
-  pollfd p{pidfd_.get(), POLLIN, 0};
-  int n = ::poll(&p, 1, timeout_ms);
+bool ProcessWatch::wait_exit(int timeout_ms, int also) {
+  pollfd p[2] = {{pidfd_.get(), POLLIN, 0}, {also, POLLIN, 0}};
+  int n = ::poll(p, also >= 0 ? 2 : 1, timeout_ms);
   if (n <= 0) return false;  // timeout, or EINTR: the caller checks its stop flag
+  if ((p[0].revents & POLLIN) == 0) return false;
   // A pidfd polls readable when the process has exited. Our own child is reaped here so it
   // does not linger as a zombie.
   if (our_child_) ::waitpid(pid_, nullptr, WNOHANG);

@@ -12,8 +12,9 @@ class ProcessWatch {
  public:
   /// `our_child`: dprobe launched it, so it must also be reaped (waitpid) once it ends.
   [[nodiscard]] static Result<ProcessWatch> open(pid_t pid, bool our_child);
-  /// Waits up to `timeout_ms` for the process to end; true once it has.
-  [[nodiscard]] bool wait_exit(int timeout_ms);
+  /// Waits up to `timeout_ms` for the process to end; true once it has. The wait also ends
+  /// (returning false) when `also` (another fd, -1: none) becomes readable.
+  [[nodiscard]] bool wait_exit(int timeout_ms, int also = -1);
   [[nodiscard]] pid_t pid() const { return pid_; }
 
  private:

@@ -45,7 +45,7 @@ Result<std::optional<WaitResult>> ChildWaiter::wait(int timeout_ms, bool interru
     drain();
     auto got = poll();
     if (!got || *got) return got;
-    int sleep_ms = ChildWaiter::kMaxSleepMs;
+    int sleep_ms = max_sleep_ms_;
     if (timeout_ms >= 0) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) return std::optional<WaitResult>();

@@ -32,11 +32,16 @@ class ChildWaiter {
   [[nodiscard]] Result<std::optional<WaitResult>> wait(int timeout_ms, bool interruptible,
                                                        const Poll& poll);
 
+  /// Longest sleep between polls (default kMaxSleepMs). Several tracer threads in dprobe take
+  /// each other's SIGCHLD: each then polls more often instead of sleeping a slice per event.
+  void set_max_sleep_ms(int ms) { max_sleep_ms_ = ms; }
+
  private:
   explicit ChildWaiter(UniqueFd fd) : signal_fd_(std::move(fd)) {}
   void drain();
 
   UniqueFd signal_fd_;
+  int max_sleep_ms_ = kMaxSleepMs;
 };
 
 } // namespace dprobe::process

@@ -96,7 +96,12 @@ std::string Tracee::maps_path() const {
 bool Tracee::belongs_to_target(pid_t pid) const {
   auto text = read_text_file(fmt::format("/proc/{}/status", pid));
   if (!text) return false;
-  return status_number(*text, "Tgid") == pid_ || status_number(*text, "PPid") == pid_;
+  const auto tgid = status_number(*text, "Tgid");
+  if (tgid == pid_) return true;
+  // A fork child detached by detach_child() may be traced by another tracer thread of dprobe,
+  // whose statuses (its threads' too: they show our target as PPid) this thread can see and
+  // must not take.
+  return status_number(*text, "PPid") == pid_ && !(tgid && released_children_.contains(static_cast<pid_t>(*tgid)));
 }
 
 Result<std::optional<WaitResult>> Tracee::poll_status() {
@@ -578,6 +583,7 @@ Status Tracee::detach_child(pid_t child) {
   if (it == children_.end()) return fail("process {} is not a child held by dprobe", child);
   int signal = it->second;
   children_.erase(it);
+  released_children_.insert(child);
   auto st = ptrace_detach(child, signal);
   if (!st && st.error().errno_value != ESRCH) return st;
   return {};

@@ -64,9 +64,10 @@ class Tracee {
   /// (gdb)", or "cannot trace process 4242: <strerror>".
   [[nodiscard]] static Result<std::unique_ptr<Tracee>> attach(pid_t pid);
 
-  /// PTRACE_SEIZE a single-threaded process held inside execve (a fanotify exec permission
-  /// event), call `seized` (which lets the exec go on), and wait for the new image: returns as
-  /// launch() does, the image stopped at its first instruction and its thread held.
+  /// PTRACE_SEIZE every thread of a process held inside execve (a fanotify exec permission
+  /// event; any of its threads may be the one in execve), call `seized` (which lets the exec go
+  /// on), and wait for the new image: returns as launch() does, the image stopped at its first
+  /// instruction and its thread held.
   [[nodiscard]] static Result<std::unique_ptr<Tracee>>
   seize_before_exec(pid_t pid, const std::function<void()>& seized);
 
@@ -82,6 +83,9 @@ class Tracee {
   [[nodiscard]] bool exited() const { return exited_; }
   /// Between stop_all() and resume_all().
   [[nodiscard]] bool world_stopped() const { return world_stopped_; }
+  /// Longest sleep between wait polls: short when other threads of dprobe trace processes too
+  /// (they may take the SIGCHLD meant for this one).
+  void set_wait_slice_ms(int ms) { waiter_.set_max_sleep_ms(ms); }
   /// Fork/vfork children reported by events and not detached yet.
   [[nodiscard]] std::vector<pid_t> children() const;
 
@@ -198,6 +202,7 @@ class Tracee {
   std::deque<Event> events_;
   std::map<pid_t, int> early_stops_; ///< statuses of tasks not announced yet by an event
   std::map<pid_t, int> children_;    ///< fork children -> signal to deliver on detach
+  std::set<pid_t> released_children_; ///< fork children detached: their statuses are not ours
   std::set<pid_t> ghosts_;           ///< threads that vanished in an exec; statuses ignored
   UniqueFd mem_fd_;
   bool world_stopped_ = false;

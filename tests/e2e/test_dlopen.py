@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import dprobe_path, run, target
+from conftest import dprobe_path, run, target, text_mismatches, tracer_pid
 
 
 def count_of(text: str, name: str = "@c") -> int | None:
@@ -139,22 +139,38 @@ def test_static_program_cannot_wait_for_a_library(tmp_path):
                      result.stderr), result.describe()
 
 
-def test_fork_child_that_loads_the_library_survives(tmp_path):
-    """The loader's breakpoint is dprobe's: a fork child (not traced) gets the original byte back
-    and loads the library unharmed. Its calls are not counted: deferred probes are armed in the
-    traced process only (children are not followed into their own dlopen yet)."""
+@pytest.mark.parametrize("mechanism", [None, "jump", "int3-boost", "int3-ptrace"])
+@pytest.mark.parametrize("threads", [0, 2])
+def test_fork_child_loads_are_armed_in_the_child(tmp_path, mechanism, threads):
+    """The session watches library loads, which only a tracer of the child can see in the child:
+    the fork child (cleaned and parked at its birth) is taken by a session of its own, which
+    arms its loads as the parent's are. Both processes count exactly, each under its own pid;
+    the parent waits for the child before its own loads."""
     host, lib = target("plugin_host"), target("libplugin.so")
     out = tmp_path / "out.txt"
     env = dict(os.environ, PLUGIN_HOST_FORK="1")
-    result = run([dprobe_path(), "-o", out, "-e", probe(lib), "-c", f"{host} {lib} 1000"],
-                 timeout=60, env=env)
+    args = [dprobe_path(), "-v", "-o", out, "-e",
+            f"uprobe:{lib}:plugin_entry {{ @c = count(); @p[pid] = count(); }}",
+            "-c", f"{host} {lib} 1000 {threads}"]
+    if mechanism:
+        args[1:1] = ["--mechanism", mechanism]
+    result = run(args, timeout=60, env=env)
     assert result.returncode == 0, result.describe()
-    assert result.stdout == ("plugin_host: child load 1: 1 x 1000 calls, sum ok\n"
-                             "plugin_host: child load 2: 1 x 1000 calls, sum ok\n"
+    each = f"{max(threads, 1)} x 1000 calls, sum ok"
+    assert result.stdout == (f"plugin_host: child load 1: {each}\n"
+                             f"plugin_host: child load 2: {each}\n"
                              "plugin_host: child exit 0\n"
-                             "plugin_host: load 1: 1 x 1000 calls, sum ok\n"
-                             "plugin_host: load 2: 1 x 1000 calls, sum ok\n"), result.describe()
-    assert count_of(out.read_text()) == expected(1000), out.read_text()
+                             f"plugin_host: load 1: {each}\n"
+                             f"plugin_host: load 2: {each}\n"), result.describe()
+    forked = re.search(r"^process (\d+) forked (\d+): its probes are armed again by a session "
+                       r"of its own$", result.stderr, re.M)
+    assert forked, result.describe()
+    parent, child = forked.groups()
+    text = out.read_text()
+    per_process = expected(1000, threads=threads)
+    assert count_of(text) == 2 * per_process, text
+    assert count_of(text, f"@p[{parent}]") == per_process, text
+    assert count_of(text, f"@p[{child}]") == per_process, text
 
 
 def test_kill9_of_dprobe_while_waiting_for_the_library(spawn):
@@ -190,4 +206,73 @@ def test_kill9_of_dprobe_watching_a_library_loaded_already(spawn):
     dprobe.wait(timeout=10)
     app.write("go\n")
     assert app.wait(timeout=60) == 0, app.describe()
+    assert app.stdout.count("1 x 1000 calls, sum ok") == 2, app.describe()
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_running_free_follows_a_reload(spawn, threads):
+    """int3-boost: dprobe runs free of the process (not its tracer: no hit stops in ptrace), yet
+    the library's dlclose and second dlopen are followed: the loader's breakpoint is served by
+    the agent, which makes the loading thread wait until dprobe has taken the process, armed the
+    new mapping and let go again. Exact counts, with threads calling in after each load."""
+    host, lib = target("plugin_host"), target("libplugin.so")
+    app = spawn([host, lib, "3000", str(threads), "loaded"], stdin=True, name="plugin_host")
+    app.wait_for_line("plugin_host: loaded", timeout=20)
+    dprobe = spawn([dprobe_path(), "-v", "--mechanism", "int3-boost", "-p", app.proc.pid, "-e",
+                    'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
+    dprobe.wait_for_line("armed", timeout=20)
+    deadline = time.monotonic() + 10  # stderr is read by another thread than stdout
+    while "runs free" not in dprobe.stderr and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert re.search(r"^dprobe runs free of process \d+: its dynamic loader waits for dprobe",
+                     dprobe.stderr, re.M), dprobe.describe()
+    time.sleep(0.1)
+    assert tracer_pid(app.proc.pid) == 0, dprobe.describe()
+    app.write("go\n")
+    assert app.wait(timeout=60) == 0, app.describe()
+    assert app.stdout.count(f"{max(threads, 1)} x 3000 calls, sum ok") == 2, app.describe()
+    assert dprobe.wait(timeout=30) == 0, dprobe.describe()
+    assert count_of(dprobe.stdout) == expected(3000, threads=threads, constructors=1), \
+        dprobe.describe()
+    assert len(re.findall(r"^process \d+ mapped \S+libplugin.so: its probes armed in \d+ us",
+                          dprobe.stderr, re.M)) == 1, dprobe.describe()
+
+
+def test_running_free_stopped_between_loads_restores_everything(spawn):
+    """Ctrl-C while running free with the loader's breakpoint in place: every byte is restored
+    (the loader's too) and the program's later dlclose and dlopen run unprobed and unharmed."""
+    host, lib = target("plugin_host"), target("libplugin.so")
+    app = spawn([host, lib, "1000", "0", "loaded"], stdin=True, name="plugin_host")
+    app.wait_for_line("plugin_host: loaded", timeout=20)
+    dprobe = spawn([dprobe_path(), "--mechanism", "int3-boost", "-p", app.proc.pid, "-e",
+                    'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
+    dprobe.wait_for_line("armed", timeout=20)
+    loader = next(line.split()[-1] for line in open(f"/proc/{app.proc.pid}/maps")
+                  if "/ld-linux" in line)
+    assert text_mismatches(app.proc.pid, lib) and text_mismatches(app.proc.pid, loader)
+    dprobe.signal(signal.SIGINT)
+    assert dprobe.wait(timeout=30) == 0, dprobe.describe()
+    assert not text_mismatches(app.proc.pid, lib)
+    assert not text_mismatches(app.proc.pid, loader)
+    app.write("go\n")
+    assert app.wait(timeout=60) == 0, app.describe()
+    assert app.stdout.count("1 x 1000 calls, sum ok") == 2, app.describe()
+
+
+def test_kill9_of_dprobe_running_free_with_the_loader_waiting_for_it(spawn):
+    """dprobe killed with -9 while running free: the loader's breakpoint still makes the loading
+    thread ask for dprobe, sees it gone (kill(pid, 0)) and goes on at once."""
+    host, lib = target("plugin_host"), target("libplugin.so")
+    app = spawn([host, lib, "1000", "0", "loaded"], stdin=True, name="plugin_host")
+    app.wait_for_line("plugin_host: loaded", timeout=20)
+    dprobe = spawn([dprobe_path(), "--mechanism", "int3-boost", "-p", app.proc.pid, "-e",
+                    'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
+    dprobe.wait_for_line("armed", timeout=20)
+    time.sleep(0.1)
+    dprobe.signal(signal.SIGKILL)
+    dprobe.wait(timeout=10)
+    started = time.monotonic()
+    app.write("go\n")
+    assert app.wait(timeout=60) == 0, app.describe()
+    assert time.monotonic() - started < 2.0, "the loads waited for a dprobe that is gone"
     assert app.stdout.count("1 x 1000 calls, sum ok") == 2, app.describe()

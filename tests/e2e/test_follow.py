@@ -1,7 +1,8 @@
 """Probes that follow the program into fork children: the children's hits count with their own
-pid, the session lasts until the last followed child exits, children still running when dprobe
-stops get their original code back, and children of a process dprobe runs free of (int3-boost)
-count while dprobe runs and never die of a probe afterwards."""
+pid, the session lasts until the last followed child (or grandchild) exits, children still
+running when dprobe stops get their original code back. A process dprobe runs free of (int3-boost
+only: no ptrace, so that no hit stops in it) and the children of a followed child are not traced:
+their forks are followed through the kernel's fork notices (the process events connector)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,15 @@ def count_lines(text: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(@\S*): (\d+)$", text, re.M)}
 
 
-def test_hundred_children_from_four_threads_count_exactly_per_pid(tmp_path):
+def mechanism_args(mechanism: str | None) -> list[str]:
+    return ["--mechanism", mechanism] if mechanism else []
+
+
+@pytest.mark.parametrize("mechanism", [None, "int3-boost", "int3-ptrace"])
+def test_hundred_children_from_four_threads_count_exactly_per_pid(tmp_path, mechanism):
     binary = target("forkmany")
     out = tmp_path / "out.txt"
-    result = run_dprobe(["-o", out, "-e",
+    result = run_dprobe(mechanism_args(mechanism) + ["-o", out, "-e",
                          f"uprobe:{binary}:work {{ @c = count(); @p[pid] = count(); }}",
                          "-c", f"{binary} 4 100 1000"], timeout=120)
     assert result.returncode == 0, result.describe()
@@ -36,11 +42,13 @@ def test_hundred_children_from_four_threads_count_exactly_per_pid(tmp_path):
     assert result.stderr == "", result.describe()
 
 
-def test_session_lasts_until_the_last_child_exits(tmp_path):
-    """The parent exits at once; its 10 children call work() 300 ms later."""
+@pytest.mark.parametrize("mechanism", [None, "int3-boost", "int3-ptrace"])
+def test_session_lasts_until_the_last_child_exits(tmp_path, mechanism):
+    """The parent exits at once; its 10 children call work() 300 ms later. int3-boost: dprobe
+    runs free of the parent and learns of the children from the fork notices alone."""
     binary = target("forkmany")
     out = tmp_path / "out.txt"
-    result = run_dprobe(["-o", out, "-e", f"uprobe:{binary}:work {{ @c = count(); }}",
+    result = run_dprobe(mechanism_args(mechanism) + ["-o", out, "-e", f"uprobe:{binary}:work {{ @c = count(); }}",
                          "-c", f"{binary} 2 10 1000 300"], timeout=60)
     assert result.returncode == 0, result.describe()
     assert result.stdout == "child: 1000 calls, sum ok\n" * 10, result.describe()
@@ -61,39 +69,56 @@ def test_forker_matches_bpftrace_total_and_per_pid(tmp_path):
     assert count_lines(out.read_text()) == {f"@[{child}]": 100, f"@[{parent}]": 200}
 
 
-def test_breakpoint_probes_are_not_followed(tmp_path):
-    """int3-ptrace needs dprobe on every hit: the child gets the original code back instead."""
+def test_breakpoint_probes_are_followed_by_a_session_of_the_childs_own(tmp_path):
+    """int3-ptrace needs dprobe on every hit: the child, cleaned and parked at its birth, is
+    taken by a session of its own (another tracer thread), which arms it again before it
+    returns from fork. Its hits count under its own pid."""
     binary = target("forker")
     out = tmp_path / "out.txt"
-    result = run_dprobe(["--mechanism", "int3-ptrace", "-o", out, "-e",
-                         f"uprobe:{binary}:work {{ @c = count(); }}", "-c", f"{binary} 100"],
+    result = run_dprobe(["-v", "--mechanism", "int3-ptrace", "-o", out, "-e",
+                         f"uprobe:{binary}:work {{ @[pid] = count(); }}", "-c", f"{binary} 100"],
                         timeout=60)
     assert result.returncode == 0, result.describe()
     assert "child exit 0" in result.stdout, result.describe()
-    assert count_lines(out.read_text()) == {"@c": 200}
+    forked = re.search(r"^process (\d+) forked (\d+): its probes are armed again by a "
+                       r"session of its own$", result.stderr, re.M)
+    assert forked, result.describe()
+    parent, child = forked.groups()
+    assert count_lines(out.read_text()) == {f"@[{child}]": 100, f"@[{parent}]": 200}
 
 
-def test_children_running_free_count_and_survive(tmp_path):
-    """int3-boost: dprobe lets go of the process, so it sees no fork; the children still count
-    (into slots of their own) while dprobe runs, and once dprobe has left, the int3 inherited by
-    children that outlive it is handled in the child by the agent, inert."""
+@pytest.mark.parametrize("mechanism", ["jump", "int3-boost", "int3-ptrace"])
+@pytest.mark.parametrize("linger", [False, True])
+def test_grandchildren_count_and_extend_the_session(tmp_path, mechanism, linger):
+    """Each of 8 children (forked from 4 threads) forks a grandchild that calls work() too. With
+    linger, the parent exits at once and children and grandchildren call work() 300 ms later,
+    each outliving its parent: the session lasts until the last grandchild is gone."""
     binary = target("forkmany")
     out = tmp_path / "out.txt"
-    script = f"uprobe:{binary}:work {{ @c = count(); }}"
-    result = run_dprobe(["--mechanism", "int3-boost", "-o", out, "-e", script,
-                         "-c", f"{binary} 2 10 1000"], timeout=60)
+    env = dict(os.environ, FORKMANY_GRANDCHILD="1")
+    args = ["4", "8", "1000"] + (["300"] if linger else [])
+    result = run([dprobe_path(), "-v", "--mechanism", mechanism, "-o", out, "-e",
+                  f"uprobe:{binary}:work {{ @c = count(); @p[pid] = count(); }}",
+                  "-c", " ".join([str(binary)] + args)], timeout=60, env=env)
     assert result.returncode == 0, result.describe()
-    assert result.stdout == "forkmany: 2 threads x 1000 calls, 10 of 10 children exited 0\n"
-    assert count_lines(out.read_text()) == {"@c": 12000}
-    lingering = run_dprobe(["--mechanism", "int3-boost", "-o", out, "-e", script,
-                            "-c", f"{binary} 2 4 1000 300"], timeout=60)
-    assert lingering.returncode == 0, lingering.describe()
-    assert lingering.stdout == "child: 1000 calls, sum ok\n" * 4, lingering.describe()
+    if linger:
+        assert result.stdout == "child: 1000 calls, sum ok\n" * 16, result.describe()
+    else:
+        assert result.stdout == ("forkmany: 4 threads x 1000 calls, 8 of 8 children exited 0\n"), \
+            result.describe()
+    text = out.read_text()
+    assert "@c: 20000\n" in text, text
+    per_pid = [int(v) for v in re.findall(r"^@p\[\d+\]: (\d+)$", text, re.M)]
+    assert sorted(per_pid) == [1000] * 16 + [4000], text
+    forks = re.findall(r"^process (\d+) forked (\d+): its probes (?:stay and count|are armed "
+                       r"again by a session of its own)$", result.stderr, re.M)
+    assert len(forks) == 16 and len({child for _, child in forks}) == 16, result.describe()
 
 
-def test_children_alive_at_sigint_get_their_code_back(spawn):
+@pytest.mark.parametrize("mechanism", ["jump", "int3-boost", "int3-ptrace"])
+def test_children_alive_at_sigint_get_their_code_back(spawn, mechanism):
     binary = target("forkmany")
-    bg = spawn([dprobe_path(), "-v", "-e", f"uprobe:{binary}:work {{ @c = count(); }}",
+    bg = spawn([dprobe_path(), "-v", "--mechanism", mechanism, "-e", f"uprobe:{binary}:work {{ @c = count(); }}",
                 "-c", f"{binary} 1 2 1000 5000"])
     deadline = time.monotonic() + 20
     children: list[int] = []
@@ -151,18 +176,26 @@ def test_exec_of_another_program_leaves_it_unprobed_with_a_note(tmp_path):
     assert count_lines(out.read_text()) == {"@c": 100}
 
 
-def test_exec_while_running_free_keeps_the_program_intact(tmp_path):
-    """int3-boost: dprobe has let go of the process and does not see the exec (not followed
-    there yet); the new image runs unprobed and exactly as without dprobe."""
+@pytest.mark.parametrize("threads", [0, 3])
+def test_exec_while_running_free_is_armed_again(tmp_path, threads):
+    """int3-boost: dprobe runs free of the process (no ptrace); a fanotify exec permission event
+    on the probed file holds it in execve, where dprobe takes it (every thread: with threads,
+    a worker thread execs) and arms the new image before it runs. Counts are exact."""
     binary = target("execself")
     out = tmp_path / "out.txt"
-    result = run_dprobe(["--mechanism", "int3-boost", "-o", out, "-e",
-                         f"uprobe:{binary}:work {{ @c = count(); }}", "-c", f"{binary} 100 2 3"],
-                        timeout=60)
+    args = f"{binary} 1000 2" + (f" {threads}" if threads else "")
+    result = run_dprobe(["-v", "--mechanism", "int3-boost", "-o", out, "-e",
+                         f"uprobe:{binary}:work {{ @c = count(); @p[pid] = count(); }}",
+                         "-c", args], timeout=60)
     assert result.returncode == 0, result.describe()
-    assert result.stdout == "".join(f"execself: 3 threads x 100 calls, {k} execs to go\n"
+    each = f"{threads} threads x 1000 calls" if threads else "1000 calls"
+    assert result.stdout == "".join(f"execself: {each}, {k} execs to go\n"
                                     for k in (2, 1, 0)), result.describe()
-    assert count_lines(out.read_text())["@c"] >= 300, out.read_text()
+    assert len(re.findall(r"^process \d+ called exec: probes armed again in \S+execself$",
+                          result.stderr, re.M)) == 2, result.describe()
+    counts = count_lines(out.read_text())
+    total = 3 * 1000 * max(threads, 1)
+    assert counts.pop("@c") == total and list(counts.values()) == [total], out.read_text()
 
 
 def test_pid_filter_on_a_shared_library_touches_no_other_process(spawn):

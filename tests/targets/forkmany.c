@@ -3,7 +3,9 @@
  * child calls work() K times and exits 0 (2 on a wrong sum). Without LINGER_MS the process waits
  * for every child and prints one line; with it, it exits at once and the children sleep
  * LINGER_MS before calling work(), outliving their parent, and each prints one line. A probe on work() that follows
- * children counts THREADS*K + CHILDREN*K. */
+ * children counts THREADS*K + CHILDREN*K. With FORKMANY_GRANDCHILD set in the environment, each
+ * child first forks a grandchild that does what a child does (waited for by the child without
+ * LINGER_MS; outliving it with); a probe that follows them too counts THREADS*K + 2*CHILDREN*K. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,7 @@
 
 #include "work.h"
 
-static int children_per_thread, calls, linger_ms;
+static int children_per_thread, calls, linger_ms, grandchild;
 
 static long long call_work(int n) {
   long long sum = 0;
@@ -21,18 +23,33 @@ static long long call_work(int n) {
   return sum;
 }
 
-static void child_main(void) {
+/* A child's (or grandchild's) life: sleep LINGER_MS, call work() K times, wait for `own` (its
+ * grandchild, when it has one and nobody lingers), exit 0 when all went well. */
+static void child_body(pid_t own, int fork_failed) {
   if (linger_ms > 0) {
     struct timespec ts = {linger_ms / 1000, (long)(linger_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
-  const int ok = call_work(calls) == work_sum(calls);
+  int ok = call_work(calls) == work_sum(calls) && !fork_failed;
+  if (own > 0 && linger_ms == 0) {
+    int status = 0;
+    ok = ok && waitpid(own, &status, 0) == own && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
   if (linger_ms > 0) {
     /* Nobody waits for an orphan: it reports itself (a child killed by a probe prints nothing). */
     printf("child: %d calls, %s\n", calls, ok ? "sum ok" : "wrong sum");
     fflush(stdout);
   }
   _exit(ok ? 0 : 2);
+}
+
+static void child_main(void) {
+  pid_t own = 0;
+  if (grandchild) {
+    own = fork();
+    if (own == 0) child_body(0, 0);
+  }
+  child_body(own, own < 0);
 }
 
 static void *run_thread(void *arg) {
@@ -58,6 +75,7 @@ int main(int argc, char **argv) {
   int threads = atoi(argv[1]), children = atoi(argv[2]);
   calls = atoi(argv[3]);
   linger_ms = argc > 4 ? atoi(argv[4]) : 0;
+  grandchild = getenv("FORKMANY_GRANDCHILD") != NULL;
   if (threads < 1 || children < threads || children % threads != 0 || calls < 1) return 64;
   children_per_thread = children / threads;
   pthread_t tids[64];

@@ -105,6 +105,35 @@ void pass_on(RegionHeader* h, int signal, void* info, void* ucontext) {
   }
 }
 
+constexpr long kFutexWait = 0;
+constexpr long kFutexWake = 1;
+constexpr long kEsrch = 3;
+constexpr int32_t kRtConsistent = 0; ///< <link.h> r_debug.r_state
+constexpr int kLoaderWaitSlices = 500; ///< of 10 ms: a dlopen waits 5 s at most
+
+/// The loader's rendezvous breakpoint while the controller runs free of the process (see
+/// abi::LoaderHandshake): asks the controller to arm what the loader mapped, and waits until it
+/// answers, it stops asking, or it is gone. Not the common path: system calls are fine here.
+void wait_for_controller(RegionHeader* h) {
+  abi::LoaderHandshake& hs = h->loader;
+  // A fork child inherits the int3 and the region, not the controller's attention.
+  if (syscall0(kSysGetpid) != static_cast<long>(load_relaxed(&hs.target_pid))) return;
+  const uint64_t state = load_relaxed(&hs.state_address);
+  if (state != 0 && *reinterpret_cast<const volatile int32_t*>(state) != kRtConsistent) return;
+  const uint32_t ticket = fetch_add(&hs.requests, 1u) + 1;
+  syscall6(kSysFutex, reinterpret_cast<long>(&hs.requests), kFutexWake, 1, 0, 0, 0);
+  const long controller = static_cast<long>(load_relaxed(&hs.controller_pid));
+  for (int i = 0; i < kLoaderWaitSlices; ++i) {
+    const uint32_t answered = load_acquire(&hs.answers);
+    if (static_cast<int32_t>(answered - ticket) >= 0) return;
+    if (load_acquire(&hs.address) == 0) return;
+    if (syscall6(kSysKill, controller, 0, 0, 0, 0, 0) == -kEsrch) return;
+    TimeSpec slice{0, 10'000'000};
+    syscall6(kSysFutex, reinterpret_cast<long>(&hs.answers), kFutexWait,
+             static_cast<long>(answered), reinterpret_cast<long>(&slice), 0, 0);
+  }
+}
+
 } // namespace
 
 } // namespace dprobe::agent::blob
@@ -141,6 +170,8 @@ extern "C" void agent_sigtrap(int signal, void* info, void* ucontext) {
         regs.rax = gregs[kRax];
         regs.rflags = gregs[kEflags];
         dispatch_hit(h, static_cast<uint32_t>(id), regs);
+        const uint64_t loader = load_acquire(&h->loader.address);
+        if (loader != 0 && loader == gregs[kRip] - 1) wait_for_controller(h);
         // Even when the probe or the region is disabled: the int3 is still there, and the
         // replaced instruction runs only from the resume address.
         gregs[kRip] = resume;

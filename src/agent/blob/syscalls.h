@@ -8,6 +8,8 @@ namespace dprobe::agent::blob {
 
 inline constexpr long kSysRtSigaction = 13;
 inline constexpr long kSysGetpid = 39;
+inline constexpr long kSysKill = 62;
+inline constexpr long kSysFutex = 202;
 inline constexpr long kSysGetuid = 102;
 inline constexpr long kSysGetgid = 104;
 inline constexpr long kSysGetcpu = 309;
