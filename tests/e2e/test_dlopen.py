@@ -238,15 +238,22 @@ def test_running_free_follows_a_reload(spawn, threads):
                           dprobe.stderr, re.M)) == 1, dprobe.describe()
 
 
-def test_running_free_stopped_between_loads_restores_everything(spawn):
-    """Ctrl-C while running free with the loader's breakpoint in place: every byte is restored
-    (the loader's too) and the program's later dlclose and dlopen run unprobed and unharmed."""
+def running_free_on_a_loaded_host(spawn):
+    """plugin_host with libplugin.so loaded (waiting on stdin before its dlclose), and dprobe
+    attached with int3-boost (running free) once it printed "armed"."""
     host, lib = target("plugin_host"), target("libplugin.so")
     app = spawn([host, lib, "1000", "0", "loaded"], stdin=True, name="plugin_host")
     app.wait_for_line("plugin_host: loaded", timeout=20)
     dprobe = spawn([dprobe_path(), "--mechanism", "int3-boost", "-p", app.proc.pid, "-e",
                     'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
     dprobe.wait_for_line("armed", timeout=20)
+    return app, dprobe, lib
+
+
+def test_running_free_stopped_between_loads_restores_everything(spawn):
+    """Ctrl-C while running free with the loader's breakpoint in place: every byte is restored
+    (the loader's too) and the program's later dlclose and dlopen run unprobed and unharmed."""
+    app, dprobe, lib = running_free_on_a_loaded_host(spawn)
     loader = next(line.split()[-1] for line in open(f"/proc/{app.proc.pid}/maps")
                   if "/ld-linux" in line)
     assert text_mismatches(app.proc.pid, lib) and text_mismatches(app.proc.pid, loader)
@@ -262,12 +269,7 @@ def test_running_free_stopped_between_loads_restores_everything(spawn):
 def test_kill9_of_dprobe_running_free_with_the_loader_waiting_for_it(spawn):
     """dprobe killed with -9 while running free: the loader's breakpoint still makes the loading
     thread ask for dprobe, sees it gone (kill(pid, 0)) and goes on at once."""
-    host, lib = target("plugin_host"), target("libplugin.so")
-    app = spawn([host, lib, "1000", "0", "loaded"], stdin=True, name="plugin_host")
-    app.wait_for_line("plugin_host: loaded", timeout=20)
-    dprobe = spawn([dprobe_path(), "--mechanism", "int3-boost", "-p", app.proc.pid, "-e",
-                    'BEGIN { printf("armed\\n"); } ' + probe(lib)], name="dprobe")
-    dprobe.wait_for_line("armed", timeout=20)
+    app, dprobe, lib = running_free_on_a_loaded_host(spawn)
     time.sleep(0.1)
     dprobe.signal(signal.SIGKILL)
     dprobe.wait(timeout=10)
