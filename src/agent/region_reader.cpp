@@ -266,7 +266,9 @@ size_t RegionReader::visit_events(EventVisitor visit, void* context, size_t max_
               ? load(reinterpret_cast<const uint64_t*>(data + pos + sizeof(abi::RecordHeader)))
               : UINT64_MAX;
       if ((meta & abi::kRecordPadding) || map_id >= layout_.map_count ||
-          command >= static_cast<uint64_t>(bytecode::MapCommandKind::kCount)) {
+          command > UINT32_MAX ||
+          bytecode::map_command_kind(static_cast<uint32_t>(command)) >=
+              static_cast<uint32_t>(bytecode::MapCommandKind::kCount)) {
         ++problems_.bad_records;
       } else {
         if (on_command != nullptr) on_command(context, map_id, static_cast<uint32_t>(command));

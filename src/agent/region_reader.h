@@ -63,7 +63,8 @@ class RegionReader {
   /// target cannot change them under the caller).
   using EventVisitor = void (*)(void* context, uint32_t format_id, std::span<const uint8_t> args);
   /// Called for a print()/clear()/zero() record (abi::kRecordMapCommand) with a map id below
-  /// layout.map_count and a bytecode::MapCommandKind, in ring order with the printf events.
+  /// layout.map_count and a bytecode::map_command_word whose kind is valid (the limits index is
+  /// the receiver's to check), in ring order with the printf events.
   using MapCommandVisitor = void (*)(void* context, uint32_t map_id, uint32_t command);
   /// drain_events without a copy per event: moves up to `max_events` committed events out of
   /// the ring, in the same order, handing each to `visit` (and map commands to `on_command`,

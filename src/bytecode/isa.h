@@ -168,8 +168,22 @@ enum class CtxString : uint32_t { Comm, kCount };
 ///   Bucket  word v += 1                      hist(), lhist(): v is the bucket (HistIndex)
 enum class UpdateOp : uint8_t { Set = 0, Add = 1, Max = 2, Avg = 3, Bucket = 4, kCount };
 
-/// MapCommand's command (in `b`): whole-map operations the host performs.
+/// MapCommand's command (in `b`): whole-map operations the host performs. A Print's `imm` is 0,
+/// or 1 + the index of its print(@m, top, div) limits in the module (bytecode::Module).
 enum class MapCommandKind : uint8_t { Print = 0, Clear = 1, Zero = 2, kCount };
+
+/// The command word VmHost::map_command gets (and the agent's ring carries): the kind in the low
+/// 8 bits, the Print limits' index + 1 above (0: none).
+inline constexpr uint32_t kMaxPrintLimits = (1u << 24) - 1;
+inline constexpr uint32_t map_command_word(uint32_t kind, uint64_t limits) {
+  return kind | (static_cast<uint32_t>(limits) << 8);
+}
+inline constexpr uint32_t map_command_kind(uint32_t word) {
+  return word & 0xffu;
+}
+inline constexpr uint32_t map_command_limits(uint32_t word) {
+  return word >> 8;
+}
 
 /// A frame range packed in imm: offset in the low 32 bits, length in the high 32 bits.
 inline constexpr uint64_t frame_range(uint32_t offset, uint32_t length) {

@@ -63,8 +63,16 @@ struct Program {
   uint32_t frame_size = 0;
 };
 
+/// print(@m, top, div): the `top` entries with the largest values (0: all), values divided by
+/// `div` (0: as they are).
+struct PrintLimits {
+  uint32_t top = 0;
+  uint32_t div = 0;
+};
+
 struct Module {
   std::vector<Program> programs;
+  std::vector<PrintLimits> print_limits; ///< a Print's imm - 1 indexes this
   std::vector<MapSchema> maps;
   std::vector<PrintfFormat> formats;
   std::vector<std::string> strings;

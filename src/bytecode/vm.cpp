@@ -363,7 +363,10 @@ VmStatus vm_check_insn(const Insn& insn, uint32_t pc, const VmProgram& program,
     break;
   case Op::MapCommand:
     if (!map_ok(insn.aux, module)) return VmStatus::BadMap;
-    if (insn.b >= static_cast<uint32_t>(MapCommandKind::kCount)) return VmStatus::BadUpdateOp;
+    if (insn.b >= static_cast<uint32_t>(MapCommandKind::kCount) || insn.imm > kMaxPrintLimits ||
+        (insn.imm != 0 && insn.b != static_cast<uint8_t>(MapCommandKind::Print))) {
+      return VmStatus::BadUpdateOp;
+    }
     break;
   case Op::Printf:
     if (module.formats == nullptr || insn.aux >= module.format_count ||
@@ -559,7 +562,9 @@ VmStatus vm_run(const VmProgram& program, const VmModule& module, const VmContex
       dst = hist_bucket(a);
       break;
     case Op::MapCommand:
-      if (host.map_command != nullptr) host.map_command(host.ctx, insn.aux, insn.b);
+      if (host.map_command != nullptr) {
+        host.map_command(host.ctx, insn.aux, map_command_word(insn.b, insn.imm));
+      }
       break;
     case Op::Printf:
       if (host.emit_printf != nullptr) {

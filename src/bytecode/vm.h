@@ -81,7 +81,7 @@ struct VmHost {
   /// A printf event: the format index and its packed arguments (see packed.h).
   void (*emit_printf)(void* ctx, uint32_t format_id, const uint8_t* args, uint32_t size);
   void (*request_exit)(void* ctx);
-  /// print(@m), clear(@m), zero(@m): `command` is a MapCommandKind.
+  /// print(@m), clear(@m), zero(@m): `command` is a map_command_word (isa.h).
   void (*map_command)(void* ctx, uint32_t map_id, uint32_t command);
   /// ustack: walks the hit's user stack (at most max_frames frames after the first `skip`),
   /// records it where dprobe finds it, and returns its id (abi::stack_id); 0 without a user

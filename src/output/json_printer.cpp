@@ -41,7 +41,9 @@ std::string bucket_json(std::string_view bounds, uint64_t count) {
 /// hist(): the shown buckets (hist_range) as {"min", "max", "count"} objects; the negative
 /// bucket has no "min". Bounds are computed in 32-bit ints as bpftrace 0.17 does, so the
 /// [2^31, 2^32) bucket shows as {"min": -2147483648, "max": 0}.
-std::string hist_value_json(const bytecode::MapSchema& schema, const MapEntry& entry) {
+/// `div` (print(@h, top, div)): counts shown divided, buckets chosen by the counts themselves.
+std::string hist_value_json(const bytecode::MapSchema& schema, const MapEntry& entry,
+                            uint32_t div = 0) {
   const std::vector<uint64_t> buckets = value_words(schema, entry);
   const BucketRange range = hist_range(buckets);
   std::string out = "[";
@@ -59,7 +61,8 @@ std::string hist_value_json(const bytecode::MapSchema& schema, const MapEntry& e
       const auto high = static_cast<int32_t>((1u << ((i - 1) & 31)) - 1u);
       bounds = fmt::format("\"min\": {}, \"max\": {}, ", low, high);
     }
-    out += bucket_json(bounds, buckets[static_cast<size_t>(i)]);
+    const uint64_t count = buckets[static_cast<size_t>(i)];
+    out += bucket_json(bounds, div != 0 ? count / div : count);
   }
   return out + "]";
 }
@@ -193,7 +196,7 @@ std::string json_print_value(std::string_view text, bool quoted) {
 }
 
 std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry,
-                       StackFormatter* stacks) {
+                       StackFormatter* stacks, uint32_t hist_div) {
   if (bytecode::is_stack_field(schema.value_field)) {
     return fmt::format("\"{}\"", json_escape(format_value(schema, entry.value, stacks)));
   }
@@ -209,7 +212,7 @@ std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry,
   case bytecode::MapValueKind::Stats:
     return stats_value_json(schema, entry);
   case bytecode::MapValueKind::Hist:
-    return hist_value_json(schema, entry);
+    return hist_value_json(schema, entry, hist_div);
   case bytecode::MapValueKind::Lhist:
     return lhist_value_json(schema, entry);
   case bytecode::MapValueKind::String: // format_string_map_json: the values are not words
@@ -220,20 +223,23 @@ std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry,
 }
 
 std::string format_map_json(const bytecode::MapSchema& schema, std::vector<MapEntry> entries,
-                            StackFormatter* stacks) {
+                            StackFormatter* stacks, bytecode::PrintLimits limits) {
+  apply_print_limits(schema, entries, limits);
+  const uint32_t hist_div = schema.value == bytecode::MapValueKind::Hist ? limits.div : 0;
   if (schema.is_scalar()) {
     if (entries.empty() && schema.value == bytecode::MapValueKind::Count) {
       entries.push_back(MapEntry{});
     }
     if (entries.empty()) return "";
-    return map_line(schema, json_value(schema, entries.front(), stacks));
+    return map_line(schema, json_value(schema, entries.front(), stacks, hist_div));
   }
   if (entries.empty()) return "";
   sort_entries(schema, entries);
   std::string body;
   for (const MapEntry& entry : entries) {
     if (!body.empty()) body += ", ";
-    body += fmt::format("\"{}\": {}", json_key(schema, entry.key, stacks), json_value(schema, entry, stacks));
+    body += fmt::format("\"{}\": {}", json_key(schema, entry.key, stacks),
+                        json_value(schema, entry, stacks, hist_div));
   }
   return map_line(schema, body);
 }

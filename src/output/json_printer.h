@@ -42,14 +42,16 @@ namespace dprobe::output {
 [[nodiscard]] std::string json_print_value(std::string_view text, bool quoted);
 
 /// One entry's value as JSON, per the map's value kind.
+/// `hist_div`: a hist's counts shown divided (print(@h, top, div)).
 [[nodiscard]] std::string json_value(const bytecode::MapSchema& schema, const MapEntry& entry,
-                                     StackFormatter* stacks = nullptr);
+                                     StackFormatter* stacks = nullptr, uint32_t hist_div = 0);
 
 /// One map as a JSON line (with its newline); "" for a map that holds nothing (a keyless count
 /// map always holds a value, as in the text output).
 [[nodiscard]] std::string format_map_json(const bytecode::MapSchema& schema,
                                           std::vector<MapEntry> entries,
-                                          StackFormatter* stacks = nullptr);
+                                          StackFormatter* stacks = nullptr,
+                                          bytecode::PrintLimits limits = {});
 
 /// A string-valued map as a JSON line, values quoted, sorted by key; "" when it holds nothing.
 [[nodiscard]] std::string

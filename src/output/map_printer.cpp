@@ -112,12 +112,15 @@ std::vector<uint64_t> value_words(const MapEntry& e, uint32_t words) {
   return out;
 }
 
-/// One bucket line: the label left in 16 columns, the count right in 8, then the bar, scaled
-/// with bpftrace's float arithmetic so that rounding matches.
-std::string bucket_line(const std::string& label, uint64_t count, int max_value) {
+/// One bucket line: the label left in 16 columns, the count right in 8 (divided by `div` when
+/// not 0: the bar is still the count's), then the bar, scaled with bpftrace's float arithmetic
+/// so that rounding matches.
+std::string bucket_line(const std::string& label, uint64_t count, int max_value,
+                        uint32_t div = 0) {
   const int bar = static_cast<int>(static_cast<float>(count) / static_cast<float>(max_value) *
                                    static_cast<float>(kBarWidth));
-  return fmt::format("{:<16}{:>8} |{:<52}|\n", label, count, std::string(std::max(bar, 0), '@'));
+  return fmt::format("{:<16}{:>8} |{:<52}|\n", label, div != 0 ? count / div : count,
+                     std::string(std::max(bar, 0), '@'));
 }
 
 /// bpftrace's hist_index_label: 2^power with a K/M/G/T suffix.
@@ -211,7 +214,7 @@ BucketRange lhist_range(std::span<const uint64_t> buckets, int64_t min, int64_t 
   return BucketRange{start, end};
 }
 
-std::string format_hist(std::span<const uint64_t> buckets) {
+std::string format_hist(std::span<const uint64_t> buckets, uint32_t div) {
   const BucketRange range = hist_range(buckets);
   if (range.first > range.last) return "";
   const int max_value = max_bucket(buckets);
@@ -227,7 +230,7 @@ std::string format_hist(std::span<const uint64_t> buckets) {
     } else {
       label = fmt::format("[{}, {})", hist_label(i - 2), hist_label(i - 1));
     }
-    out += bucket_line(label, buckets[static_cast<size_t>(i)], max_value);
+    out += bucket_line(label, buckets[static_cast<size_t>(i)], max_value, div);
   }
   return out;
 }
@@ -300,8 +303,38 @@ void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entr
   });
 }
 
+void apply_print_limits(const bytecode::MapSchema& schema, std::vector<MapEntry>& entries,
+                        bytecode::PrintLimits limits) {
+  if (schema.value == MapValueKind::Stats) return;
+  if (!schema.is_scalar()) {
+    sort_entries(schema, entries);
+    if (limits.top != 0 && entries.size() > limits.top) {
+      entries.erase(entries.begin(), entries.end() - limits.top);
+    }
+  }
+  if (limits.div == 0 || is_hist_kind(schema.value)) return;
+  const auto div = static_cast<int64_t>(limits.div);
+  for (MapEntry& e : entries) {
+    if (schema.value == MapValueKind::Avg) {
+      // trunc(trunc(total / div) / count) == trunc(total / count / div): the average divided.
+      if (e.rest.empty()) e.rest.push_back(0);
+      e.rest[0] = static_cast<uint64_t>(static_cast<int64_t>(e.rest[0]) / div);
+    } else if (schema.value == MapValueKind::Min) {
+      if (e.value == 0) continue;
+      const int64_t shown = display_value(schema, e.value) / div;
+      e.value = bytecode::kMinInverseBase - static_cast<uint64_t>(shown);
+    } else if (signed_display(schema)) {
+      e.value = static_cast<uint64_t>(static_cast<int64_t>(e.value) / div);
+    } else {
+      e.value /= limits.div;
+    }
+  }
+}
+
 std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> entries,
-                       StackFormatter* stacks) {
+                       StackFormatter* stacks, bytecode::PrintLimits limits) {
+  apply_print_limits(schema, entries, limits);
+  const uint32_t hist_div = schema.value == MapValueKind::Hist ? limits.div : 0;
   if (is_hist_kind(schema.value)) {
     if (entries.empty()) return "\n";
     sort_entries(schema, entries);
@@ -311,7 +344,7 @@ std::string format_map(const bytecode::MapSchema& schema, std::vector<MapEntry> 
       const std::vector<uint64_t> buckets = value_words(entry, words);
       out += entry_name(schema, entry, stacks) + ": \n";
       out += schema.value == MapValueKind::Hist
-                 ? format_hist(buckets)
+                 ? format_hist(buckets, hist_div)
                  : format_lhist(buckets, schema.lhist_min, schema.lhist_max, schema.lhist_step);
       out += "\n";
     }

@@ -52,7 +52,9 @@ struct MapEntry {
 
 /// The bucket lines of a hist (kHistBuckets counts) or lhist value, each ending with a newline;
 /// empty when every bucket is 0.
-[[nodiscard]] std::string format_hist(std::span<const uint64_t> buckets);
+/// `div` (print(@h, top, div)): counts shown divided by it, bars still drawn from the counts,
+/// as bpftrace 0.17 draws them.
+[[nodiscard]] std::string format_hist(std::span<const uint64_t> buckets, uint32_t div = 0);
 [[nodiscard]] std::string format_lhist(std::span<const uint64_t> buckets, int64_t min, int64_t max,
                                        int64_t step);
 
@@ -76,9 +78,18 @@ void sort_entries(const bytecode::MapSchema& schema, std::vector<MapEntry>& entr
 
 /// One map's text, ending with a newline. A count map without keys always has a value
 /// ("@name: 0" when never hit: bpftrace keeps such maps in a per-CPU array).
+/// With `limits` (print(@m, top, div)): only the `top` entries printed last (the largest), values
+/// divided by `div`, as bpftrace 0.17 does it: avg divides the average, hist the counts shown,
+/// lhist ignores div, stats ignores both.
 [[nodiscard]] std::string format_map(const bytecode::MapSchema& schema,
                                      std::vector<MapEntry> entries,
-                                     StackFormatter* stacks = nullptr);
+                                     StackFormatter* stacks = nullptr,
+                                     bytecode::PrintLimits limits = {});
+
+/// Sorts `entries` as format_map prints them, keeps the last `limits.top` (0: all) and divides
+/// one-word values and averages by `limits.div` (hist counts are left to the printer).
+void apply_print_limits(const bytecode::MapSchema& schema, std::vector<MapEntry>& entries,
+                        bytecode::PrintLimits limits);
 
 /// Orders a string-valued map's entries (packed key -> value) by key, as format_string_map does.
 void sort_string_entries(const bytecode::MapSchema& schema,

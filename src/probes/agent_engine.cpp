@@ -527,7 +527,8 @@ void AgentEngine::poll(runtime::ProbeRuntime& runtime) {
   // (BEGIN's updates); its clear() and zero() already reset the agent's tables, dprobe follows.
   const auto command = [](void* context, uint32_t map, uint32_t kind) {
     static_cast<Sink*>(context)->runtime->map_command(
-        map, kind, kind == static_cast<uint32_t>(bytecode::MapCommandKind::Print));
+        map, kind,
+        bytecode::map_command_kind(kind) == static_cast<uint32_t>(bytecode::MapCommandKind::Print));
   };
   share_maps(runtime);
   // A busy ring is drained again at once (after a yield) instead of after the caller's next

@@ -154,11 +154,12 @@ std::string ProbeRuntime::format_maps() const {
   return text;
 }
 
-std::string ProbeRuntime::format_map(uint32_t map, std::vector<output::MapEntry> entries) const {
+std::string ProbeRuntime::format_map(uint32_t map, std::vector<output::MapEntry> entries,
+                                     bytecode::PrintLimits limits) const {
   const bytecode::MapSchema& schema = script_.module.maps[map];
   return format_ == OutputFormat::Json
-             ? output::format_map_json(schema, std::move(entries), &stacks_)
-             : output::format_map(schema, std::move(entries), &stacks_);
+             ? output::format_map_json(schema, std::move(entries), &stacks_, limits)
+             : output::format_map(schema, std::move(entries), &stacks_, limits);
 }
 
 std::string ProbeRuntime::format_string_map(uint32_t map) const {
@@ -361,11 +362,18 @@ bool ProbeRuntime::merge_map_entry(uint32_t map, std::string_view key,
 
 void ProbeRuntime::map_command(uint32_t map, uint32_t command, bool include_external) {
   if (map >= script_.module.maps.size()) return;
-  switch (static_cast<bytecode::MapCommandKind>(command)) {
-  case bytecode::MapCommandKind::Print:
-    print_map_merged(map, external_ != nullptr ? external_->entries(map)
-                                               : std::vector<output::MapEntry>{});
+  switch (static_cast<bytecode::MapCommandKind>(bytecode::map_command_kind(command))) {
+  case bytecode::MapCommandKind::Print: {
+    const uint32_t index = bytecode::map_command_limits(command);
+    const bytecode::PrintLimits limits = index != 0 && index <= script_.module.print_limits.size()
+                                             ? script_.module.print_limits[index - 1]
+                                             : bytecode::PrintLimits{};
+    print_map_merged(map,
+                     external_ != nullptr ? external_->entries(map)
+                                          : std::vector<output::MapEntry>{},
+                     limits);
     return;
+  }
   case bytecode::MapCommandKind::Clear:
     maps_.clear(map);
     if (include_external && external_ != nullptr) external_->reset(map, false);
@@ -379,7 +387,8 @@ void ProbeRuntime::map_command(uint32_t map, uint32_t command, bool include_exte
   }
 }
 
-void ProbeRuntime::print_map_merged(uint32_t map, const std::vector<output::MapEntry>& extra) {
+void ProbeRuntime::print_map_merged(uint32_t map, const std::vector<output::MapEntry>& extra,
+                                    bytecode::PrintLimits limits) {
   if (map >= script_.module.maps.size()) return;
   const bytecode::MapSchema& schema = script_.module.maps[map];
   std::string text;
@@ -393,7 +402,7 @@ void ProbeRuntime::print_map_merged(uint32_t map, const std::vector<output::MapE
     for (const output::MapEntry& e : extra) {
       (void)merged.merge(0, e.key, whole_value(e));
     }
-    text = format_map(map, merged.entries(0));
+    text = format_map(map, merged.entries(0), limits);
   }
   flush();
   std::fwrite(text.data(), 1, text.size(), out_);

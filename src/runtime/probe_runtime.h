@@ -94,7 +94,7 @@ class ProbeRuntime {
   bool merge_map_entry(uint32_t map, std::string_view key, uint64_t value) {
     return merge_map_entry(map, key, std::span<const uint64_t>(&value, 1));
   }
-  /// print(@m), clear(@m), zero(@m) (a bytecode::MapCommandKind): print writes the map as
+  /// print(@m), clear(@m), zero(@m) (a bytecode::map_command_word): print writes the map as
   /// bpftrace's print() does, after any buffered printf output, merged with the external maps;
   /// clear and zero reset the runtime's own entries, and the external ones with
   /// `include_external` (the agent resets its own before it asks dprobe to follow).
@@ -104,7 +104,8 @@ class ProbeRuntime {
   void set_external_maps(ExternalMaps* maps) { external_ = maps; }
   /// print(@m) of the runtime's map merged with entries held elsewhere (the agent's tables),
   /// without changing either.
-  void print_map_merged(uint32_t map, const std::vector<output::MapEntry>& extra);
+  void print_map_merged(uint32_t map, const std::vector<output::MapEntry>& extra,
+                        bytecode::PrintLimits limits = {});
   void request_exit() { exit_requested_ = true; }
   /// Writes the buffered printf output and flushes the stream.
   void flush();
@@ -152,7 +153,8 @@ class ProbeRuntime {
   /// one (the agent's, while probes run), by the rule of the final merge.
   bool lookup_merged(uint32_t map, std::string_view key, uint64_t* value);
   /// One map as the output format shows it (text or JSON).
-  [[nodiscard]] std::string format_map(uint32_t map, std::vector<output::MapEntry> entries) const;
+  [[nodiscard]] std::string format_map(uint32_t map, std::vector<output::MapEntry> entries,
+                                       bytecode::PrintLimits limits = {}) const;
   [[nodiscard]] std::string format_string_map(uint32_t map) const;
 
   const lang::CompiledScript& script_;

@@ -61,8 +61,9 @@ void host_printf(void* ctx, uint32_t format_id, const uint8_t* args, uint32_t si
 /// two) go through the ring, so print shows the map when dprobe reads the record.
 void host_map_command(void* ctx, uint32_t map_id, uint32_t command) {
   auto* env = static_cast<HitEnv*>(ctx);
-  if (command != static_cast<uint32_t>(bytecode::MapCommandKind::Print)) {
-    map_reset(env->h, map_id, command == static_cast<uint32_t>(bytecode::MapCommandKind::Zero));
+  const uint32_t kind = bytecode::map_command_kind(command);
+  if (kind != static_cast<uint32_t>(bytecode::MapCommandKind::Print)) {
+    map_reset(env->h, map_id, kind == static_cast<uint32_t>(bytecode::MapCommandKind::Zero));
   }
   ring_emit_map_command(env->h, map_id, command);
 }

@@ -303,7 +303,17 @@ class ProgramBuilder {
                            : call.name == "clear" ? bytecode::MapCommandKind::Clear
                                                   : bytecode::MapCommandKind::Zero;
       const auto& map = static_cast<const ast::Map&>(*call.args[0]);
-      emit(Insn{Op::MapCommand, 0, 0, static_cast<uint8_t>(command), map_id(map), 0});
+      uint64_t limits = 0; // print(@m, top, div): 1 + the index of its limits
+      if (call.args.size() > 1) {
+        bytecode::PrintLimits l;
+        l.top = static_cast<uint32_t>(static_cast<const ast::Integer&>(*call.args[1]).value);
+        if (call.args.size() > 2) {
+          l.div = static_cast<uint32_t>(static_cast<const ast::Integer&>(*call.args[2]).value);
+        }
+        module_.print_limits.push_back(l);
+        limits = module_.print_limits.size();
+      }
+      emit(Insn{Op::MapCommand, 0, 0, static_cast<uint8_t>(command), map_id(map), limits});
     } else {
       gen_value(e);
     }

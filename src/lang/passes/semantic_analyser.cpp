@@ -1118,13 +1118,28 @@ class Analyser {
   }
 
   /// print(@m), clear(@m), zero(@m): one whole map.
+  /// print(@m) and print(@m, top[, div]): a whole map, not a value.
   static bool prints_whole_map(const ast::Call& call) {
-    return call.args.size() == 1 && call.args[0]->kind == ast::ExprKind::Map &&
+    return !call.args.empty() && call.args.size() <= 3 &&
+           call.args[0]->kind == ast::ExprKind::Map &&
            static_cast<const ast::Map&>(*call.args[0]).keys.empty();
   }
 
   void analyse_map_command(ast::Call& call) {
-    if (call.args.size() != 1 || call.args[0]->kind != ast::ExprKind::Map ||
+    if (call.name == "print" && prints_whole_map(call) && call.args.size() > 1) {
+      // print(@m, top[, div]): integer literals, as bpftrace takes them.
+      for (size_t i = 1; i < call.args.size(); ++i) {
+        const std::optional<int64_t> value = literal(*call.args[i]);
+        if (call.args[i]->kind != ast::ExprKind::Integer || !value || *value > INT32_MAX) {
+          if (!value) analyse_expr(*call.args[i]);
+          error(call.args[i]->location,
+                fmt::format("print()'s {} must be a non-negative integer literal",
+                            i == 1 ? "top" : "div"));
+          return;
+        }
+        call.args[i]->type = Type::integer(true);
+      }
+    } else if (call.args.size() != 1 || call.args[0]->kind != ast::ExprKind::Map ||
         !static_cast<ast::Map&>(*call.args[0]).keys.empty()) {
       error(call.location,
             fmt::format("{}() takes one whole map, e.g. {}(@m)", call.name, call.name));
