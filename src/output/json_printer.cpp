@@ -133,9 +133,7 @@ std::string json_key(const bytecode::MapSchema& schema, std::string_view packed,
     if (kind == FieldKind::Int) {
       out += fmt::format("{}", static_cast<int64_t>(bytecode::load_u64_le(field)));
     } else if (bytecode::is_stack_field(kind)) {
-      out += json_escape(stacks != nullptr
-                             ? stacks->stack_text(bytecode::load_u64_le(field), kind, 4)
-                             : std::string("\n"));
+      out += json_escape(stack_text_or_empty(stacks, bytecode::load_u64_le(field), kind, 4));
     } else {
       out += json_escape(std::string_view(reinterpret_cast<const char*>(field),
                                           bytecode::string_field_length(field)));

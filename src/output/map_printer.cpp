@@ -50,7 +50,7 @@ std::string format_key(std::span<const FieldKind> kinds, std::string_view packed
     if (kind == FieldKind::Int) {
       out += fmt::format("{}", static_cast<int64_t>(bytecode::load_u64_le(field)));
     } else if (bytecode::is_stack_field(kind)) {
-      out += stacks != nullptr ? stacks->stack_text(bytecode::load_u64_le(field), kind, 4) : "\n";
+      out += stack_text_or_empty(stacks, bytecode::load_u64_le(field), kind, 4);
     } else {
       out.append(reinterpret_cast<const char*>(field), bytecode::string_field_length(field));
     }
@@ -264,7 +264,7 @@ std::string format_lhist(std::span<const uint64_t> buckets, int64_t min, int64_t
 std::string format_value(const bytecode::MapSchema& schema, uint64_t value,
                          StackFormatter* stacks) {
   if (bytecode::is_stack_field(schema.value_field)) {
-    return stacks != nullptr ? stacks->stack_text(value, schema.value_field, 8) : "\n";
+    return stack_text_or_empty(stacks, value, schema.value_field, 8);
   }
   const int64_t shown = display_value(schema, value);
   if (signed_display(schema)) return fmt::format("{}", shown);

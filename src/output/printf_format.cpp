@@ -147,7 +147,7 @@ void append_segment(std::string& out, const FormatSegment& segment, FieldKind ki
     if (field != nullptr && kind == FieldKind::String) {
       value.assign(reinterpret_cast<const char*>(field), bytecode::string_field_length(field));
     } else if (field != nullptr && bytecode::is_stack_field(kind)) {
-      value = stacks != nullptr ? stacks->stack_text(bytecode::load_u64_le(field), kind, 8) : "\n";
+      value = stack_text_or_empty(stacks, bytecode::load_u64_le(field), kind, 8);
     }
     text += run_snprintf(c_format(c), value.c_str());
   } else if (c.argument_class() == ArgumentClass::Buffer) {

@@ -20,4 +20,10 @@ class StackFormatter {
                                                size_t indent) = 0;
 };
 
+/// `stacks`' text for stack `id`, or the empty stack ("\n") when there is no formatter.
+[[nodiscard]] inline std::string stack_text_or_empty(StackFormatter* stacks, uint64_t id,
+                                                     bytecode::FieldKind kind, size_t indent) {
+  return stacks != nullptr ? stacks->stack_text(id, kind, indent) : std::string("\n");
+}
+
 } // namespace dprobe::output
